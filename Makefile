@@ -1,0 +1,126 @@
+# BabyLM pipeline: each stepN target pins one reproducible experiment.
+# Targets depend on the files earlier steps write, so `make step2_2` runs step1
+# and step2_1 first when their outputs are missing, and redoes nothing done.
+#
+#   make demo                  whole chain on data/sample, tiny models (< 5 min on 2 CPU cores)
+#   make test                  the test suite (and ruff)
+#   make step2_2               tokenizer -> small GPT-2 -> its test, on $(DATA_DIR)
+#   make tensorboard           serve $(SAVE_DIR) in TensorBoard
+#
+# Any variable can be overridden: make step2_1 DATA_DIR=/data/babylm_data SAVE_DIR=runs
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+VENV_STAMP  := $(VENV)/.installed
+
+# ----------------------------------------------------------------------------- data and outputs
+DATA_DIR    ?= data/babylm_data
+TRAIN_SPLIT ?= babylm_10M
+SAVE_DIR    ?= save_dir
+EASY_FILES  ?= aochildes open_subtitles qed simple_wikipedia switchboard
+HARD_FILES  ?= bnc_spoken cbt children_stories gutenberg wikipedia
+
+# ----------------------------------------------------------------------------- hyper-parameters
+VOCAB       ?= 16000
+BLOCK       ?= 128
+SMALL       ?= --hidden_size 256 --num_layers 4 --num_heads 4
+LARGE       ?= --hidden_size 512 --num_layers 8 --num_heads 8
+TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+# Which loop trains which family (swap freely: both write the same layout).
+GPT_LOOP    ?= --torch_training
+BERT_LOOP   ?=
+EXTRA       ?=
+
+RUN    = $(PY) run.py
+COMMON = --data_dir $(DATA_DIR) --train_split $(TRAIN_SPLIT) --cache_dir $(SAVE_DIR)/cache --block_size $(BLOCK) $(EXTRA)
+TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
+TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
+
+.PHONY: all venv demo test lint tensorboard clean clean_demo step1
+all: step2_2
+
+# ----------------------------------------------------------------------------- set-up
+venv: $(VENV_STAMP)
+$(VENV_STAMP): requirements.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# ----------------------------------------------------------------------------- step1: tokenizers
+step1: $(TOK_CLM) $(TOK_MLM)
+$(SAVE_DIR)/step1/tokenizer_%/tokenizer.json: | $(VENV_STAMP)
+	$(RUN) tokenizer $(COMMON) --tokenizer_type $* --vocab_size $(VOCAB) --tokenizer_dir $(@D)
+
+# ----------------------------------------------------------------------------- step templates
+# $(call TRAIN_STEP,step,tokenizer.json,step to continue from or empty,options)
+define TRAIN_STEP
+.PHONY: $(1)
+$(1): $(SAVE_DIR)/$(1)/train_results.json
+$(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) | $(VENV_STAMP)
+	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) --overwrite_output_dir \
+		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $(4)
+endef
+
+# $(call TEST_STEP,step,training step whose best model it tests)
+define TEST_STEP
+.PHONY: $(1)
+$(1): $(SAVE_DIR)/$(1)/test_results.json
+$(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json | $(VENV_STAMP)
+	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D)
+endef
+
+# ----------------------------------------------------------------------------- the experiment
+# step2: small GPT-2 on all training files
+$(eval $(call TRAIN_STEP,step2_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_OPTS)))
+$(eval $(call TEST_STEP,step2_2,step2_1))
+# step3: GPT-2 curriculum: easier files, then harder files from 3_1's best model
+$(eval $(call TRAIN_STEP,step3_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_OPTS) --train_files $(EASY_FILES)))
+$(eval $(call TRAIN_STEP,step3_2,$(TOK_CLM),step3_1,$(GPT_LOOP) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
+$(eval $(call TEST_STEP,step3_3,step3_2))
+# step4: small BERT (masked LM)
+$(eval $(call TRAIN_STEP,step4_1,$(TOK_MLM),,$(BERT_LOOP) --model_type bert $(SMALL) $(TRAIN_OPTS)))
+$(eval $(call TEST_STEP,step4_2,step4_1))
+# step5: BERT curriculum
+$(eval $(call TRAIN_STEP,step5_1,$(TOK_MLM),,$(BERT_LOOP) --model_type bert $(SMALL) $(TRAIN_OPTS) --train_files $(EASY_FILES)))
+$(eval $(call TRAIN_STEP,step5_2,$(TOK_MLM),step5_1,$(BERT_LOOP) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
+$(eval $(call TEST_STEP,step5_3,step5_2))
+# step6: scaled-up GPT-2
+$(eval $(call TRAIN_STEP,step6_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(LARGE) $(TRAIN_OPTS)))
+$(eval $(call TEST_STEP,step6_2,step6_1))
+# step7: scaled-up GPT-2 with the curriculum
+$(eval $(call TRAIN_STEP,step7_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(LARGE) $(TRAIN_OPTS) --train_files $(EASY_FILES)))
+$(eval $(call TRAIN_STEP,step7_2,$(TOK_CLM),step7_1,$(GPT_LOOP) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
+$(eval $(call TEST_STEP,step7_3,step7_2))
+
+# ----------------------------------------------------------------------------- demo, tests, tools
+DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
+	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
+	TRAIN_OPTS="--num_train_epochs 2 --batch_size 16 --learning_rate 2e-3 --eval_steps 50 --logging_steps 10 --dropout 0.0"
+
+demo: $(VENV_STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)
+	@echo
+	@echo "Demo finished. Test results:"
+	@for f in save_demo/step*/test_results.json; do \
+		printf '  %-40s ' "$$f"; grep -E '"test_(loss|perplexity)"' $$f | tr -d '\n ' ; echo; done
+	@echo "Models: save_demo/step*_1/best_model  (step3_2: curriculum continuation)"
+	@echo "TensorBoard: make tensorboard SAVE_DIR=save_demo   (or .venv/bin/tensorboard --logdir save_demo)"
+
+test: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+
+tensorboard: $(VENV_STAMP)
+	$(VENV)/bin/tensorboard --logdir $(SAVE_DIR)
+
+clean_demo:
+	rm -rf save_demo
+
+clean: clean_demo
+	rm -rf $(SAVE_DIR) .pytest_cache

@@ -1,0 +1,120 @@
+"""The one argparse parser of the pipeline.
+
+Every hyper-parameter is defined here once, with its default; run.py dispatches
+on the action and both training loops read the same namespace."""
+
+from __future__ import annotations
+
+import argparse
+
+ACTIONS = ("tokenizer", "dataset", "train", "test")
+MODEL_TYPES = ("gpt2", "llama", "bert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for `python run.py ACTION [options]`."""
+    p = argparse.ArgumentParser(
+        prog="run.py",
+        description="BabyLM pipeline: train a tokenizer, build the packed dataset, "
+        "train a model with the custom PyTorch loop (--torch_training) or the HF Trainer, "
+        "or test a saved model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("action", choices=ACTIONS, help="what to do")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--data_dir", default="data/babylm_data",
+                   help="corpus root holding <train_split>/, babylm_dev/ and babylm_test/")
+    g.add_argument("--train_split", default="babylm_10M",
+                   help="folder of the training files under --data_dir (babylm_10M or babylm_100M)")
+    g.add_argument("--train_files", nargs="+", default=None, metavar="SOURCE",
+                   help="training sources by name, e.g. aochildes switchboard (default: every file present)")
+    g.add_argument("--validation_files", nargs="+", default=None, metavar="SOURCE",
+                   help="validation sources from babylm_dev/ (default: every file present)")
+    g.add_argument("--test_files", nargs="+", default=None, metavar="SOURCE",
+                   help="test sources from babylm_test/ (default: every file present)")
+    g.add_argument("--cache_dir", default="cache", help="where packed datasets are cached")
+    g.add_argument("--block_size", type=int, default=128, help="tokens per training block")
+    g.add_argument("--num_proc", type=int, default=1, help="processes for tokenizing the corpus")
+
+    g = p.add_argument_group("tokenizer")
+    g.add_argument("--tokenizer_dir", default=None,
+                   help="tokenizer folder: written by the tokenizer action, read by the others")
+    g.add_argument("--tokenizer_type", choices=("clm", "mlm"), default="clm",
+                   help="clm: byte-level BPE for GPT-2/Llama; mlm: byte-level BPE with "
+                   "<s> </s> <pad> <unk> <mask> for BERT")
+    g.add_argument("--vocab_size", type=int, default=16000, help="tokenizer vocabulary size")
+    g.add_argument("--min_frequency", type=int, default=2, help="minimum pair frequency for a BPE merge")
+    g.add_argument("--model_max_length", type=int, default=512, help="the tokenizer's max length")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model_type", choices=MODEL_TYPES, default="gpt2",
+                   help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM)")
+    g.add_argument("--init_model", default=None,
+                   help="continue training from this saved model folder instead of a fresh model")
+    g.add_argument("--hidden_size", type=int, default=256)
+    g.add_argument("--num_layers", type=int, default=4)
+    g.add_argument("--num_heads", type=int, default=4)
+    g.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default: 4 x hidden_size)")
+    g.add_argument("--max_position_embeddings", type=int, default=512,
+                   help="positions the model supports (must be >= --block_size)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout on attention, residual and embeddings")
+    g.add_argument("--attn_implementation", choices=("eager", "sdpa"), default="eager",
+                   help="attention kernel (eager measured faster than sdpa on CPU)")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--torch_training", action="store_true",
+                   help="train with the custom PyTorch loop instead of the Hugging Face Trainer")
+    g.add_argument("--output_dir", default=None, help="run folder for train and test results")
+    g.add_argument("--overwrite_output_dir", action="store_true",
+                   help="train even if --output_dir already holds a finished run")
+    g.add_argument("--model_dir", default=None, help="saved model to test (test action)")
+    g.add_argument("--num_train_epochs", type=float, default=1.0)
+    g.add_argument("--max_steps", type=int, default=-1, help="optimizer steps; overrides epochs when > 0")
+    g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
+    g.add_argument("--eval_batch_size", type=int, default=64)
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    g.add_argument("--learning_rate", type=float, default=5e-4, help="peak learning rate")
+    g.add_argument("--warmup_ratio", type=float, default=0.05,
+                   help="share of the optimizer steps spent in linear warm-up before cosine decay to 0")
+    g.add_argument("--weight_decay", type=float, default=0.1, help="AdamW decay (not applied to biases or norms)")
+    g.add_argument("--adam_beta1", type=float, default=0.9)
+    g.add_argument("--adam_beta2", type=float, default=0.98)
+    g.add_argument("--adam_epsilon", type=float, default=1e-8)
+    g.add_argument("--grad_norm_clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    g.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU and CUDA)")
+    g.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for MLM")
+    g.add_argument("--eval_steps", type=int, default=500, help="validate every N optimizer steps (and at epoch end)")
+    g.add_argument("--logging_steps", type=int, default=50, help="log training metrics every N optimizer steps")
+    g.add_argument("--early_stopping_patience", type=int, default=0,
+                   help="stop after N validations without a new best loss (0: never)")
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line and check the options that depend on each other."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.action != "tokenizer" and args.tokenizer_dir is None and args.action != "test":
+        parser.error(f"the {args.action} action needs --tokenizer_dir (the folder step1 wrote)")
+    if args.action in ("train", "test") and args.output_dir is None:
+        parser.error(f"the {args.action} action needs --output_dir (the run folder)")
+    if args.action == "tokenizer" and args.tokenizer_dir is None:
+        parser.error("the tokenizer action needs --tokenizer_dir (where to save the tokenizer)")
+    if args.action == "test" and args.model_dir is None:
+        parser.error("the test action needs --model_dir (a saved model folder, e.g. save_dir/step2_1/best_model)")
+    for name in ("block_size", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                 "eval_steps", "logging_steps", "vocab_size", "num_proc"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0.0 < args.mlm_probability < 1.0:
+        parser.error(f"--mlm_probability must be between 0 and 1, got {args.mlm_probability}")
+    if args.block_size > args.max_position_embeddings and args.init_model is None:
+        parser.error(f"--block_size {args.block_size} exceeds --max_position_embeddings "
+                     f"{args.max_position_embeddings}: raise the latter or lower the former")
+    if args.hidden_size % args.num_heads:
+        parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
+    return args

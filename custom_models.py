@@ -1,0 +1,101 @@
+"""Build GPT-2, Llama and BERT models from the size options, or load a saved one.
+
+Configs are built locally (never fetched) with the vocabulary size and special
+token ids of the project's own tokenizer. Every model is a stock transformers
+architecture, so a saved folder loads through AutoModelForCausalLM /
+AutoModelForMaskedLM / AutoModelForSequenceClassification with no custom code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    BertConfig,
+    GPT2Config,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from utils import UserError
+
+CAUSAL_TYPES = ("gpt2", "llama")
+MASKED_TYPES = ("bert",)
+
+
+def is_causal(model_type: str) -> bool:
+    """True for causal LMs (gpt2, llama), False for masked LMs (bert)."""
+    return model_type in CAUSAL_TYPES
+
+
+def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
+    """A fresh config for `args.model_type` sized by the options, ids from `tokenizer`."""
+    inner = args.intermediate_size or 4 * args.hidden_size
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    if args.model_type == "gpt2":
+        return GPT2Config(
+            vocab_size=len(tokenizer), n_positions=args.max_position_embeddings, n_embd=args.hidden_size,
+            n_layer=args.num_layers, n_head=args.num_heads, n_inner=inner,
+            resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout, **ids,
+        )
+    if args.model_type == "llama":
+        return LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=args.hidden_size, intermediate_size=inner,
+            num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads,
+            max_position_embeddings=args.max_position_embeddings, attention_dropout=args.dropout,
+            tie_word_embeddings=True, **ids,
+        )
+    if args.model_type == "bert":
+        if tokenizer.mask_token_id is None:
+            raise UserError("--model_type bert needs a tokenizer with a mask token: "
+                            "train it with --tokenizer_type mlm")
+        return BertConfig(
+            vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
+            num_attention_heads=args.num_heads, intermediate_size=inner,
+            hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
+            max_position_embeddings=args.max_position_embeddings, **ids,
+        )
+    raise UserError(f"unknown --model_type {args.model_type}")
+
+
+def saved_model_type(folder: str | Path) -> str:
+    """The `model_type` recorded in a saved model folder's config.json."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        raise UserError(f"'{folder}' is not a saved model folder (no config.json): "
+                        "pass the best_model folder a training step wrote")
+    return json.loads(config.read_text())["model_type"]
+
+
+def load_model(folder: str | Path, attn_implementation: str = "eager") -> PreTrainedModel:
+    """Load a saved causal or masked LM through the Auto classes."""
+    model_type = saved_model_type(folder)
+    auto = AutoModelForCausalLM if is_causal(model_type) else AutoModelForMaskedLM
+    return auto.from_pretrained(folder, attn_implementation=attn_implementation)
+
+
+def build_model(args: argparse.Namespace, tokenizer) -> PreTrainedModel:
+    """A fresh model from the size options, or the saved `--init_model` to continue training."""
+    if args.init_model:
+        model = load_model(args.init_model, args.attn_implementation)
+        if model.config.vocab_size != len(tokenizer):
+            raise UserError(f"--init_model {args.init_model} has a vocabulary of {model.config.vocab_size} "
+                            f"but --tokenizer_dir {args.tokenizer_dir} has {len(tokenizer)}: "
+                            "continue with the tokenizer the model was trained with")
+        if model.config.max_position_embeddings < args.block_size:
+            raise UserError(f"--block_size {args.block_size} exceeds the positions of --init_model "
+                            f"({model.config.max_position_embeddings})")
+        return model
+    config = build_config(args, tokenizer)
+    auto = AutoModelForCausalLM if is_causal(args.model_type) else AutoModelForMaskedLM
+    return auto.from_config(config, attn_implementation=args.attn_implementation)
+
+
+def count_parameters(model: PreTrainedModel) -> int:
+    """Number of distinct parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,104 @@
+"""Language-model evaluation: loss and perplexity on a packed split.
+
+`evaluate_lm` is the single definition of validation/test loss, used by both
+training loops and by the test step, so the numbers are comparable everywhere:
+the mean negative log-likelihood per predicted token (token-weighted over the
+whole split, not a mean of batch means). For MLM the masked positions come from
+a fixed seed (see BlockDataset), so every run scores the same masks."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from transformers import AutoTokenizer, PreTrainedModel
+
+from custom_models import is_causal, load_model
+from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_blocks, resolve_files
+from utils import RunLogger, get_device, write_json_atomic
+
+EVAL_MASK_SEED = 1234  # fixed masking of MLM validation/test blocks
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CPU or CUDA when enabled, else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: int,
+                device: torch.device, bf16: bool = False) -> dict[str, float]:
+    """Token-weighted mean loss and perplexity of `model` on `dataset`."""
+    was_training = model.training
+    model.eval()
+    causal = is_causal(model.config.model_type)
+    total_nll, total_tokens = 0.0, 0
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device, bf16):
+            logits = model(input_ids=batch["input_ids"]).logits
+        labels = batch["labels"]
+        if causal:  # position t predicts token t+1
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
+                              ignore_index=-100, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += int((labels != -100).sum())
+    model.train(was_training)
+    loss = total_nll / max(total_tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens}
+
+
+def eval_dataset(blocks, tokenizer, causal: bool, mlm_probability: float) -> BlockDataset:
+    """A validation/test dataset: plain blocks for causal LMs, fixed masks for MLMs."""
+    if causal:
+        return BlockDataset(blocks)
+    return BlockDataset(blocks, tokenizer, mlm_probability, fixed_mask_seed=EVAL_MASK_SEED)
+
+
+def eval_collator(tokenizer, causal: bool):
+    """The collator matching `eval_dataset`."""
+    return CLMCollator() if causal else MLMCollator(tokenizer)
+
+
+def run_test(args: argparse.Namespace) -> dict:
+    """The test action: loss and perplexity of `--model_dir` on the test files,
+    written to `<output_dir>/test_results.json` and TensorBoard."""
+    out = Path(args.output_dir)
+    model_dir = Path(args.model_dir)
+    model = load_model(model_dir, args.attn_implementation)  # checks the folder first
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    logger = RunLogger(out)
+    try:
+        device = get_device(args.device)
+        causal = is_causal(model.config.model_type)
+        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, logger)
+        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger)
+        model.to(device)
+        metrics = evaluate_lm(model, eval_dataset(blocks, tokenizer, causal, args.mlm_probability),
+                              eval_collator(tokenizer, causal), args.eval_batch_size, device, args.bf16)
+        results = {
+            "model_dir": str(model_dir),
+            "test_files": [str(p) for p in files],
+            "test_loss": metrics["loss"],
+            "test_perplexity": metrics["perplexity"],
+            "scored_tokens": metrics["tokens"],
+            "block_size": args.block_size,
+            "objective": "causal LM" if causal
+            else f"masked LM ({args.mlm_probability:.0%} masked, seed {EVAL_MASK_SEED})",
+        }
+        logger.metrics(0, {"test/loss": metrics["loss"], "test/perplexity": metrics["perplexity"]})
+        write_json_atomic(out / "test_results.json", results)
+        logger.info(f"test loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f} "
+                    f"on {metrics['tokens']} tokens -> {out / 'test_results.json'}")
+        return results
+    finally:
+        logger.close()
+

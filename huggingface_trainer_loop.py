@@ -1,0 +1,132 @@
+"""The same training through `transformers.Trainer` (the default loop).
+
+Equivalence with the custom loop is by construction, not by copied settings:
+the optimizer, its parameter groups and the warm-up/cosine schedule are built by
+training_setup.py and handed to the Trainer; validation uses the same
+`evaluate_lm`; the best model, early stopping, TensorBoard tags and
+train_results.json go through the same helpers. The Trainer drives the steps,
+gradient accumulation, clipping (`max_grad_norm`) and bf16 autocast."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from evaluation import evaluate_lm
+from training_setup import (
+    BestTracker,
+    TrainingSetup,
+    finish_run,
+    log_eval,
+    make_optimizer,
+    make_scheduler,
+    prepare_training,
+)
+
+
+class _SharedEvalTrainer(Trainer):
+    """A Trainer whose validation is the pipeline's `evaluate_lm` (token-weighted
+    loss, fixed MLM masks), so both loops report the same number."""
+
+    def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.setup = setup
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        s = self.setup
+        metrics = evaluate_lm(self.model, s.eval_dataset, s.eval_collator, s.args.eval_batch_size,
+                              s.device, s.args.bf16)
+        out = {f"{metric_key_prefix}_loss": metrics["loss"], f"{metric_key_prefix}_perplexity": metrics["perplexity"]}
+        self.log(out)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, out)
+        return out
+
+
+class _PipelineCallback(TrainerCallback):
+    """Routes the Trainer's events into the pipeline's logger and best-model tracker."""
+
+    def __init__(self, setup: TrainingSetup, tracker: BestTracker) -> None:
+        self.setup = setup
+        self.tracker = tracker
+        self.last_time = time.time()
+        self.last_step = 0
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # Validate at each epoch end, as the custom loop does, unless this step
+        # was just validated (the Trainer also validates at its last step).
+        if self.tracker.last_eval_step != state.global_step:
+            control.should_evaluate = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        now = time.time()
+        tokens = (state.global_step - self.last_step) * self.setup.tokens_per_step
+        self.setup.logger.metrics(state.global_step, {
+            "train/loss": logs["loss"],
+            "train/lr": logs.get("learning_rate", 0.0),
+            "train/grad_norm": logs.get("grad_norm", 0.0),
+            "train/tokens_per_second": tokens / max(now - self.last_time, 1e-9),
+            "train/epoch": logs.get("epoch", 0.0),
+        })
+        self.last_time, self.last_step = now, state.global_step
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        step = state.global_step
+        log_eval(self.setup, step, {"loss": metrics["eval_loss"], "perplexity": metrics["eval_perplexity"]})
+        if self.tracker.update(step, metrics["eval_loss"]):
+            control.should_training_stop = True
+        self.last_time = time.time()  # do not count validation time in tokens/s
+        return control
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train with the Hugging Face Trainer; returns the contents of train_results.json."""
+    setup = prepare_training(args)
+    try:
+        return _train(setup)
+    finally:
+        setup.logger.close()
+
+
+def _train(setup: TrainingSetup) -> dict:
+    args = setup.args
+    optimizer = make_optimizer(setup.model, args)
+    scheduler = make_scheduler(optimizer, setup)
+    tracker = BestTracker(setup)
+    training_args = TrainingArguments(
+        output_dir=str(setup.run_dir / "hf_trainer"),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_steps=setup.total_steps,  # the same step count as the custom loop
+        max_grad_norm=args.grad_norm_clip,  # 0 turns clipping off, as in the custom loop
+        bf16=args.bf16,
+        eval_strategy="steps",
+        eval_steps=args.eval_steps,
+        logging_strategy="steps",
+        logging_steps=args.logging_steps,
+        save_strategy="no",  # the best model is saved by the shared tracker
+        report_to="none",  # TensorBoard goes through the shared logger
+        seed=args.seed,
+        data_seed=args.seed,
+        use_cpu=setup.device.type == "cpu",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    trainer = _SharedEvalTrainer(
+        model=setup.model,
+        args=training_args,
+        data_collator=setup.train_collator,
+        train_dataset=setup.train_dataset,
+        eval_dataset=setup.eval_dataset,
+        optimizers=(optimizer, scheduler),
+        callbacks=[_PipelineCallback(setup, tracker)],
+        setup=setup,
+    )
+    started = time.time()
+    trainer.train()  # validates at its last step too (eval_strategy="steps")
+    return finish_run(setup, tracker, trainer.state.global_step, started, loop="huggingface")

@@ -1,0 +1,237 @@
+"""Corpus files -> tokenized, packed blocks (cached on disk) -> batches.
+
+Pipeline: pick the files of a split by source name, drop empty lines, tokenize
+with `datasets` (batched map, `num_proc` processes), end every line with the EOS
+token, concatenate everything and cut it into blocks of `block_size` tokens.
+Only the final remainder (< block_size tokens of the whole split) is dropped.
+
+The packed blocks are cached under `cache_dir/<split>-<key>/` where the key
+hashes the files' contents, the tokenizer and the block size, so the second run
+with the same inputs loads the blocks instead of tokenizing again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from datasets import Dataset as HFDataset
+from torch.utils.data import Dataset
+
+from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
+
+SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
+           "open_subtitles", "qed", "simple_wikipedia", "switchboard", "wikipedia")
+# split name -> (folder under data_dir, file extension); the train folder is an option.
+SPLIT_EXT = {"train": ".train", "validation": ".dev", "test": ".test"}
+SPLIT_DIR = {"validation": "babylm_dev", "test": "babylm_test"}
+CACHE_VERSION = 1  # bump when the packing format changes, to invalidate old caches
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- selecting files
+
+
+def resolve_files(data_dir: str | Path, split: str, names: list[str] | None,
+                  train_split: str = "babylm_10M", logger=log) -> list[Path]:
+    """The files of `split` ('train', 'validation', 'test') for the sources in `names`.
+
+    `names=None` means every file of the split present. A named source whose file
+    is missing is skipped with a warning; if none of the named files exists it is
+    an error."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"corpus folder '{data_dir}' not found: download the BabyLM corpus into it "
+                        "(see README, 'Using the real corpus') or pass DATA_DIR=data/sample to make "
+                        "(--data_dir data/sample to run.py)")
+    folder = data_dir / (train_split if split == "train" else SPLIT_DIR[split])
+    ext = SPLIT_EXT[split]
+    if not folder.is_dir():
+        raise UserError(f"'{folder}' not found: --data_dir must hold {train_split}/, babylm_dev/ and "
+                        "babylm_test/ as in the BabyLM release")
+    if names is None:
+        files = sorted(folder.glob(f"*{ext}"))
+        if not files:
+            raise UserError(f"no *{ext} files in '{folder}'")
+        return files
+    files = []
+    for name in names:
+        path = folder / f"{name}{ext}"
+        if path.is_file():
+            files.append(path)
+        else:
+            logger.warning(f"{split} source '{name}' has no file {path}: skipped")
+    if not files:
+        raise UserError(f"none of the {split} sources {' '.join(names)} exists in '{folder}': "
+                        f"pick from {' '.join(p.stem for p in sorted(folder.glob('*' + ext)))}")
+    return files
+
+
+def read_lines(files: list[Path]) -> list[str]:
+    """All non-empty lines of the files, stripped, in file order."""
+    lines = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            lines.extend(s for s in (line.strip() for line in f) if s)
+    return lines
+
+
+# --------------------------------------------------------------------------- tokenize + pack
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_key(files: list[Path], tokenizer, block_size: int) -> str:
+    """Hash of everything the packed blocks depend on: file contents, tokenizer, block size."""
+    h = hashlib.sha256()
+    h.update(f"v{CACHE_VERSION} block={block_size}\n".encode())
+    for path in files:
+        h.update(f"{path.name} {_file_digest(path)}\n".encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(json.dumps(sorted(map(str, tokenizer.all_special_tokens))).encode())
+    return h.hexdigest()[:20]
+
+
+def tokenize_and_pack(lines: list[str], tokenizer, block_size: int, num_proc: int = 1) -> tuple[np.ndarray, int]:
+    """Tokenize `lines`, end each with EOS, concatenate and cut into blocks.
+
+    Returns (blocks [n_blocks, block_size] int32, tokens dropped at the end)."""
+    eos = tokenizer.eos_token_id
+
+    def encode(batch: dict) -> dict:
+        ids = tokenizer(batch["text"], add_special_tokens=True)["input_ids"]
+        # An MLM tokenizer's template already ends each text with </s> (= eos);
+        # a causal one adds nothing, so the separator is appended here.
+        return {"input_ids": [x if x and x[-1] == eos else x + [eos] for x in ids]}
+
+    ds = HFDataset.from_dict({"text": lines})
+    ds = ds.map(encode, batched=True, num_proc=num_proc if num_proc > 1 else None,
+                remove_columns=["text"], desc="tokenizing")
+    flat = pc.list_flatten(ds.data.column("input_ids")).to_numpy().astype(np.int32)
+    n_blocks = len(flat) // block_size
+    blocks = flat[: n_blocks * block_size].reshape(n_blocks, block_size)
+    return blocks, len(flat) - n_blocks * block_size
+
+
+def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | Path, split: str,
+                num_proc: int = 1, logger=log) -> tuple[np.ndarray, dict]:
+    """Packed blocks of `files`, from the cache when present, else built and cached.
+
+    Returns (blocks, meta) where meta records files, line/word/token counts."""
+    key = cache_key(files, tokenizer, block_size)
+    folder = Path(cache_dir) / f"{split}-{key}"
+    if (folder / "meta.json").is_file():
+        meta = json.loads((folder / "meta.json").read_text())
+        logger.info(f"{split}: used cached dataset {folder} ({meta['blocks']} blocks of {block_size})")
+        return np.load(folder / "blocks.npy", mmap_mode="r"), meta
+
+    lines = read_lines(files)
+    if not lines:
+        raise UserError(f"the {split} files {' '.join(map(str, files))} contain no text")
+    blocks, dropped = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
+    if len(blocks) == 0:
+        raise UserError(f"the {split} files hold fewer than --block_size {block_size} tokens: "
+                        "use a smaller --block_size or more files")
+    meta = {
+        "split": split,
+        "files": [str(p) for p in files],
+        "lines": len(lines),
+        "words": sum(len(line.split()) for line in lines),
+        "tokens": int(blocks.size + dropped),
+        "blocks": int(len(blocks)),
+        "block_size": block_size,
+        "dropped_tokens": int(dropped),
+    }
+    # Written under a temporary name and renamed: a killed build leaves no cache entry.
+    tmp = temp_dir_beside(folder)
+    np.save(tmp / "blocks.npy", blocks)
+    write_json_atomic(tmp / "meta.json", meta)
+    replace_dir(tmp, folder)
+    logger.info(f"{split}: tokenized {meta['lines']} lines ({meta['words']} words, {meta['tokens']} tokens) "
+                f"into {meta['blocks']} blocks of {block_size}; dropped the last {dropped} tokens; cached in {folder}")
+    return np.load(folder / "blocks.npy", mmap_mode="r"), meta
+
+
+# --------------------------------------------------------------------------- datasets and collators
+
+
+def mask_tokens(input_ids: torch.Tensor, tokenizer, probability: float,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: choose `probability` of the non-special tokens; of those, 80%
+    become <mask>, 10% a random token, 10% stay. Labels are -100 elsewhere."""
+    input_ids = input_ids.clone()
+    labels = input_ids.clone()
+    special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids))
+    probs = torch.full(input_ids.shape, probability)
+    probs[special] = 0.0
+    masked = torch.bernoulli(probs, generator=generator).bool()
+    labels[~masked] = -100
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & masked
+    input_ids[to_mask] = tokenizer.mask_token_id
+    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=generator).bool() & masked & ~to_mask
+    random_ids = torch.randint(len(tokenizer), input_ids.shape, generator=generator)
+    input_ids[to_random] = random_ids[to_random]
+    return input_ids, labels
+
+
+class BlockDataset(Dataset):
+    """Packed blocks as {'input_ids'}. With `fixed_mask_seed` set (MLM evaluation),
+    each block also gets 'labels' from a masking that depends only on the seed and
+    the block's index, so validation and test losses are comparable across runs,
+    batch sizes and training loops."""
+
+    def __init__(self, blocks: np.ndarray, tokenizer=None, mlm_probability: float = 0.15,
+                 fixed_mask_seed: int | None = None) -> None:
+        self.blocks = blocks
+        self.tokenizer = tokenizer
+        self.mlm_probability = mlm_probability
+        self.fixed_mask_seed = fixed_mask_seed
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(np.asarray(self.blocks[i], dtype=np.int64))
+        if self.fixed_mask_seed is None:
+            return {"input_ids": ids}
+        g = torch.Generator().manual_seed(self.fixed_mask_seed * 1_000_003 + i)
+        ids, labels = mask_tokens(ids, self.tokenizer, self.mlm_probability, g)
+        return {"input_ids": ids, "labels": labels}
+
+
+class CLMCollator:
+    """Stack blocks; labels are the inputs (the model shifts them)."""
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        ids = torch.stack([e["input_ids"] for e in examples])
+        return {"input_ids": ids, "labels": ids.clone()}
+
+
+class MLMCollator:
+    """Stack blocks and mask them freshly each time (training); blocks that
+    already carry labels (fixed-mask evaluation) are only stacked."""
+
+    def __init__(self, tokenizer, mlm_probability: float = 0.15, generator: torch.Generator | None = None) -> None:
+        if tokenizer.mask_token_id is None:
+            raise UserError("masked LM needs a tokenizer with a mask token: train it with --tokenizer_type mlm")
+        self.tokenizer = tokenizer
+        self.mlm_probability = mlm_probability
+        self.generator = generator
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        ids = torch.stack([e["input_ids"] for e in examples])
+        if "labels" in examples[0]:
+            return {"input_ids": ids, "labels": torch.stack([e["labels"] for e in examples])}
+        ids, labels = mask_tokens(ids, self.tokenizer, self.mlm_probability, self.generator)
+        return {"input_ids": ids, "labels": labels}

@@ -1,0 +1,82 @@
+"""Command-line front end: `python run.py ACTION [options]`.
+
+Actions: `tokenizer` (train one on the train files), `dataset` (tokenize, pack
+and cache the train/validation/test files), `train` (with the HF Trainer, or the
+custom loop with --torch_training; fresh or from --init_model), `test` (loss and
+perplexity of --model_dir on the test files). See `python run.py --help`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from argument_parser import parse_args
+from utils import UserError
+
+# Quiet third-party noise that is not about the user's run.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from the hub
+
+
+def run_tokenizer(args: argparse.Namespace) -> None:
+    """Train and save a tokenizer on the selected training files."""
+    from pretraining_dataset import resolve_files
+    from tokenizer import train_tokenizer
+
+    files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
+    tok = train_tokenizer(files, args.tokenizer_dir, args.tokenizer_type, args.vocab_size,
+                          args.min_frequency, args.model_max_length)
+    print(f"trained a {args.tokenizer_type} tokenizer ({len(tok)} tokens) on {len(files)} files "
+          f"-> {args.tokenizer_dir}")
+
+
+def run_dataset(args: argparse.Namespace) -> None:
+    """Tokenize, pack and cache every split (a later train or test step reuses the cache)."""
+    from pretraining_dataset import load_blocks, resolve_files
+    from training_setup import load_tokenizer
+    from utils import RunLogger
+
+    tokenizer = load_tokenizer(args.tokenizer_dir)
+    logger = RunLogger(None)
+    names = {"train": args.train_files, "validation": args.validation_files, "test": args.test_files}
+    for split, chosen in names.items():
+        files = resolve_files(args.data_dir, split, chosen, args.train_split, logger)
+        load_blocks(files, tokenizer, args.block_size, args.cache_dir, split, args.num_proc, logger)
+    logger.close()
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """Train with the loop --torch_training selects."""
+    if args.torch_training:
+        from pytorch_training_loop import train
+    else:
+        from huggingface_trainer_loop import train
+    train(args)
+
+
+def run_test(args: argparse.Namespace) -> None:
+    """Test a saved model on the test files."""
+    from evaluation import run_test as test
+
+    test(args)
+
+
+ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
+    args = parse_args(argv)
+    try:
+        ACTIONS[args.action](args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

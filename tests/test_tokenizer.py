@@ -1,0 +1,44 @@
+"""Tokenizer training: round trip, special tokens, offline loading."""
+
+from __future__ import annotations
+
+from transformers import AutoTokenizer
+
+TEXTS = ["the dog sees the ball .", "Where are   you going, Mister Brown?", "naïve café — “quoted” 123",
+         "= = = History = = ="]
+
+
+def test_clm_round_trip_and_specials(tok_dirs):
+    tok = AutoTokenizer.from_pretrained(tok_dirs["clm"])
+    assert len(tok) == 600
+    for text in TEXTS:
+        ids = tok(text)["input_ids"]
+        assert tok.decode(ids) == text  # byte-level BPE loses nothing, adds nothing
+    assert tok.bos_token == tok.eos_token == "<|endoftext|>"
+    assert tok.pad_token == "<pad>" and tok.pad_token_id != tok.eos_token_id
+    # Unseen characters fall back to bytes instead of <unk>.
+    assert tok.unk_token_id not in tok("汉字 ☃")["input_ids"]
+
+
+def test_mlm_specials_and_template(tok_dirs):
+    tok = AutoTokenizer.from_pretrained(tok_dirs["mlm"])
+    names = ["cls_token", "sep_token", "pad_token", "unk_token", "mask_token"]
+    ids = [getattr(tok, n + "_id") for n in names]
+    assert None not in ids and len(set(ids)) == 5
+    assert tok.bos_token_id == tok.cls_token_id and tok.eos_token_id == tok.sep_token_id
+    enc = tok("the dog", "a cat")
+    assert enc["input_ids"][0] == tok.cls_token_id and enc["input_ids"][-1] == tok.sep_token_id
+    assert enc["input_ids"].count(tok.sep_token_id) == 2
+    assert set(enc["token_type_ids"]) == {0, 1}
+    text = "the dog sees the ball ."
+    assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
+    # The mask token is one token, also right after a word.
+    masked = tok("the <mask> runs")["input_ids"]
+    assert masked.count(tok.mask_token_id) == 1
+
+
+def test_tokenizer_folder_is_complete(tok_dirs):
+    for folder in tok_dirs.values():
+        assert (folder / "tokenizer.json").is_file()
+        leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
+        assert leftovers == []  # the temporary folder was renamed into place

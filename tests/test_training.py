@@ -1,0 +1,134 @@
+"""Both training loops: loss drops, same output layout, best model reloads
+through the Auto classes with the same logits, continuing from a saved model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import SAMPLE
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+
+import huggingface_trainer_loop
+import pytorch_training_loop
+from custom_models import build_model
+from pretraining_dataset import resolve_files
+from tokenizer import train_tokenizer
+from training_setup import save_model_folder
+from utils import UserError
+
+TRAIN = ["--num_train_epochs", "1", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "20",
+         "--logging_steps", "5", "--warmup_ratio", "0.1"]
+LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
+
+
+def scalars(run_dir, tag):
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def run_layout(run_dir):
+    return sorted(p.name for p in run_dir.iterdir() if p.name not in ("hf_trainer",))
+
+
+@pytest.mark.parametrize(("loop", "model_type"), [("pytorch", "gpt2"), ("huggingface", "gpt2"),
+                                                  ("pytorch", "llama"), ("huggingface", "bert")])
+def test_loop_trains_and_saves_a_loadable_best_model(loop, model_type, make_args, tmp_path):
+    kind = "mlm" if model_type == "bert" else "clm"
+    out = tmp_path / "run"
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    # Masked LM learns from 15% of the tokens only: give it more epochs.
+    epochs = ["--num_train_epochs", "3"] if model_type == "bert" else []
+    args = make_args("train", *flag, "--model_type", model_type, "--output_dir", out, *TRAIN, *epochs, kind=kind)
+    results = LOOPS[loop](args)
+
+    # The loss clearly drops: from ln(vocab) for an untrained model to well below.
+    losses = scalars(out, "train/loss")
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert results["best_eval_loss"] < math.log(600) - 1.0
+    assert results["loop"] == loop and results["steps"] == results["planned_steps"]
+    for tag in ("train/lr", "train/grad_norm", "train/tokens_per_second", "eval/loss", "eval/perplexity"):
+        assert scalars(out, tag), tag
+    assert run_layout(out) == ["best_model", "log.txt", "tensorboard", "train_results.json"]
+    saved = json.loads((out / "best_model" / "run_args.json").read_text())
+    assert saved["model_type"] == model_type and saved["torch_training"] == (loop == "pytorch")
+
+    # External harnesses load the folder through the Auto classes, no custom code.
+    auto = AutoModelForMaskedLM if model_type == "bert" else AutoModelForCausalLM
+    model = auto.from_pretrained(out / "best_model").eval()
+    tok = AutoTokenizer.from_pretrained(out / "best_model")
+    assert model.config.vocab_size == len(tok)
+    assert model.config.pad_token_id == tok.pad_token_id and model.config.eos_token_id == tok.eos_token_id
+    clf = AutoModelForSequenceClassification.from_pretrained(out / "best_model", num_labels=2)
+    enc = tok(["the dog runs .", "a cat"], padding=True, return_tensors="pt")
+    assert clf(**enc).logits.shape == (2, 2)
+
+
+def test_saved_model_reloads_to_the_same_logits(make_args, tmp_path):
+    for model_type, kind, auto in (("gpt2", "clm", AutoModelForCausalLM), ("llama", "clm", AutoModelForCausalLM),
+                                   ("bert", "mlm", AutoModelForMaskedLM)):
+        args = make_args("train", "--model_type", model_type, "--output_dir", tmp_path, kind=kind)
+        tok = AutoTokenizer.from_pretrained(args.tokenizer_dir)
+        torch.manual_seed(0)
+        model = build_model(args, tok).eval()
+        folder = tmp_path / model_type
+        save_model_folder(model, tok, args, folder)
+        ids = tok(["the dog sees the ball ."], return_tensors="pt")["input_ids"]
+        reloaded = auto.from_pretrained(folder).eval()
+        with torch.no_grad():
+            assert torch.allclose(model(ids).logits, reloaded(ids).logits, atol=1e-6)
+
+
+def test_continue_from_saved_model(make_args, tmp_path):
+    first = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", *TRAIN,
+                      "--train_files", "aochildes", "switchboard", "qed")
+    a = pytorch_training_loop.train(first)
+    # Learning rate 0: the continued model must be exactly the saved one, so its
+    # validation loss equals the first run's best.
+    second = make_args("train", "--torch_training", "--output_dir", tmp_path / "b", *TRAIN,
+                       "--learning_rate", "0", "--max_steps", "3", "--train_files", "cbt",
+                       "--init_model", tmp_path / "a" / "best_model")
+    b = pytorch_training_loop.train(second)
+    assert b["best_eval_loss"] == pytest.approx(a["best_eval_loss"], abs=1e-5)
+    # ... and with a real learning rate it keeps learning from there.
+    third = make_args("train", "--torch_training", "--output_dir", tmp_path / "c", *TRAIN,
+                      "--init_model", tmp_path / "a" / "best_model")
+    c = pytorch_training_loop.train(third)
+    assert c["best_eval_loss"] < a["best_eval_loss"]
+
+
+def test_continue_with_another_tokenizer_is_refused(make_args, tmp_path, tok_dirs):
+    first = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", "--max_steps", "2")
+    pytorch_training_loop.train(first)
+    other = tmp_path / "tok_other"
+    train_tokenizer(resolve_files(SAMPLE, "train", ["qed"]), other, "clm", vocab_size=400)
+    bad = make_args("train", "--torch_training", "--output_dir", tmp_path / "b", "--max_steps", "2",
+                    "--tokenizer_dir", other, "--init_model", tmp_path / "a" / "best_model")
+    with pytest.raises(UserError, match="vocabulary of 600"):
+        pytorch_training_loop.train(bad)
+
+
+def test_finished_run_is_not_overwritten(make_args, tmp_path):
+    args = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", "--max_steps", "2")
+    pytorch_training_loop.train(args)
+    before = (tmp_path / "a" / "train_results.json").read_text()
+    with pytest.raises(UserError, match="--overwrite_output_dir"):
+        pytorch_training_loop.train(args)
+    assert (tmp_path / "a" / "train_results.json").read_text() == before
+
+
+def test_early_stopping(make_args, tmp_path):
+    # With learning rate 0 no validation improves on the first one.
+    args = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", "--learning_rate", "0",
+                     "--eval_steps", "2", "--max_steps", "40", "--early_stopping_patience", "2")
+    results = pytorch_training_loop.train(args)
+    assert results["steps"] == 6 and results["best_step"] == 2

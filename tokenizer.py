@@ -1,0 +1,87 @@
+"""Train a byte-level BPE tokenizer from scratch on the selected training files.
+
+Two flavours share the same BPE model and differ in their special tokens:
+- `clm` (GPT-2 / Llama): `<|endoftext|>` is bos, eos and unk, plus `<pad>` for
+  batching; nothing is added around a text (like GPT-2's tokenizer).
+- `mlm` (BERT): `<s>` (cls/bos), `</s>` (sep/eos), `<pad>`, `<unk>`, `<mask>`;
+  a text is wrapped as `<s> text </s>` (pairs: `<s> a </s> b </s>`, with
+  token type ids 0/1 as BERT's classification head expects).
+
+The result is a fast-tokenizer folder that `AutoTokenizer.from_pretrained`
+loads offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from utils import replace_dir, temp_dir_beside
+
+CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+               "unk_token": "<|endoftext|>", "pad_token": "<pad>"}
+MLM_SPECIAL = {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+               "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}
+
+
+def iter_lines(files: list[Path]) -> Iterator[str]:
+    """Yield the non-empty lines of the files, stripped."""
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    yield line
+
+
+def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", vocab_size: int = 16000,
+                    min_frequency: int = 2, model_max_length: int = 512) -> PreTrainedTokenizerFast:
+    """Train a `kind` ('clm' or 'mlm') tokenizer on `files` and save it to `out_dir`.
+
+    The folder is written under a temporary name and renamed into place, so an
+    interrupted run never leaves a half-written tokenizer."""
+    special_map = CLM_SPECIAL if kind == "clm" else MLM_SPECIAL
+    # Unique special tokens in a fixed order: they get the ids 0, 1, ...
+    specials = list(dict.fromkeys(special_map.values()))
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        # Start from all 256 bytes so no input is ever out of vocabulary.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=True,
+    )
+    tok.train_from_iterator(iter_lines(files), trainer=trainer)
+
+    if kind == "mlm":
+        bos, eos = special_map["cls_token"], special_map["sep_token"]
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}",
+            pair=f"{bos} $A {eos} $B:1 {eos}:1",
+            special_tokens=[(bos, tok.token_to_id(bos)), (eos, tok.token_to_id(eos))],
+        )
+    tokens = dict(special_map)
+    if kind == "mlm":
+        # RoBERTa-style: "<mask>" swallows the space before it, so "a <mask>" masks the word " b".
+        tokens["mask_token"] = AddedToken("<mask>", lstrip=True, rstrip=False, special=True)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+        # BERT's classification head uses token type ids for sentence pairs; GPT-2/Llama take none.
+        model_input_names=(["input_ids", "attention_mask"] if kind == "clm"
+                           else ["input_ids", "token_type_ids", "attention_mask"]),
+        **tokens,
+    )
+
+    out_dir = Path(out_dir)
+    tmp = temp_dir_beside(out_dir)
+    fast.save_pretrained(tmp)
+    replace_dir(tmp, out_dir)
+    return fast

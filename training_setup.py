@@ -1,0 +1,187 @@
+"""What both training loops share, so they cannot drift apart: the run folder,
+tokenizer, model, datasets and collators, the step count, AdamW with its
+parameter groups, the warm-up + cosine schedule, the best-model folder and the
+final results file. The loops differ only in who drives the steps."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_with_warmup
+from transformers.utils import logging as hf_logging
+
+from custom_models import build_model, count_parameters, is_causal, saved_model_type
+from evaluation import eval_collator, eval_dataset
+from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_blocks, resolve_files
+from utils import RunLogger, UserError, get_device, replace_dir, set_seed, temp_dir_beside, write_json_atomic
+
+RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
+BEST_MODEL_DIR = "best_model"
+
+
+@dataclass
+class TrainingSetup:
+    """Everything a training loop needs, built once from the argparse namespace."""
+
+    args: argparse.Namespace
+    run_dir: Path
+    logger: RunLogger
+    device: torch.device
+    tokenizer: object
+    model: PreTrainedModel
+    causal: bool
+    train_dataset: Dataset
+    eval_dataset: Dataset
+    train_collator: object
+    eval_collator: object
+    total_steps: int
+    warmup_steps: int
+    tokens_per_step: int
+    train_meta: dict
+
+
+def load_tokenizer(folder: str | Path):
+    """The project tokenizer saved by the tokenizer action."""
+    if not (Path(folder) / "tokenizer.json").is_file():
+        raise UserError(f"no tokenizer in '{folder}': run the tokenizer action (make step1) first "
+                        "or fix --tokenizer_dir")
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def count_steps(args: argparse.Namespace, n_blocks: int) -> int:
+    """Optimizer steps of the run: --max_steps if set, else epochs x steps per epoch."""
+    micro_batches = math.ceil(n_blocks / args.batch_size)
+    per_epoch = math.ceil(micro_batches / args.gradient_accumulation_steps)
+    return args.max_steps if args.max_steps > 0 else max(1, math.ceil(args.num_train_epochs * per_epoch))
+
+
+def prepare_training(args: argparse.Namespace) -> TrainingSetup:
+    """Check the inputs, then build the run folder, data, model and step counts.
+
+    All checks that can fail on bad input run before anything is written."""
+    run_dir = Path(args.output_dir)
+    if (run_dir / RESULTS_FILE).exists() and not args.overwrite_output_dir:
+        raise UserError(f"'{run_dir}' already holds a finished run ({RESULTS_FILE}): "
+                        "pass --overwrite_output_dir to train again, or pick another --output_dir")
+    tokenizer = load_tokenizer(args.tokenizer_dir)
+    model_type = saved_model_type(args.init_model) if args.init_model else args.model_type
+    causal = is_causal(model_type)
+    if not causal and tokenizer.mask_token_id is None:
+        raise UserError(f"{model_type} is a masked LM and needs a tokenizer with a mask token: "
+                        "train it with --tokenizer_type mlm")
+    train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
+    val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
+    device = get_device(args.device)
+
+    logger = RunLogger(run_dir)
+    set_seed(args.seed)
+    model = build_model(args, tokenizer).to(device)
+    train_blocks, train_meta = load_blocks(train_files, tokenizer, args.block_size, args.cache_dir, "train",
+                                           args.num_proc, logger)
+    val_blocks, _ = load_blocks(val_files, tokenizer, args.block_size, args.cache_dir, "validation",
+                                args.num_proc, logger)
+    total = count_steps(args, len(train_blocks))
+    setup = TrainingSetup(
+        args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,
+        train_dataset=BlockDataset(train_blocks),
+        eval_dataset=eval_dataset(val_blocks, tokenizer, causal, args.mlm_probability),
+        train_collator=CLMCollator() if causal else MLMCollator(tokenizer, args.mlm_probability),
+        eval_collator=eval_collator(tokenizer, causal),
+        total_steps=total, warmup_steps=round(args.warmup_ratio * total),
+        tokens_per_step=args.batch_size * args.gradient_accumulation_steps * args.block_size,
+        train_meta=train_meta,
+    )
+    start = f"from {args.init_model}" if args.init_model else "from scratch"
+    logger.info(f"{model_type} ({count_parameters(model) / 1e6:.2f}M parameters, {start}) on {device}; "
+                f"{len(train_blocks)} training blocks, {len(val_blocks)} validation blocks; "
+                f"{total} optimizer steps of {setup.tokens_per_step} tokens")
+    logger.hparams(vars(args))
+    return setup
+
+
+def make_optimizer(model: PreTrainedModel, args: argparse.Namespace) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: biases and norm weights (all the
+    1-D parameters) are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": args.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                             eps=args.adam_epsilon)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, setup: TrainingSetup):
+    """Linear warm-up to the peak LR, then cosine decay to 0 at the last step."""
+    return get_cosine_schedule_with_warmup(optimizer, setup.warmup_steps, setup.total_steps)
+
+
+def save_model_folder(model: PreTrainedModel, tokenizer, args: argparse.Namespace, folder: str | Path) -> None:
+    """Save model + tokenizer + the run's arguments as a standard transformers folder,
+    written beside the target and renamed into place (never half-written)."""
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every validation
+    tmp = temp_dir_beside(folder)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json_atomic(tmp / "run_args.json", vars(args))
+    replace_dir(tmp, Path(folder))
+
+
+class BestTracker:
+    """Keeps the best validation loss, saves the best model, counts patience."""
+
+    def __init__(self, setup: TrainingSetup) -> None:
+        self.setup = setup
+        self.best_loss = math.inf
+        self.best_step = -1
+        self.bad_evals = 0
+        self.last_eval_step = -1
+
+    def update(self, step: int, eval_loss: float) -> bool:
+        """Record a validation result; save the model if it is the best so far.
+        Returns True when early stopping says to stop."""
+        s = self.setup
+        self.last_eval_step = step
+        if eval_loss < self.best_loss:
+            self.best_loss, self.best_step, self.bad_evals = eval_loss, step, 0
+            save_model_folder(s.model, s.tokenizer, s.args, s.run_dir / BEST_MODEL_DIR)
+            s.logger.info(f"step {step}: new best validation loss {eval_loss:.4f}, saved {BEST_MODEL_DIR}/")
+            return False
+        self.bad_evals += 1
+        patience = s.args.early_stopping_patience
+        if patience and self.bad_evals >= patience:
+            s.logger.info(f"step {step}: no better validation loss in {patience} evaluations; stopping early")
+            return True
+        return False
+
+
+def log_eval(setup: TrainingSetup, step: int, metrics: dict[str, float]) -> None:
+    """Send validation metrics to TensorBoard and the log, under the same tags for both loops."""
+    setup.logger.metrics(step, {"eval/loss": metrics["loss"], "eval/perplexity": metrics["perplexity"]}, echo=True)
+
+
+def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, started: float, loop: str) -> dict:
+    """Write `train_results.json` (last, atomically: it marks the run finished)."""
+    results = {
+        "loop": loop,
+        "best_eval_loss": tracker.best_loss,
+        "best_eval_perplexity": math.exp(min(tracker.best_loss, 50.0)),
+        "best_step": tracker.best_step,
+        "steps": steps_done,
+        "planned_steps": setup.total_steps,
+        "tokens_seen": steps_done * setup.tokens_per_step,
+        "train_words": setup.train_meta["words"],
+        "train_files": setup.train_meta["files"],
+        "train_seconds": round(time.time() - started, 1),
+        "best_model": str(setup.run_dir / BEST_MODEL_DIR),
+    }
+    write_json_atomic(setup.run_dir / RESULTS_FILE, results)
+    setup.logger.info(f"done: best validation loss {tracker.best_loss:.4f} at step {tracker.best_step}; "
+                      f"model in {setup.run_dir / BEST_MODEL_DIR}; TensorBoard: {setup.run_dir / 'tensorboard'}")
+    return results
