@@ -26,7 +26,7 @@ VOCAB       ?= 16000
 BLOCK       ?= 128
 SMALL       ?= --hidden_size 256 --num_layers 4 --num_heads 4
 LARGE       ?= --hidden_size 512 --num_layers 8 --num_heads 8
-TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50 --bf16
 # Which loop trains which family (swap freely: both write the same layout).
 GPT_LOOP    ?= --torch_training
 BERT_LOOP   ?=

@@ -11,6 +11,15 @@ ACTIONS = ("tokenizer", "dataset", "train", "test")
 MODEL_TYPES = ("gpt2", "llama", "bert")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends '(default: X)' to every option, unless its help already says the default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for `python run.py ACTION [options]`."""
     p = argparse.ArgumentParser(
@@ -18,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="BabyLM pipeline: train a tokenizer, build the packed dataset, "
         "train a model with the custom PyTorch loop (--torch_training) or the HF Trainer, "
         "or test a saved model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("action", choices=ACTIONS, help="what to do")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -53,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM)")
     g.add_argument("--init_model", default=None,
                    help="continue training from this saved model folder instead of a fresh model")
-    g.add_argument("--hidden_size", type=int, default=256)
-    g.add_argument("--num_layers", type=int, default=4)
-    g.add_argument("--num_heads", type=int, default=4)
+    g.add_argument("--hidden_size", type=int, default=256, help="model width")
+    g.add_argument("--num_layers", type=int, default=4, help="transformer blocks")
+    g.add_argument("--num_heads", type=int, default=4, help="attention heads (must divide --hidden_size)")
     g.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default: 4 x hidden_size)")
     g.add_argument("--max_position_embeddings", type=int, default=512,
                    help="positions the model supports (must be >= --block_size)")
@@ -70,18 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite_output_dir", action="store_true",
                    help="train even if --output_dir already holds a finished run")
     g.add_argument("--model_dir", default=None, help="saved model to test (test action)")
-    g.add_argument("--num_train_epochs", type=float, default=1.0)
+    g.add_argument("--num_train_epochs", type=float, default=1.0, help="passes over the training blocks")
     g.add_argument("--max_steps", type=int, default=-1, help="optimizer steps; overrides epochs when > 0")
     g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
-    g.add_argument("--eval_batch_size", type=int, default=64)
-    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    g.add_argument("--eval_batch_size", type=int, default=64, help="blocks per validation/test batch")
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                   help="micro-batches per optimizer step")
     g.add_argument("--learning_rate", type=float, default=5e-4, help="peak learning rate")
     g.add_argument("--warmup_ratio", type=float, default=0.05,
                    help="share of the optimizer steps spent in linear warm-up before cosine decay to 0")
     g.add_argument("--weight_decay", type=float, default=0.1, help="AdamW decay (not applied to biases or norms)")
-    g.add_argument("--adam_beta1", type=float, default=0.9)
-    g.add_argument("--adam_beta2", type=float, default=0.98)
-    g.add_argument("--adam_epsilon", type=float, default=1e-8)
+    g.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1")
+    g.add_argument("--adam_beta2", type=float, default=0.98, help="AdamW beta2")
+    g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
     g.add_argument("--grad_norm_clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU and CUDA)")
     g.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for MLM")
@@ -89,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--logging_steps", type=int, default=50, help="log training metrics every N optimizer steps")
     g.add_argument("--early_stopping_patience", type=int, default=0,
                    help="stop after N validations without a new best loss (0: never)")
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=42, help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
     return p
 

@@ -129,4 +129,9 @@ def _train(setup: TrainingSetup) -> dict:
     )
     started = time.time()
     trainer.train()  # validates at its last step too (eval_strategy="steps")
+    # The Trainer creates its output folder even though it saves nothing there;
+    # remove it so both loops leave the same layout.
+    hf_dir = setup.run_dir / "hf_trainer"
+    if hf_dir.is_dir() and not any(hf_dir.iterdir()):
+        hf_dir.rmdir()
     return finish_run(setup, tracker, trainer.state.global_step, started, loop="huggingface")

@@ -19,10 +19,13 @@ from pretraining_dataset import load_blocks, resolve_files
 
 
 def test_help_documents_every_option_with_its_default():
-    text = build_parser().format_help()
-    for action in build_parser()._actions:
-        for flag in action.option_strings:
-            assert flag in text
+    parser = build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.dest in ("help", "action"):  # positional action: its choices are listed
+            continue
+        assert action.help, f"{action.dest} has no help"
+        assert "default:" in parser._get_formatter()._get_help_string(action), action.dest
     assert "--torch_training" in text and "(default: 128)" in text
 
 
@@ -44,6 +47,18 @@ def test_user_errors_exit_1(make_args, tmp_path, capsys):
     assert code == 1 and "no tokenizer" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: bad values are usage errors (exit 2)
         run.main(["train", "--tokenizer_dir", "x", "--output_dir", "y", "--block_size", "0"])
+
+
+def test_dataset_action_builds_every_split_once(tok_dirs, tmp_path):
+    argv = ["dataset", "--data_dir", str(SAMPLE), "--cache_dir", str(tmp_path), "--tokenizer_dir",
+            str(tok_dirs["clm"]), "--block_size", "32", "--train_files", "qed", "cbt"]
+    assert run.main(argv) == 0
+    entries = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
+    assert entries == ["test", "train", "validation"]
+    meta = json.loads(next(tmp_path.glob("train-*/meta.json")).read_text())
+    assert [p.split("/")[-1] for p in meta["files"]] == ["qed.train", "cbt.train"]
+    assert run.main(argv) == 0  # second time: all three from the cache
+    assert len(list(tmp_path.iterdir())) == 3
 
 
 def brute_force_loss(model, blocks, causal, dataset=None):

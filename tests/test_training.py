@@ -37,7 +37,7 @@ def scalars(run_dir, tag):
 
 
 def run_layout(run_dir):
-    return sorted(p.name for p in run_dir.iterdir() if p.name not in ("hf_trainer",))
+    return sorted(p.name for p in run_dir.iterdir())
 
 
 @pytest.mark.parametrize(("loop", "model_type"), [("pytorch", "gpt2"), ("huggingface", "gpt2"),
