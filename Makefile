@@ -18,6 +18,8 @@ VENV_STAMP  := $(VENV)/.installed
 DATA_DIR    ?= data/babylm_data
 TRAIN_SPLIT ?= babylm_10M
 SAVE_DIR    ?= save_dir
+BLIMP_DIR   ?= data/blimp
+GLUE_DIR    ?= data/glue
 EASY_FILES  ?= aochildes open_subtitles qed simple_wikipedia switchboard
 HARD_FILES  ?= bnc_spoken cbt children_stories gutenberg wikipedia
 
@@ -30,14 +32,17 @@ TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_
 # Which loop trains which family (swap freely: both write the same layout).
 GPT_LOOP    ?= --torch_training
 BERT_LOOP   ?=
+FINETUNE_OPTS ?=
 EXTRA       ?=
 
 RUN    = $(PY) run.py
 COMMON = --data_dir $(DATA_DIR) --train_split $(TRAIN_SPLIT) --cache_dir $(SAVE_DIR)/cache --block_size $(BLOCK) $(EXTRA)
+# Test steps also score BLiMP when BLIMP_DIR holds jsonl files.
+BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test lint tensorboard clean clean_demo step1
+.PHONY: all venv demo test lint tensorboard clean clean_demo step1 blimp finetune report
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -69,7 +74,7 @@ define TEST_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/test_results.json
 $(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json | $(VENV_STAMP)
-	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D)
+	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS)
 endef
 
 # ----------------------------------------------------------------------------- the experiment
@@ -95,18 +100,40 @@ $(eval $(call TRAIN_STEP,step7_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(LAR
 $(eval $(call TRAIN_STEP,step7_2,$(TOK_CLM),step7_1,$(GPT_LOOP) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
 $(eval $(call TEST_STEP,step7_3,step7_2))
 
+# ----------------------------------------------------------------------------- evaluation and report
+# make blimp STEP=step2_1 / make finetune STEP=step4_1: score one training step's best model
+# (training it first if needed); outputs in $(SAVE_DIR)/blimp_<step>/ and $(SAVE_DIR)/finetune_<step>/.
+need_step = @test -n "$(STEP)" || { echo "error: make $@ needs STEP=<training step>, e.g. make $@ STEP=step2_1"; exit 2; }
+
+blimp: $(VENV_STAMP)
+	$(need_step)
+	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
+	$(RUN) blimp --model_dir $(SAVE_DIR)/$(STEP)/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(SAVE_DIR)/blimp_$(STEP) $(EXTRA)
+
+finetune: $(VENV_STAMP)
+	$(need_step)
+	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
+	$(RUN) finetune --model_dir $(SAVE_DIR)/$(STEP)/best_model --glue_dir $(GLUE_DIR) --output_dir $(SAVE_DIR)/finetune_$(STEP) $(FINETUNE_OPTS) $(EXTRA)
+
+# Gathers every finished step into $(SAVE_DIR)/report.md (+ loss and BLiMP plots).
+report: $(VENV_STAMP)
+	$(RUN) report --save_dir $(SAVE_DIR)
+
 # ----------------------------------------------------------------------------- demo, tests, tools
 DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
+	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue FINETUNE_OPTS="--finetune_epochs 2" \
 	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
 	TRAIN_OPTS="--num_train_epochs 2 --batch_size 16 --learning_rate 2e-3 --eval_steps 50 --logging_steps 10 --dropout 0.0"
 
 demo: $(VENV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory finetune STEP=step4_1 $(DEMO_VARS)
+	$(MAKE) --no-print-directory report $(DEMO_VARS)
 	@echo
-	@echo "Demo finished. Test results:"
-	@for f in save_demo/step*/test_results.json; do \
-		printf '  %-40s ' "$$f"; grep -E '"test_(loss|perplexity)"' $$f | tr -d '\n ' ; echo; done
-	@echo "Models: save_demo/step*_1/best_model  (step3_2: curriculum continuation)"
+	@cat save_demo/report.md
+	@echo
+	@echo "Demo finished. Report: save_demo/report.md (+ loss_curves.png, blimp_fields.png)"
+	@echo "Models: save_demo/step*/best_model   Test, BLiMP, fine-tuning: save_demo/step*_{2,3}/, save_demo/finetune_step4_1/"
 	@echo "TensorBoard: make tensorboard SAVE_DIR=save_demo   (or .venv/bin/tensorboard --logdir save_demo)"
 
 test: $(VENV_STAMP)

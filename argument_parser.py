@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-ACTIONS = ("tokenizer", "dataset", "train", "test")
+ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report")
 MODEL_TYPES = ("gpt2", "llama", "bert")
 
 
@@ -101,6 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N validations without a new best loss (0: never)")
     g.add_argument("--seed", type=int, default=42, help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+
+    g = p.add_argument_group("BLiMP (blimp action; the test action too when --blimp_dir is given)")
+    g.add_argument("--blimp_dir", default=None,
+                   help="folder of BLiMP-format jsonl files, one per paradigm (default: none, no BLiMP)")
+    g.add_argument("--blimp_batch_size", type=int, default=64,
+                   help="sentences (causal) or masked copies (PLL) per forward pass")
+    g.add_argument("--pll_variant", choices=("within_word_l2r", "token"), default="within_word_l2r",
+                   help="masked-LM pseudo-log-likelihood: mask each token alone (token) or also the "
+                   "later sub-tokens of its word (within_word_l2r)")
+
+    g = p.add_argument_group("fine-tuning (finetune action)")
+    g.add_argument("--glue_dir", default=None,
+                   help="folder of (Super)GLUE jsonl files, <task>.train.jsonl and <task>.valid.jsonl")
+    g.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                   help="tasks to fine-tune on, e.g. rte mrpc (default: every task in --glue_dir)")
+    g.add_argument("--finetune_epochs", type=int, default=5, help="maximum fine-tuning epochs per task")
+    g.add_argument("--finetune_learning_rate", type=float, default=1e-4, help="fine-tuning peak learning rate")
+    g.add_argument("--finetune_batch_size", type=int, default=16, help="fine-tuning examples per batch")
+    g.add_argument("--finetune_patience", type=int, default=2,
+                   help="stop a task after N epochs without a better validation score")
+    g.add_argument("--max_seq_length", type=int, default=128, help="fine-tuning inputs are truncated to this")
+
+    g = p.add_argument_group("report (report action)")
+    g.add_argument("--save_dir", default="save_dir", help="folder whose step runs the report gathers")
     return p
 
 
@@ -108,14 +132,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line and check the options that depend on each other."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.action != "tokenizer" and args.tokenizer_dir is None and args.action != "test":
+    if args.action in ("dataset", "train") and args.tokenizer_dir is None:
         parser.error(f"the {args.action} action needs --tokenizer_dir (the folder step1 wrote)")
-    if args.action in ("train", "test") and args.output_dir is None:
+    if args.action in ("train", "test", "blimp", "finetune") and args.output_dir is None:
         parser.error(f"the {args.action} action needs --output_dir (the run folder)")
     if args.action == "tokenizer" and args.tokenizer_dir is None:
         parser.error("the tokenizer action needs --tokenizer_dir (where to save the tokenizer)")
-    if args.action == "test" and args.model_dir is None:
-        parser.error("the test action needs --model_dir (a saved model folder, e.g. save_dir/step2_1/best_model)")
+    if args.action in ("test", "blimp", "finetune") and args.model_dir is None:
+        parser.error(f"the {args.action} action needs --model_dir (a saved model folder, "
+                     "e.g. save_dir/step2_1/best_model)")
+    if args.action == "blimp" and args.blimp_dir is None:
+        parser.error("the blimp action needs --blimp_dir (a folder of BLiMP jsonl files)")
+    if args.action == "finetune" and args.glue_dir is None:
+        parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
     for name in ("block_size", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
                  "eval_steps", "logging_steps", "vocab_size", "num_proc"):
         if getattr(args, name) < 1:

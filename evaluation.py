@@ -74,6 +74,10 @@ def run_test(args: argparse.Namespace) -> dict:
     out = Path(args.output_dir)
     model_dir = Path(args.model_dir)
     model = load_model(model_dir, args.attn_implementation)  # checks the folder first
+    if args.blimp_dir:
+        from blimp import load_paradigms
+
+        load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before anything is written
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     logger = RunLogger(out)
     try:
@@ -98,6 +102,10 @@ def run_test(args: argparse.Namespace) -> dict:
         write_json_atomic(out / "test_results.json", results)
         logger.info(f"test loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f} "
                     f"on {metrics['tokens']} tokens -> {out / 'test_results.json'}")
+        if args.blimp_dir:
+            from blimp import run_blimp
+
+            results["blimp_overall"] = run_blimp(args, logger)["overall"]
         return results
     finally:
         logger.close()

@@ -62,7 +62,29 @@ def run_test(args: argparse.Namespace) -> None:
     test(args)
 
 
-ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test}
+def run_blimp(args: argparse.Namespace) -> None:
+    """Score --model_dir on the BLiMP minimal pairs in --blimp_dir."""
+    from blimp import run_blimp as blimp
+
+    blimp(args)
+
+
+def run_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune --model_dir on the classification tasks in --glue_dir."""
+    from finetune import run_finetune as finetune
+
+    finetune(args)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    """Gather every finished step under --save_dir into report.md and plots."""
+    from report import write_report
+
+    write_report(args.save_dir)
+
+
+ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
+           "blimp": run_blimp, "finetune": run_finetune, "report": run_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,16 +109,20 @@ def get_device(name: str = "auto") -> torch.device:
 # --------------------------------------------------------------------------- atomic writes
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it into place,
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text to a temporary file in the same folder, then rename it into place,
     so a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """`write_text_atomic` for JSON (indented, keys sorted)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

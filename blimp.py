@@ -1,0 +1,292 @@
+"""Zero-shot grammatical minimal pairs (BLiMP format) for causal and masked LMs.
+
+A paradigm is one jsonl file of pairs {sentence_good, sentence_bad, field?,
+linguistics_term?, UID?}. A pair is correct only if score(good) > score(bad)
+strictly: a tie is wrong, so a model that gives every sentence the same score
+gets 0%.
+
+Scores (always float32, whatever precision the model was trained in):
+- causal LM: sum of log p(token) over all tokens of the sentence, conditioned on
+  a BOS token (EOS if the tokenizer has none), so the first word is scored too.
+  This matches how the pipeline trains (every line follows an EOS) and how
+  lm-eval scores a sentence with an empty context.
+- masked LM: pseudo-log-likelihood (PLL): each token is masked in turn and its
+  log-probability summed. Default variant `within_word_l2r`: when a token is
+  masked, the later sub-tokens of the same word are masked too (Kauf & Ivanova,
+  2023). The original `token` variant lets a multi-token word predict its own
+  pieces from each other, which inflates the scores of rare, long words; the
+  within-word variant removes that leak and tracks human judgements better, so
+  it is the default. Special tokens (<s>, </s>) are never scored.
+
+Speed: sentences are deduplicated, sorted by length and batched; for PLL the
+masked copies of many sentences are batched together.
+
+Report: accuracy per paradigm; overall = unweighted mean over paradigms; per
+field and per linguistics term = unweighted mean over their paradigms."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import AutoTokenizer, PreTrainedModel
+
+from custom_models import is_causal, load_model
+from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
+
+
+@dataclass
+class Paradigm:
+    """One BLiMP paradigm: its name, field, linguistics term and pairs."""
+
+    name: str
+    field: str
+    term: str
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def normalize_field(value: str | None) -> str:
+    """`syntax/semantics`, `Syntax-Semantics` and `syntax_semantics` are one field."""
+    if not value:
+        return "unknown"
+    return value.strip().lower().replace("/", "_").replace("-", "_").replace(" ", "_")
+
+
+def load_paradigms(folder: str | Path) -> list[Paradigm]:
+    """Read every `*.jsonl` in `folder` as one paradigm, sorted by name."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if not files:
+        raise UserError(f"no BLiMP jsonl files in '{folder}': pass --blimp_dir (BLIMP_DIR=) a folder "
+                        "with one <paradigm>.jsonl per paradigm")
+    paradigms = []
+    for path in files:
+        paradigm = None
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if "sentence_good" not in row or "sentence_bad" not in row:
+                    raise UserError(f"{path}:{n} has no sentence_good/sentence_bad: not a BLiMP-format file")
+                if paradigm is None:
+                    paradigm = Paradigm(row.get("UID") or path.stem, normalize_field(row.get("field")),
+                                        row.get("linguistics_term") or "unknown")
+                paradigm.pairs.append((row["sentence_good"], row["sentence_bad"]))
+        if paradigm is not None:
+            paradigms.append(paradigm)
+    return sorted(paradigms, key=lambda p: p.name)
+
+
+# --------------------------------------------------------------------------- causal scoring
+
+
+def _prefix_id(tokenizer) -> int:
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if prefix is None:
+        raise UserError("the tokenizer has neither a BOS nor an EOS token to condition the first word on")
+    return prefix
+
+
+def _pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence; returns (ids, attention mask)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def causal_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
+                  device: torch.device | str = "cpu", progress: bool = False) -> list[float]:
+    """Sum of log p(token | BOS, previous tokens) for each sentence, in float32."""
+    prefix = _prefix_id(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
+    seqs = [[prefix] + tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths share a batch
+    scores = [0.0] * len(seqs)
+    model.eval()
+    for start in tqdm(range(0, len(order), batch_size), desc="BLiMP (causal)", disable=not progress):
+        idx = order[start: start + batch_size]
+        ids, mask = _pad_batch([seqs[i] for i in idx], pad)
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        sums = (logp * mask[:, 1:]).sum(dim=1)  # pad positions contribute nothing
+        for i, value in zip(idx, sums.tolist(), strict=True):
+            scores[i] = value
+    return scores
+
+
+# --------------------------------------------------------------------------- masked scoring
+
+
+def masked_copies(tokenizer, sentence: str,
+                  variant: str = "within_word_l2r") -> tuple[list[int], list[tuple[list[int], int]]]:
+    """The sentence's ids and, for each scored position, (masked ids, position).
+
+    `token`: only that position is masked. `within_word_l2r`: the later
+    sub-tokens of the same word are masked as well."""
+    enc = tokenizer(sentence)
+    ids, words = enc["input_ids"], enc.word_ids()
+    copies = []
+    for pos, word in enumerate(words):
+        if word is None:  # <s>, </s>
+            continue
+        masked = list(ids)
+        masked[pos] = tokenizer.mask_token_id
+        if variant == "within_word_l2r":
+            for later in range(pos + 1, len(ids)):
+                if words[later] == word:
+                    masked[later] = tokenizer.mask_token_id
+        copies.append((masked, pos))
+    return ids, copies
+
+
+def _logits_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
+              positions: torch.Tensor) -> torch.Tensor:
+    """Logits at one position per row. For BERT the vocabulary head (about half
+    of a small model's compute) runs on that position only; the result is the
+    same as taking it from the full output."""
+    if model.config.model_type == "bert":
+        hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        return model.cls(hidden[rows, positions])
+    return model(input_ids=ids, attention_mask=mask).logits[rows, positions]
+
+
+@torch.no_grad()
+def pll_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
+               device: torch.device | str = "cpu", variant: str = "within_word_l2r",
+               progress: bool = False) -> list[float]:
+    """Pseudo-log-likelihood of each sentence under a masked LM, in float32."""
+    if tokenizer.mask_token_id is None:
+        raise UserError("masked-LM scoring needs a tokenizer with a mask token")
+    jobs = []  # (sentence index, masked ids, position, true token)
+    for i, sentence in enumerate(sentences):
+        ids, copies = masked_copies(tokenizer, sentence, variant)
+        jobs.extend((i, masked, pos, ids[pos]) for masked, pos in copies)
+    jobs.sort(key=lambda job: len(job[1]))
+    scores = [0.0] * len(sentences)
+    model.eval()
+    for start in tqdm(range(0, len(jobs), batch_size), desc="BLiMP (PLL)", disable=not progress):
+        batch = jobs[start: start + batch_size]
+        ids, mask = _pad_batch([job[1] for job in batch], tokenizer.pad_token_id)
+        rows = torch.arange(len(batch), device=device)
+        positions = torch.tensor([job[2] for job in batch], device=device)
+        targets = torch.tensor([job[3] for job in batch], device=device)
+        logits = _logits_at(model, ids.to(device), mask.to(device), rows, positions).float()
+        logp = torch.log_softmax(logits, dim=-1)[rows, targets]
+        for job, value in zip(batch, logp.tolist(), strict=True):
+            scores[job[0]] += value
+    return scores
+
+
+# --------------------------------------------------------------------------- evaluation and report
+
+
+def score_sentences(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int,
+                    device: torch.device | str, variant: str = "within_word_l2r",
+                    progress: bool = False) -> list[float]:
+    """Scores of `sentences` by the model's kind (causal LL or masked PLL); each
+    distinct sentence is scored once."""
+    unique = list(dict.fromkeys(sentences))
+    if is_causal(model.config.model_type):
+        values = causal_scores(model, tokenizer, unique, batch_size, device, progress)
+    else:
+        values = pll_scores(model, tokenizer, unique, batch_size, device, variant, progress)
+    table = dict(zip(unique, values, strict=True))
+    return [table[s] for s in sentences]
+
+
+def pair_accuracy(good: list[float], bad: list[float]) -> float:
+    """Share of pairs with good strictly above bad (ties are wrong)."""
+    return sum(g > b for g, b in zip(good, bad, strict=True)) / len(good)
+
+
+def summarize(paradigms: list[Paradigm], accuracies: dict[str, float]) -> dict:
+    """Overall (unweighted mean over paradigms), per field, per term, per paradigm."""
+    by_field, by_term = defaultdict(list), defaultdict(list)
+    for p in paradigms:
+        by_field[p.field].append(accuracies[p.name])
+        by_term[p.term].append(accuracies[p.name])
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "overall": mean(list(accuracies.values())),
+        "fields": {k: mean(v) for k, v in sorted(by_field.items())},
+        "terms": {k: mean(v) for k, v in sorted(by_term.items())},
+        "paradigms": dict(sorted(accuracies.items())),
+        "pairs": {p.name: len(p.pairs) for p in paradigms},
+        "field_of": {p.name: p.field for p in paradigms},
+        "term_of": {p.name: p.term for p in paradigms},
+    }
+
+
+def evaluate_blimp(model: PreTrainedModel, tokenizer, paradigms: list[Paradigm], batch_size: int = 64,
+                   device: torch.device | str = "cpu", variant: str = "within_word_l2r",
+                   progress: bool = False) -> dict:
+    """Score every pair of every paradigm in one batched pass; return the summary."""
+    sentences = [s for p in paradigms for pair in p.pairs for s in pair]
+    scores = iter(score_sentences(model, tokenizer, sentences, batch_size, device, variant, progress))
+    accuracies = {}
+    for p in paradigms:
+        values = [(next(scores), next(scores)) for _ in p.pairs]
+        accuracies[p.name] = pair_accuracy([g for g, _ in values], [b for _, b in values])
+    return summarize(paradigms, accuracies)
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as markdown: overall, fields, terms, paradigms (accuracy in %)."""
+    lines = ["| group | name | pairs | accuracy |", "|---|---|---:|---:|",
+             f"| overall | mean of {len(summary['paradigms'])} paradigms | {sum(summary['pairs'].values())} "
+             f"| {100 * summary['overall']:.1f} |"]
+    for name, acc in summary["fields"].items():
+        n = sum(c for p, c in summary["pairs"].items() if summary["field_of"][p] == name)
+        lines.append(f"| field | {name} | {n} | {100 * acc:.1f} |")
+    for name, acc in summary["terms"].items():
+        n = sum(c for p, c in summary["pairs"].items() if summary["term_of"][p] == name)
+        lines.append(f"| term | {name} | {n} | {100 * acc:.1f} |")
+    for name, acc in summary["paradigms"].items():
+        lines.append(f"| paradigm | {name} | {summary['pairs'][name]} | {100 * acc:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None) -> dict:
+    """Score `--model_dir` on `--blimp_dir`; write blimp_results.json/.md and
+    TensorBoard scalars (blimp/overall, blimp/field/*, blimp/term/*, blimp/paradigm/*)."""
+    paradigms = load_paradigms(args.blimp_dir)
+    model_dir = Path(args.model_dir)
+    model = load_model(model_dir, args.attn_implementation)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    device = get_device(args.device)
+    model.to(device)  # float32: scores are never computed in bf16
+    own_logger = logger is None
+    logger = logger or RunLogger(args.output_dir)
+    try:
+        causal = is_causal(model.config.model_type)
+        summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device,
+                                 args.pll_variant, progress=True)
+        summary.update(model_dir=str(model_dir), blimp_dir=str(args.blimp_dir),
+                       method="causal log-likelihood, BOS-conditioned" if causal
+                       else f"masked-LM pseudo-log-likelihood ({args.pll_variant})")
+        out = Path(args.output_dir)
+        write_json_atomic(out / "blimp_results.json", summary)
+        write_text_atomic(out / "blimp_results.md", markdown_table(summary))
+        scalars = {"blimp/overall": summary["overall"]}
+        scalars.update({f"blimp/field/{k}": v for k, v in summary["fields"].items()})
+        scalars.update({f"blimp/term/{k}": v for k, v in summary["terms"].items()})
+        scalars.update({f"blimp/paradigm/{k}": v for k, v in summary["paradigms"].items()})
+        logger.metrics(0, scalars)
+        logger.info(f"BLiMP overall {100 * summary['overall']:.1f}% over {len(paradigms)} paradigms -> "
+                    f"{out / 'blimp_results.json'}")
+        return summary
+    finally:
+        if own_logger:
+            logger.close()

@@ -1,0 +1,192 @@
+"""`make report`: gather every step under a save folder into one report.
+
+Reads what the steps wrote (train_results.json, best_model/config.json,
+test_results.json, blimp_results.json, finetune_results.json, TensorBoard
+events) and writes `<save_dir>/report.md` with a table of all steps, plus
+`loss_curves.png` (training and validation loss of every step on one figure)
+and `blimp_fields.png` (BLiMP accuracy per field, grouped bars per step).
+Test, BLiMP and fine-tuning results are joined to the training step whose
+best model they scored (their `model_dir`). A step that has not run yet is a
+blank row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+
+from utils import write_text_atomic
+
+TRAIN_STEPS = ("step2_1", "step3_1", "step3_2", "step4_1", "step5_1", "step5_2", "step6_1", "step7_1", "step7_2")
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def count_parameters(model_dir: Path) -> int | None:
+    """Parameters stored in a saved model (tied weights are stored, and counted, once)."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                n = 1
+                for dim in f.get_slice(key).get_shape():
+                    n *= dim
+                total += n
+    return total
+
+
+def _results_by_model(save_dir: Path, filename: str) -> dict[str, dict]:
+    """Every `filename` under save_dir/*/, keyed by the resolved model folder it scored."""
+    found = {}
+    for path in sorted(save_dir.glob(f"*/{filename}")):
+        data = json.loads(path.read_text())
+        if "model_dir" in data:
+            found[str(Path(data["model_dir"]).resolve())] = data
+    return found
+
+
+def collect(save_dir: str | Path) -> list[dict]:
+    """One row per training step (known steps first, then any other run folder)."""
+    save_dir = Path(save_dir)
+    tests = _results_by_model(save_dir, "test_results.json")
+    blimps = _results_by_model(save_dir, "blimp_results.json")
+    finetunes = _results_by_model(save_dir, "finetune_results.json")
+    others = sorted(p.parent.name for p in save_dir.glob("*/train_results.json") if p.parent.name not in TRAIN_STEPS)
+    rows = []
+    for step in (*TRAIN_STEPS, *others):
+        run = save_dir / step
+        row = {"step": step}
+        train = _read(run / "train_results.json")
+        if train is not None:
+            model_dir = run / "best_model"
+            config = _read(model_dir / "config.json") or {}
+            args = _read(model_dir / "run_args.json") or {}
+            key = str(model_dir.resolve())
+            data = " ".join(Path(f).stem for f in train["train_files"])
+            if args.get("init_model"):
+                data += f" (from {Path(args['init_model']).parent.name})"
+            row.update(
+                architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
+                             f"x{config.get('hidden_size', config.get('n_embd'))}",
+                objective="masked LM" if config.get("model_type") == "bert" else "causal LM",
+                data=data, parameters=count_parameters(model_dir), tokens=train["tokens_seen"],
+                seconds=train["train_seconds"], loop=train["loop"], best_eval_loss=train["best_eval_loss"],
+                test=tests.get(key), blimp=blimps.get(key), finetune=finetunes.get(key),
+            )
+        rows.append(row)
+    return rows
+
+
+def _fmt(value, spec: str = "") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _event_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    if tag not in acc.Tags().get("scalars", []):
+        return [], []
+    events = acc.Scalars(tag)
+    return [e.step for e in events], [e.value for e in events]
+
+
+def plot_losses(save_dir: Path, rows: list[dict], path: Path) -> None:
+    """Training (thin) and validation (thick, dots) loss of every finished step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, row in enumerate(r for r in rows if "tokens" in r):
+        color = f"C{i % 10}"
+        steps, values = _event_scalars(save_dir / row["step"], "train/loss")
+        ax.plot(steps, values, color=color, alpha=0.5, linewidth=1, label=f"{row['step']} train")
+        steps, values = _event_scalars(save_dir / row["step"], "eval/loss")
+        ax.plot(steps, values, "o-", color=color, linewidth=2, label=f"{row['step']} validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token; MLM: masked tokens)")
+    ax.set_title("Training and validation loss")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_blimp_fields(rows: list[dict], path: Path) -> None:
+    """BLiMP accuracy per field: one group of bars per field, one bar per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in rows if r.get("blimp")]
+    fields = sorted({f for r in scored for f in r["blimp"]["fields"]})
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(len(scored), 1)
+    for i, row in enumerate(scored):
+        xs = [j + i * width for j in range(len(fields))]
+        ax.bar(xs, [100 * row["blimp"]["fields"].get(f, 0.0) for f in fields], width, label=row["step"])
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(fields))], fields, fontsize=8)
+    ax.axhline(50, color="grey", linestyle="--", linewidth=1)  # chance
+    ax.set_ylabel("BLiMP accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(save_dir: str | Path) -> Path:
+    """Write `<save_dir>/report.md` (+ PNG plots); returns its path."""
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect(save_dir)
+    fields = sorted({f for r in rows if r.get("blimp") for f in r["blimp"]["fields"]})
+    tasks = sorted({t for r in rows if r.get("finetune") for t in r["finetune"].get("tasks", {})})
+    head = ["step", "architecture", "objective", "training data", "parameters", "tokens seen", "train time (s)",
+            "best val loss", "test perplexity", "BLiMP overall", *[f"BLiMP {f}" for f in fields],
+            *[f"{t} (fine-tuned)" for t in tasks]]
+    lines = [f"# Results in {save_dir}", "",
+             "BLiMP in %, unweighted mean over paradigms (per field: over that field's paradigms). "
+             "Fine-tuning: validation accuracy of the best epoch (F1 / MCC where the task defines one). "
+             "Perplexity of masked LMs is over the masked tokens. An empty row: the step has not run.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        test, bl, ft = r.get("test") or {}, r.get("blimp") or {}, (r.get("finetune") or {}).get("tasks", {})
+        cells = [r["step"], r.get("architecture", ""), r.get("objective", ""), r.get("data", ""),
+                 _fmt(r.get("parameters"), ","), _fmt(r.get("tokens"), ","), _fmt(r.get("seconds"), ".0f"),
+                 _fmt(r.get("best_eval_loss"), ".3f"), _fmt(test.get("test_perplexity"), ".2f"),
+                 _fmt(100 * bl["overall"], ".1f") if bl else "",
+                 *[_fmt(100 * bl["fields"][f], ".1f") if f in bl.get("fields", {}) else "" for f in fields],
+                 *[_finetune_cell(ft.get(t)) for t in tasks]]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any("tokens" in r for r in rows):
+        plot_losses(save_dir, rows, save_dir / "loss_curves.png")
+        lines += ["", "![training and validation loss](loss_curves.png)"]
+    if fields:
+        plot_blimp_fields(rows, save_dir / "blimp_fields.png")
+        lines += ["", "![BLiMP per field](blimp_fields.png)"]
+    path = save_dir / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    print(f"report: {path}")
+    return path
+
+
+def _finetune_cell(task: dict | None) -> str:
+    if not task:
+        return ""
+    metrics = task.get("metrics", {})
+    cell = f"{100 * metrics['accuracy']:.1f}" if "accuracy" in metrics else ""
+    for name in ("f1", "mcc"):
+        if name in metrics:
+            cell += f" / {name.upper()} {100 * metrics[name]:.1f}"
+    return cell
