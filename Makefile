@@ -42,7 +42,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test lint tensorboard clean clean_demo step1 blimp finetune report
+.PHONY: all venv demo test bench lint tensorboard clean clean_demo step1 blimp finetune report
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -139,6 +139,10 @@ demo: $(VENV_STAMP)
 test: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+
+# Throughput (BLiMP pairs/s, tokenization MB/s): table printed and saved in save_dir/bench/.
+bench: $(VENV_STAMP)
+	$(PY) bench.py $(BENCH_OPTS)
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

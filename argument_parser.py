@@ -146,7 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
     for name in ("block_size", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                 "eval_steps", "logging_steps", "vocab_size", "num_proc"):
+                 "eval_steps", "logging_steps", "vocab_size", "num_proc", "blimp_batch_size",
+                 "finetune_epochs", "finetune_batch_size", "max_seq_length"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not 0.0 < args.mlm_probability < 1.0:

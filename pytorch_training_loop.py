@@ -66,9 +66,11 @@ def _train(setup: TrainingSetup) -> dict:
             batch = {k: v.to(setup.device) for k, v in batch.items()}
             with autocast(setup.device, args.bf16):
                 loss = model(**batch).loss
-            # Each micro-batch holds whole blocks, so the mean of the micro-batch
-            # means equals the mean over the accumulated batch.
-            (loss / accum).backward()
+            # Average over the micro-batches of this optimizer step (the last group
+            # of an epoch may be short). Blocks are all full, so the mean of the
+            # micro-batch means is the mean over the accumulated batch.
+            group = min(accum, micro_batches - (i // accum) * accum)
+            (loss / group).backward()
             window_loss += loss.item()
             window_micro += 1
             window_tokens += batch["input_ids"].numel()

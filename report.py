@@ -157,7 +157,8 @@ def write_report(save_dir: str | Path) -> Path:
             *[f"{t} (fine-tuned)" for t in tasks]]
     lines = [f"# Results in {save_dir}", "",
              "BLiMP in %, unweighted mean over paradigms (per field: over that field's paradigms). "
-             "Fine-tuning: validation accuracy of the best epoch (F1 / MCC where the task defines one). "
+             "Fine-tuning: validation accuracy of the best epoch (F1 / MCC where the task defines one), "
+             "optimistic since the epoch is chosen on the same split, as in BabyLM's own pipeline. "
              "Perplexity of masked LMs is over the masked tokens. An empty row: the step has not run.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

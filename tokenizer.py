@@ -2,7 +2,8 @@
 
 Two flavours share the same BPE model and differ in their special tokens:
 - `clm` (GPT-2 / Llama): `<|endoftext|>` is bos, eos and unk, plus `<pad>` for
-  batching; nothing is added around a text (like GPT-2's tokenizer).
+  batching; nothing is added around a text (like GPT-2's tokenizer); a pair of
+  texts is joined by `<|endoftext|>`.
 - `mlm` (BERT): `<s>` (cls/bos), `</s>` (sep/eos), `<pad>`, `<unk>`, `<mask>`;
   a text is wrapped as `<s> text </s>` (pairs: `<s> a </s> b </s>`, with
   token type ids 0/1 as BERT's classification head expects).
@@ -65,6 +66,13 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
             single=f"{bos} $A {eos}",
             pair=f"{bos} $A {eos} $B:1 {eos}:1",
             special_tokens=[(bos, tok.token_to_id(bos)), (eos, tok.token_to_id(eos))],
+        )
+    else:
+        # A single text gets nothing added (as GPT-2); a pair, as in fine-tuning
+        # inputs, is joined by <|endoftext|> so the two sentences stay apart.
+        sep = special_map["eos_token"]
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A", pair=f"$A {sep} $B:1", special_tokens=[(sep, tok.token_to_id(sep))],
         )
     tokens = dict(special_map)
     if kind == "mlm":

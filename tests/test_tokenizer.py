@@ -42,3 +42,11 @@ def test_tokenizer_folder_is_complete(tok_dirs):
         assert (folder / "tokenizer.json").is_file()
         leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
         assert leftovers == []  # the temporary folder was renamed into place
+
+
+def test_clm_pairs_are_separated(tok_dirs):
+    tok = AutoTokenizer.from_pretrained(tok_dirs["clm"])
+    single = tok("the dog")["input_ids"]
+    pair = tok("the dog", "a cat")["input_ids"]
+    assert tok.eos_token_id not in single  # nothing added to one text
+    assert pair == single + [tok.eos_token_id] + tok("a cat")["input_ids"]

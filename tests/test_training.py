@@ -132,3 +132,16 @@ def test_early_stopping(make_args, tmp_path):
                      "--eval_steps", "2", "--max_steps", "40", "--early_stopping_patience", "2")
     results = pytorch_training_loop.train(args)
     assert results["steps"] == 6 and results["best_step"] == 2
+
+
+def test_gradient_accumulation_matches_a_larger_batch(make_args, tmp_path):
+    # Same permutation of blocks, so 2 micro-batches of 4 = 1 batch of 8 (dropout is 0).
+    common = ["--torch_training", "--max_steps", "5", "--logging_steps", "1", "--eval_steps", "100"]
+    big = make_args("train", *common, "--batch_size", "8", "--output_dir", tmp_path / "big")
+    small = make_args("train", *common, "--batch_size", "4", "--gradient_accumulation_steps", "2",
+                      "--output_dir", tmp_path / "acc")
+    pytorch_training_loop.train(big)
+    pytorch_training_loop.train(small)
+    assert scalars(tmp_path / "acc", "train/loss") == pytest.approx(scalars(tmp_path / "big", "train/loss"), abs=1e-4)
+    assert scalars(tmp_path / "acc", "train/grad_norm") == pytest.approx(
+        scalars(tmp_path / "big", "train/grad_norm"), rel=1e-3)

@@ -1,0 +1,277 @@
+"""Fine-tuning (finetune.py): metrics against hand-computed values, text layouts,
+padding invariance of the classifiers, full runs on the sample GLUE tasks,
+reproducibility, early stopping and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, TINY_MODEL
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoTokenizer
+
+import finetune
+import run
+from argument_parser import parse_args
+from custom_models import build_model
+from training_setup import save_model_folder
+from utils import UserError
+
+GLUE = ROOT / "data" / "sample_eval" / "glue"
+FAST = ["--finetune_epochs", "3", "--finetune_learning_rate", "3e-3", "--finetune_batch_size", "16",
+        "--max_seq_length", "64", "--finetune_patience", "0"]
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory, tok_dirs):
+    """Untrained tiny GPT-2, Llama and BERT folders, saved the way a training step saves best_model."""
+    root = tmp_path_factory.mktemp("pretrained")
+    dirs = {}
+    for model_type in ("gpt2", "llama", "bert"):
+        kind = "mlm" if model_type == "bert" else "clm"
+        args = parse_args(["train", "--tokenizer_dir", str(tok_dirs[kind]), "--output_dir", str(root),
+                           "--model_type", model_type, *TINY_MODEL])
+        tok = AutoTokenizer.from_pretrained(tok_dirs[kind])
+        torch.manual_seed(0)
+        dirs[model_type] = root / model_type
+        save_model_folder(build_model(args, tok), tok, args, dirs[model_type])
+    return dirs
+
+
+def ft_args(model_dir, out, *extra, glue=GLUE):
+    return parse_args(["finetune", "--model_dir", str(model_dir), "--glue_dir", str(glue), "--output_dir", str(out),
+                       *FAST, *map(str, extra)])
+
+
+def scalars(run_dir, tag):
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def write_task(folder, task, train, valid):
+    """Write <task>.train.jsonl / <task>.valid.jsonl from lists of dicts (None: no file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, records in (("train", train), ("valid", valid)):
+        if records is not None:
+            (folder / f"{task}.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def without_timing(results):
+    return {task: {k: v for k, v in r.items() if k != "seconds"} for task, r in results["tasks"].items()}
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_match_hand_computed_values():
+    labels = np.array([1, 1, 0, 0, 1])
+    preds = np.array([1, 0, 0, 1, 1])  # tp 2, fn 1, tn 1, fp 1
+    assert finetune.accuracy(preds, labels) == pytest.approx(3 / 5)
+    assert finetune.f1_score(preds, labels) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    # (tp*tn - fp*fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)) = (2 - 1) / sqrt(3*3*2*2)
+    assert finetune.matthews_corrcoef(preds, labels) == pytest.approx(1 / 6)
+    assert finetune.matthews_corrcoef(labels, labels) == pytest.approx(1.0)
+    assert finetune.matthews_corrcoef(1 - labels, labels) == pytest.approx(-1.0)
+    # Three classes: true counts t=(2,1,1), predicted p=(2,0,2), correct c=3, n=4:
+    # (c*n - p.t) / sqrt((n^2 - p.p)(n^2 - t.t)) = (12 - 6) / sqrt(8 * 10)
+    assert finetune.matthews_corrcoef([0, 2, 2, 0], [0, 1, 2, 0]) == pytest.approx(6 / np.sqrt(80))
+    assert finetune.task_metrics("mrpc", preds, labels).keys() == {"accuracy", "f1"}
+    assert finetune.task_metrics("qqp", preds, labels).keys() == {"accuracy", "f1"}
+    assert finetune.task_metrics("cola", preds, labels).keys() == {"accuracy", "mcc"}
+    assert finetune.task_metrics("rte", preds, labels).keys() == {"accuracy"}
+
+
+def test_metrics_degenerate_cases_give_zero_without_warnings():
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        ones, zeros = np.ones(6, dtype=int), np.zeros(6, dtype=int)
+        assert finetune.matthews_corrcoef(ones, ones) == 0.0  # one class everywhere: 0/0
+        assert finetune.matthews_corrcoef(zeros, np.array([0, 1, 0, 1, 1, 0])) == 0.0  # constant predictions
+        assert finetune.f1_score(zeros, zeros) == 0.0  # positive class neither present nor predicted
+        assert finetune.f1_score(zeros, ones) == 0.0  # never predicted
+        assert finetune.f1_score(ones, zeros) == 0.0  # never present
+        assert finetune.accuracy(ones, ones) == 1.0
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_text_layouts():
+    layouts = [
+        ({"sentence1": "a", "sentence2": "b", "label": 0}, ("a", "b")),
+        ({"sentence1": "a", "label": 0}, ("a",)),
+        ({"sentence1": "a", "sentence2": "", "label": 0}, ("a",)),  # empty counts as absent
+        ({"question1": "a", "question2": "b"}, ("a", "b")),
+        ({"premise": "a", "hypothesis": "b", "idx": 3}, ("a", "b")),
+        ({"question": "a", "passage": "b"}, ("a", "b")),
+        ({"question": "a", "sentence": "b"}, ("a", "b")),
+        ({"sentence": "a"}, ("a",)),
+        ({"paragraph": "p", "question": "q", "answer": "a"}, ("p", "q a")),
+        ({"text": "t", "span1_text": "x", "span2_text": "it"}, ("t", "it refers to x")),
+    ]
+    for record, texts in layouts:
+        assert finetune.example_texts(record) == texts, record
+    with pytest.raises(KeyError):
+        finetune.example_texts({"label": 1, "idx": 0})
+
+
+# --------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "bert"])
+def test_padding_does_not_change_the_logits(model_type, model_dirs, tmp_path):
+    folder = tmp_path / model_type
+    shutil.copytree(model_dirs[model_type], folder)
+    if model_type != "bert":  # a causal config saved without a pad id: the loader must set it
+        config = json.loads((folder / "config.json").read_text())
+        config["pad_token_id"] = None
+        (folder / "config.json").write_text(json.dumps(config))
+    tok = finetune.load_tokenizer(folder)
+    torch.manual_seed(0)
+    model, new_weights = finetune.load_classifier(folder, 2, tok.pad_token_id)
+    model.eval()
+    assert model.config.pad_token_id == tok.pad_token_id and new_weights
+    texts = [("Mira ate the apple.", "Someone ate it."),
+             ("Tovan carried the heavy basket down to the river after the long rain.", "Tovan carried it.")]
+    features = finetune.encode_texts(tok, texts, max_length=64)
+    assert len(features[1]["input_ids"]) > len(features[0]["input_ids"]) + 5  # the short one gets padded
+    with torch.no_grad():
+        alone = finetune.batch_logits(model, features[:1], tok.pad_token_id, torch.device("cpu"))
+        batched = finetune.batch_logits(model, features, tok.pad_token_id, torch.device("cpu"))
+        reversed_order = finetune.batch_logits(model, features[::-1], tok.pad_token_id, torch.device("cpu"))
+    assert torch.allclose(alone[0], batched[0], atol=1e-5), (alone, batched)
+    assert torch.allclose(batched, reversed_order.flip(0), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
+    out = tmp_path / "ft"
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], out))
+    assert json.loads((out / finetune.RESULTS_FILE).read_text()) == results
+    assert sorted(p.name for p in out.iterdir()) == ["finetune_results.json", "log.txt", "tensorboard"]
+    assert results["model_dir"] == str(model_dirs["gpt2"]) and results["options"]["finetune_epochs"] == 3
+    assert sorted(results["tasks"]) == ["mrpc", "rte"]
+    for task, r in results["tasks"].items():
+        assert 0.0 <= r["metrics"]["accuracy"] <= 1.0
+        assert (r["train_size"], r["valid_size"], r["num_labels"], r["epochs_run"]) == (200, 60, 2, 3)
+        assert 1 <= r["best_epoch"] <= 3 and len(r["history"]) == 3 and r["steps"] == 3 * 13
+        best = r["history"][r["best_epoch"] - 1]
+        assert r["metrics"][r["selection_metric"]] == max(h[r["selection_metric"]] for h in r["history"])
+        assert r["metrics"]["accuracy"] == best["accuracy"]
+        assert len(scalars(out, f"finetune/{task}/train_loss")) == 3
+        assert len(scalars(out, f"finetune/{task}/eval_accuracy")) == 3
+        assert scalars(out, f"finetune/{task}/best_accuracy") == [pytest.approx(r["metrics"]["accuracy"])]
+    mrpc, rte = results["tasks"]["mrpc"], results["tasks"]["rte"]
+    assert mrpc["selection_metric"] == "f1" and 0.0 <= mrpc["metrics"]["f1"] <= 1.0
+    assert "f1" not in rte["metrics"] and rte["selection_metric"] == "accuracy"
+    assert len(scalars(out, "finetune/mrpc/eval_f1")) == 3
+
+
+def test_tiny_model_learns_the_sample_task(model_dirs, tmp_path):
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path, "--tasks", "rte",
+                                            "--finetune_epochs", "5"))
+    r = results["tasks"]["rte"]
+    losses = [h["train_loss"] for h in r["history"]]
+    assert losses[-1] < losses[0] - 0.2, losses
+    assert r["metrics"]["accuracy"] > 0.65  # chance is about 0.5 (balanced labels)
+
+
+def test_bert_finetunes(model_dirs, tmp_path):
+    results = finetune.run_finetune(ft_args(model_dirs["bert"], tmp_path, "--tasks", "mrpc",
+                                            "--finetune_epochs", "2"))
+    r = results["tasks"]["mrpc"]
+    assert r["epochs_run"] == 2 and 0.0 <= r["metrics"]["f1"] <= 1.0
+
+
+def test_same_seed_same_results(model_dirs, tmp_path):
+    first = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "a", "--tasks", "rte", "mrpc",
+                                          "--finetune_epochs", "2"))
+    second = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "b", "--tasks", "rte", "mrpc",
+                                           "--finetune_epochs", "2"))
+    assert without_timing(first) == without_timing(second)  # exactly equal losses and metrics
+    other = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "c", "--tasks", "rte",
+                                          "--finetune_epochs", "2", "--seed", "7"))
+    assert other["tasks"]["rte"]["history"] != first["tasks"]["rte"]["history"]
+
+
+def test_early_stopping_keeps_the_best_epoch(model_dirs, tmp_path):
+    # Learning rate 0: no epoch beats the first, so patience 2 stops after epoch 3.
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path, "--tasks", "rte", "--finetune_epochs", "6",
+                                            "--finetune_learning_rate", "0", "--finetune_patience", "2"))
+    r = results["tasks"]["rte"]
+    assert (r["epochs_run"], r["best_epoch"]) == (3, 1)
+    assert len({h["accuracy"] for h in r["history"]}) == 1
+
+
+def test_single_sentence_task_and_other_layouts(model_dirs, tmp_path):
+    glue = tmp_path / "glue"
+    words = ["the dog runs .", "dog the runs .", "a cat sleeps .", "cat a sleeps ."]
+    cola = [{"sentence": w, "label": int(i % 2 == 0), "idx": i} for i, w in enumerate(words * 5)]
+    write_task(glue, "cola", cola, cola[:8])
+    # boolq-style question/passage with JSON booleans as labels
+    boolq = [{"question": "is it red", "passage": f"the ball is {c} .", "label": c == "red"}
+             for c in ("red", "blue") * 6]
+    write_task(glue, "boolq", boolq, boolq[:4])
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "out", "--finetune_epochs", "1", glue=glue))
+    assert sorted(results["tasks"]) == ["boolq", "cola"]
+    cola_r = results["tasks"]["cola"]
+    assert cola_r["metrics"].keys() == {"eval_loss", "accuracy", "mcc"} and cola_r["selection_metric"] == "mcc"
+    assert -1.0 <= cola_r["metrics"]["mcc"] <= 1.0
+    assert results["tasks"]["boolq"]["train_size"] == 12
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_bad_input_gives_one_line_user_errors(model_dirs, tmp_path):
+    out = tmp_path / "out"
+    gpt2 = model_dirs["gpt2"]
+
+    def fails(match, model_dir=gpt2, glue=GLUE, *extra):
+        with pytest.raises(UserError, match=match) as e:
+            finetune.run_finetune(ft_args(model_dir, out, *extra, glue=glue))
+        assert "\n" not in str(e.value)
+
+    fails("does not exist", glue=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    fails("no task in", glue=tmp_path / "empty")
+    fails(r"task 'qnli' has no qnli.train.jsonl or qnli.valid.jsonl .*--tasks", gpt2, GLUE, "--tasks", "qnli")
+    half = tmp_path / "half"
+    write_task(half, "rte", [{"sentence1": "a", "label": 0}], None)
+    fails(r"task 'rte' has no rte.valid.jsonl", gpt2, half, "--tasks", "rte")
+    fails(r"no task in", glue=half)  # a task without its valid file is not discovered either
+    unlabelled = tmp_path / "unlabelled"
+    write_task(unlabelled, "rte", [{"sentence1": "a", "label": 0}, {"sentence1": "b"}],
+               [{"sentence1": "c", "label": 1}])
+    fails(r"rte.train.jsonl:2 has no integer 'label'", glue=unlabelled)
+    textless = tmp_path / "textless"
+    write_task(textless, "rte", [{"idx": 1, "label": 0}], [{"sentence1": "c", "label": 1}])
+    fails(r"rte.train.jsonl:1 has no text fields", glue=textless)
+    shifted = tmp_path / "shifted"
+    write_task(shifted, "rte", [{"sentence1": "a", "label": 1}, {"sentence1": "b", "label": 2}],
+               [{"sentence1": "c", "label": 1}])
+    fails(r"labels must be 0..N-1", glue=shifted)
+
+    not_a_model = tmp_path / "not_a_model"
+    not_a_model.mkdir()
+    fails("not a saved model folder", not_a_model)
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    shutil.copy(gpt2 / "config.json", no_weights / "config.json")
+    fails("no weights", no_weights)
+    assert not out.exists()  # every check runs before anything is written
+
+
+def test_cli_error_is_one_line(model_dirs, tmp_path, capsys):
+    code = run.main(["finetune", "--model_dir", str(model_dirs["gpt2"]), "--glue_dir", str(tmp_path / "nowhere"),
+                     "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: --glue_dir") and "\n" not in err
