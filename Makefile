@@ -33,6 +33,9 @@ TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_
 GPT_LOOP    ?= --torch_training
 BERT_LOOP   ?=
 FINETUNE_OPTS ?=
+# RESUME=1: continue an interrupted training step from its newest checkpoint
+# (otherwise a step that Make reruns starts over).
+RESUME      ?=
 EXTRA       ?=
 
 RUN    = $(PY) run.py
@@ -65,7 +68,7 @@ define TRAIN_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/train_results.json
 $(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) | $(VENV_STAMP)
-	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) --overwrite_output_dir \
+	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(if $$(RESUME),--resume,--overwrite_output_dir) \
 		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $(4)
 endef
 
@@ -123,7 +126,7 @@ report: $(VENV_STAMP)
 DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
 	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue FINETUNE_OPTS="--finetune_epochs 2" \
 	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
-	TRAIN_OPTS="--num_train_epochs 2 --batch_size 16 --learning_rate 2e-3 --eval_steps 50 --logging_steps 10 --dropout 0.0"
+	TRAIN_OPTS="--num_train_epochs 4 --batch_size 16 --learning_rate 2e-3 --eval_steps 100 --logging_steps 10 --dropout 0.0 --bf16"
 
 demo: $(VENV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)

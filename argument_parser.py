@@ -6,6 +6,8 @@ on the action and both training loops read the same namespace."""
 from __future__ import annotations
 
 import argparse
+import math
+from typing import NoReturn
 
 ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report")
 MODEL_TYPES = ("gpt2", "llama", "bert")
@@ -20,9 +22,18 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, exit code 2, without the
+    usage block (the pipeline's errors are all one line: what is wrong, how to fix it)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.splitlines())
+        self.exit(2, f"{self.prog}: error: {message} (see python {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for `python run.py ACTION [options]`."""
-    p = argparse.ArgumentParser(
+    p = _OneLineErrorParser(
         prog="run.py",
         description="BabyLM pipeline: train a tokenizer, build the packed dataset, "
         "train a model with the custom PyTorch loop (--torch_training) or the HF Trainer, "
@@ -80,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train even if --output_dir already holds a finished run")
     g.add_argument("--model_dir", default=None, help="saved model to test (test action)")
     g.add_argument("--num_train_epochs", type=float, default=1.0, help="passes over the training blocks")
-    g.add_argument("--max_steps", type=int, default=-1, help="optimizer steps; overrides epochs when > 0")
+    g.add_argument("--max_steps", type=int, default=None,
+                   help="optimizer steps, overriding --num_train_epochs (default: from the epochs)")
     g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
     g.add_argument("--eval_batch_size", type=int, default=64, help="blocks per validation/test batch")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1,
@@ -99,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--logging_steps", type=int, default=50, help="log training metrics every N optimizer steps")
     g.add_argument("--early_stopping_patience", type=int, default=0,
                    help="stop after N validations without a new best loss (0: never)")
+    g.add_argument("--save_steps", type=int, default=500,
+                   help="write a resumable checkpoint every N optimizer steps (and at each epoch end)")
+    g.add_argument("--save_total_limit", type=int, default=2,
+                   help="keep only the newest N resumable checkpoints (the best model is always kept)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --output_dir from its newest resumable checkpoint")
+    g.add_argument("--skip_nonfinite", action="store_true",
+                   help="skip batches whose loss is NaN/inf, counting them, instead of stopping "
+                   "(custom loop only)")
     g.add_argument("--seed", type=int, default=42, help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
 
@@ -145,16 +166,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("the blimp action needs --blimp_dir (a folder of BLiMP jsonl files)")
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
-    for name in ("block_size", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                 "eval_steps", "logging_steps", "vocab_size", "num_proc", "blimp_batch_size",
-                 "finetune_epochs", "finetune_batch_size", "max_seq_length"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if not 0.0 < args.mlm_probability < 1.0:
-        parser.error(f"--mlm_probability must be between 0 and 1, got {args.mlm_probability}")
-    if args.block_size > args.max_position_embeddings and args.init_model is None:
+    _check_numbers(parser, args)
+    if args.action == "train" and args.init_model is None and args.block_size > args.max_position_embeddings:
         parser.error(f"--block_size {args.block_size} exceeds --max_position_embeddings "
                      f"{args.max_position_embeddings}: raise the latter or lower the former")
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
     return args
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The range of every numeric option (NaN and infinity fail the float checks too)."""
+    for name in ("block_size", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                 "eval_steps", "logging_steps", "save_steps", "save_total_limit", "vocab_size", "min_frequency",
+                 "num_proc", "num_layers", "hidden_size", "num_heads", "max_position_embeddings",
+                 "blimp_batch_size", "finetune_epochs", "finetune_batch_size", "max_seq_length"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.max_steps is not None and args.max_steps < 1:
+        parser.error(f"--max_steps must be at least 1, got {args.max_steps} "
+                     "(leave it out to train for --num_train_epochs)")
+    if args.intermediate_size is not None and args.intermediate_size < 1:
+        parser.error(f"--intermediate_size must be at least 1, got {args.intermediate_size} "
+                     "(leave it out for 4 x --hidden_size)")
+    for name in ("early_stopping_patience", "finetune_patience"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be 0 (never stop early) or more, got {getattr(args, name)}")
+    for name in ("learning_rate", "finetune_learning_rate", "num_train_epochs"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"--{name} must be greater than 0, got {value}")
+    for name in ("weight_decay", "grad_norm_clip", "adam_epsilon"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            parser.error(f"--{name} must be 0 or more, got {value}")
+    for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            parser.error(f"--{name} must be at least 0 and below 1, got {getattr(args, name)}")
+    if not 0.0 < args.mlm_probability < 1.0:
+        parser.error(f"--mlm_probability must be between 0 and 1, got {args.mlm_probability}")

@@ -34,10 +34,11 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
-from custom_models import is_causal, load_model
-from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
+from custom_models import check_tokenizer_fits, is_causal, load_model
+from training_setup import load_tokenizer
+from utils import RunLogger, UserError, get_device, numbered_lines, write_json_atomic, write_text_atomic
 
 
 @dataclass
@@ -67,17 +68,21 @@ def load_paradigms(folder: str | Path) -> list[Paradigm]:
     paradigms = []
     for path in files:
         paradigm = None
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
+        for n, line in numbered_lines(path):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                if "sentence_good" not in row or "sentence_bad" not in row:
-                    raise UserError(f"{path}:{n} has no sentence_good/sentence_bad: not a BLiMP-format file")
-                if paradigm is None:
-                    paradigm = Paradigm(row.get("UID") or path.stem, normalize_field(row.get("field")),
-                                        row.get("linguistics_term") or "unknown")
-                paradigm.pairs.append((row["sentence_good"], row["sentence_bad"]))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n} is not valid JSON ({e.msg}): fix or remove that line") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
+                                                    for k in ("sentence_good", "sentence_bad")):
+                raise UserError(f"{path}:{n} has no sentence_good/sentence_bad strings: not a BLiMP-format "
+                                "file; fix that line or move the file out of --blimp_dir")
+            if paradigm is None:
+                paradigm = Paradigm(row.get("UID") or path.stem, normalize_field(row.get("field")),
+                                    row.get("linguistics_term") or "unknown")
+            paradigm.pairs.append((row["sentence_good"], row["sentence_bad"]))
         if paradigm is not None:
             paradigms.append(paradigm)
     return sorted(paradigms, key=lambda p: p.name)
@@ -264,7 +269,8 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None) -> dict
     paradigms = load_paradigms(args.blimp_dir)
     model_dir = Path(args.model_dir)
     model = load_model(model_dir, args.attn_implementation)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir, "--model_dir")
+    check_tokenizer_fits(model.config, tokenizer, model_dir)
     device = get_device(args.device)
     model.to(device)  # float32: scores are never computed in bf16
     own_logger = logger is None

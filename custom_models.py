@@ -20,6 +20,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
 )
+from transformers.utils import logging as hf_logging
 
 from utils import UserError
 
@@ -69,14 +70,53 @@ def saved_model_type(folder: str | Path) -> str:
     if not config.is_file():
         raise UserError(f"'{folder}' is not a saved model folder (no config.json): "
                         "pass the best_model folder a training step wrote")
-    return json.loads(config.read_text())["model_type"]
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):  # not JSON / not UTF-8 / not a JSON object
+        model_type = None
+    if not isinstance(model_type, str):
+        raise UserError(f"'{config}' is damaged (not a JSON object with a model_type): "
+                        "pass the best_model folder a training step wrote")
+    return model_type
 
 
 def load_model(folder: str | Path, attn_implementation: str = "eager") -> PreTrainedModel:
     """Load a saved causal or masked LM through the Auto classes."""
     model_type = saved_model_type(folder)
     auto = AutoModelForCausalLM if is_causal(model_type) else AutoModelForMaskedLM
-    return auto.from_pretrained(folder, attn_implementation=attn_implementation)
+    # No "Loading weights" progress bar on stderr: it would come before any one-line error.
+    bar_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return auto.from_pretrained(folder, attn_implementation=attn_implementation)
+    except (OSError, ValueError, RuntimeError) as e:  # missing/damaged weights, unknown architecture
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"cannot load the model in '{folder}' ({detail}): "
+                        "pass the best_model folder a training step wrote") from None
+    finally:
+        if bar_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def check_tokenizer_fits(config: PretrainedConfig, tokenizer, model_dir: str | Path, block_size: int | None = None,
+                         option: str = "--model_dir", needs_mask: bool = True) -> None:
+    """UserError unless `tokenizer` (and blocks of `block_size` tokens) can feed the model of `config`.
+
+    The tokenizer may not have more tokens than the model's vocabulary (its ids would
+    index past the embeddings; fewer is fine, as in models with a padded vocabulary),
+    a masked LM scored by masking (`needs_mask`) needs a mask token, and a block must
+    fit the model's positions."""
+    vocab = getattr(config, "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        raise UserError(f"the tokenizer of {option} {model_dir} has {len(tokenizer)} tokens but the model's "
+                        f"vocabulary has {vocab}: save the model with the tokenizer it was trained with")
+    if needs_mask and not is_causal(config.model_type) and tokenizer.mask_token_id is None:
+        raise UserError(f"{option} {model_dir} is a masked LM ({config.model_type}) but its tokenizer has no mask "
+                        "token: save it with the tokenizer it was trained with (--tokenizer_type mlm)")
+    positions = getattr(config, "max_position_embeddings", None)
+    if block_size is not None and positions is not None and block_size > positions:
+        raise UserError(f"--block_size {block_size} exceeds the {positions} positions of {option} {model_dir}: "
+                        f"pass --block_size {positions} or less")
 
 
 def build_model(args: argparse.Namespace, tokenizer) -> PreTrainedModel:

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
-from custom_models import is_causal, load_model
+from custom_models import check_tokenizer_fits, is_causal, load_model
 from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_blocks, resolve_files
 from utils import RunLogger, get_device, write_json_atomic
 
@@ -73,18 +73,28 @@ def run_test(args: argparse.Namespace) -> dict:
     written to `<output_dir>/test_results.json` and TensorBoard."""
     out = Path(args.output_dir)
     model_dir = Path(args.model_dir)
+    # Every input is checked, and the test files read and packed, before the run folder is made.
     model = load_model(model_dir, args.attn_implementation)  # checks the folder first
+    from training_setup import load_tokenizer  # not at the top: training_setup imports this module
+
+    tokenizer = load_tokenizer(model_dir, "--model_dir")
+    check_tokenizer_fits(model.config, tokenizer, model_dir, args.block_size)
     if args.blimp_dir:
         from blimp import load_paradigms
 
         load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before anything is written
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    device = get_device(args.device)
+    causal = is_causal(model.config.model_type)
+    console = RunLogger(None)
+    try:
+        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, console)
+        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, console)
+    finally:
+        console.close()
     logger = RunLogger(out)
     try:
-        device = get_device(args.device)
-        causal = is_causal(model.config.model_type)
-        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, logger)
-        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger)
+        logger.info(f"testing {model_dir} on {meta['blocks']} blocks of {args.block_size} tokens "
+                    f"from {len(files)} test files")
         model.to(device)
         metrics = evaluate_lm(model, eval_dataset(blocks, tokenizer, causal, args.mlm_probability),
                               eval_collator(tokenizer, causal), args.eval_batch_size, device, args.bf16)

@@ -58,17 +58,17 @@ from tqdm import tqdm
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
 )
 from transformers import get_cosine_schedule_with_warmup as cosine_schedule
 from transformers.utils import logging as hf_logging
 
-from custom_models import saved_model_type
+from custom_models import check_tokenizer_fits, saved_model_type
 from evaluation import autocast
+from training_setup import load_tokenizer as load_saved_tokenizer
 from training_setup import make_optimizer
-from utils import RunLogger, UserError, get_device, set_seed, write_json_atomic
+from utils import RunLogger, UserError, get_device, numbered_lines, set_seed, write_json_atomic
 
 RESULTS_FILE = "finetune_results.json"
 PAIR_LAYOUTS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
@@ -162,27 +162,26 @@ def example_texts(record: dict) -> tuple[str, ...]:
 def read_task_file(path: Path) -> tuple[list[tuple[str, ...]], list[int]]:
     """Texts and labels of one `<task>.<split>.jsonl` file; UserError on a malformed line."""
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where} is not valid JSON ({e.msg}): fix or remove that line") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{where} is not a JSON object: each line must be one example")
-            label = record.get("label")
-            # JSON true/false are accepted as 1/0 (bool is an int subclass); anything else is not.
-            if not isinstance(label, int):
-                raise UserError(f"{where} has no integer 'label' (found {label!r}): every line needs one")
-            try:
-                texts.append(example_texts(record))
-            except KeyError:
-                raise UserError(f"{where} has no text fields (found {sorted(record)}): use sentence1[/sentence2], "
-                                "premise/hypothesis, question/passage, ... (see finetune.py)") from None
-            labels.append(int(label))
+    for line_no, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where} is not valid JSON ({e.msg}): fix or remove that line") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where} is not a JSON object: each line must be one example")
+        label = record.get("label")
+        # JSON true/false are accepted as 1/0 (bool is an int subclass); anything else is not.
+        if not isinstance(label, int):
+            raise UserError(f"{where} has no integer 'label' (found {label!r}): every line needs one")
+        try:
+            texts.append(example_texts(record))
+        except KeyError:
+            raise UserError(f"{where} has no text fields (found {sorted(record)}): use sentence1[/sentence2], "
+                            "premise/hypothesis, question/passage, ... (see finetune.py)") from None
+        labels.append(int(label))
     if not labels:
         raise UserError(f"{path} holds no examples: regenerate it or leave the task out of --tasks")
     return texts, labels
@@ -249,11 +248,7 @@ def check_model_dir(model_dir: Path) -> PretrainedConfig:
 
 def load_tokenizer(model_dir: Path):
     """The model folder's tokenizer, with a pad token (the eos token when it has none)."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load the tokenizer in '{model_dir}' ({first_line(e)}): "
-                        "pass a model folder saved with its tokenizer") from None
+    tokenizer = load_saved_tokenizer(model_dir, "--model_dir")
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token is None:
             raise UserError(f"the tokenizer in '{model_dir}' has neither a pad nor an eos token, "
@@ -448,6 +443,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
     data = [load_task(glue_dir, task) for task in tasks]  # a bad line in any task fails now, not hours later
     config = check_model_dir(model_dir)
     tokenizer = load_tokenizer(model_dir)
+    check_tokenizer_fits(config, tokenizer, model_dir, needs_mask=False)
     device = get_device(args.device)
 
     logger = RunLogger(out)

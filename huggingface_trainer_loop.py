@@ -10,12 +10,15 @@ gradient accumulation, clipping (`max_grad_norm`) and bf16 autocast."""
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ExportableState
 
 from evaluation import evaluate_lm
 from training_setup import (
+    CHECKPOINTS_DIR,
     BestTracker,
     TrainingSetup,
     finish_run,
@@ -24,6 +27,7 @@ from training_setup import (
     make_scheduler,
     prepare_training,
 )
+from utils import UserError
 
 
 class _SharedEvalTrainer(Trainer):
@@ -44,8 +48,12 @@ class _SharedEvalTrainer(Trainer):
         return out
 
 
-class _PipelineCallback(TrainerCallback):
-    """Routes the Trainer's events into the pipeline's logger and best-model tracker."""
+class _PipelineCallback(TrainerCallback, ExportableState):
+    """Routes the Trainer's events into the pipeline's logger and best-model tracker.
+
+    As an ExportableState its tracker state (best loss, early-stopping count) is
+    stored in each checkpoint's trainer_state.json, which the Trainer writes
+    after the model, optimizer and RNG states: the file marks a complete checkpoint."""
 
     def __init__(self, setup: TrainingSetup, tracker: BestTracker) -> None:
         self.setup = setup
@@ -53,11 +61,15 @@ class _PipelineCallback(TrainerCallback):
         self.last_time = time.time()
         self.last_step = 0
 
+    def state(self) -> dict:
+        return {"args": {}, "attributes": self.tracker.state_dict()}
+
     def on_epoch_end(self, args, state, control, **kwargs):
         # Validate at each epoch end, as the custom loop does, unless this step
         # was just validated (the Trainer also validates at its last step).
         if self.tracker.last_eval_step != state.global_step:
             control.should_evaluate = True
+        control.should_save = True  # and write a resumable checkpoint
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -97,8 +109,16 @@ def _train(setup: TrainingSetup) -> dict:
     optimizer = make_optimizer(setup.model, args)
     scheduler = make_scheduler(optimizer, setup)
     tracker = BestTracker(setup)
+    callback = _PipelineCallback(setup, tracker)
+    if setup.resume_from is not None:
+        state_file = setup.resume_from / "trainer_state.json"
+        if not state_file.is_file():
+            raise UserError(f"'{setup.resume_from}' was written by the custom loop: resume with --torch_training")
+        stored = json.loads(state_file.read_text())["stateful_callbacks"][_PipelineCallback.__name__]
+        tracker.load_state_dict(stored["attributes"])
+        callback.last_step = json.loads(state_file.read_text())["global_step"]
     training_args = TrainingArguments(
-        output_dir=str(setup.run_dir / "hf_trainer"),
+        output_dir=str(setup.run_dir / CHECKPOINTS_DIR),
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.eval_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -109,7 +129,10 @@ def _train(setup: TrainingSetup) -> dict:
         eval_steps=args.eval_steps,
         logging_strategy="steps",
         logging_steps=args.logging_steps,
-        save_strategy="no",  # the best model is saved by the shared tracker
+        # Resumable checkpoints (the best model is saved by the shared tracker).
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
         report_to="none",  # TensorBoard goes through the shared logger
         seed=args.seed,
         data_seed=args.seed,
@@ -124,14 +147,11 @@ def _train(setup: TrainingSetup) -> dict:
         train_dataset=setup.train_dataset,
         eval_dataset=setup.eval_dataset,
         optimizers=(optimizer, scheduler),
-        callbacks=[_PipelineCallback(setup, tracker)],
+        callbacks=[callback],
         setup=setup,
     )
     started = time.time()
-    trainer.train()  # validates at its last step too (eval_strategy="steps")
-    # The Trainer creates its output folder even though it saves nothing there;
-    # remove it so both loops leave the same layout.
-    hf_dir = setup.run_dir / "hf_trainer"
-    if hf_dir.is_dir() and not any(hf_dir.iterdir()):
-        hf_dir.rmdir()
+    # Validates at its last step too (eval_strategy="steps"); the Trainer's own
+    # resume restores model, optimizer, scheduler, RNG states and the data position.
+    trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)
     return finish_run(setup, tracker, trainer.state.global_step, started, loop="huggingface")

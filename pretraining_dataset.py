@@ -22,7 +22,7 @@ import torch
 from datasets import Dataset as HFDataset
 from torch.utils.data import Dataset
 
-from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
+from utils import UserError, numbered_lines, replace_dir, temp_dir_beside, write_json_atomic
 
 SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
            "open_subtitles", "qed", "simple_wikipedia", "switchboard", "wikipedia")
@@ -41,9 +41,15 @@ def resolve_files(data_dir: str | Path, split: str, names: list[str] | None,
                   train_split: str = "babylm_10M", logger=log) -> list[Path]:
     """The files of `split` ('train', 'validation', 'test') for the sources in `names`.
 
-    `names=None` means every file of the split present. A named source whose file
-    is missing is skipped with a warning; if none of the named files exists it is
-    an error."""
+    `names=None` means every file of the split present. A named source without a
+    file is handled by whether it is one of the ten BabyLM sources (`SOURCES`):
+    - a BabyLM source whose file is missing is skipped with a warning, because
+      the Makefile's curriculum lists name all ten sources and a partial corpus
+      (a slice of the release) must still run; if none of the named files
+      exists it is an error;
+    - any other name without a file is a typo and an error at once, listing the
+      sources present in the folder.
+    A name that is not a BabyLM source but has a file (an added corpus) is used."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"corpus folder '{data_dir}' not found: download the BabyLM corpus into it "
@@ -57,27 +63,30 @@ def resolve_files(data_dir: str | Path, split: str, names: list[str] | None,
     if names is None:
         files = sorted(folder.glob(f"*{ext}"))
         if not files:
-            raise UserError(f"no *{ext} files in '{folder}'")
+            raise UserError(f"no *{ext} files in '{folder}': put the corpus's {split} files there "
+                            "or fix --data_dir")
         return files
-    files = []
+    present = " ".join(p.stem for p in sorted(folder.glob(f"*{ext}"))) or f"(no *{ext} file there)"
     for name in names:
-        path = folder / f"{name}{ext}"
-        if path.is_file():
-            files.append(path)
-        else:
-            logger.warning(f"{split} source '{name}' has no file {path}: skipped")
-    if not files:
+        if name not in SOURCES and not (folder / f"{name}{ext}").is_file():
+            raise UserError(f"{split} source '{name}' has no file {folder / (name + ext)} and is not a BabyLM "
+                            f"source: pick from the sources in '{folder}': {present}")
+    paths = [folder / f"{name}{ext}" for name in names]
+    files = [path for path in paths if path.is_file()]
+    if not files:  # checked before warning, so the error is the only line printed
         raise UserError(f"none of the {split} sources {' '.join(names)} exists in '{folder}': "
-                        f"pick from {' '.join(p.stem for p in sorted(folder.glob('*' + ext)))}")
+                        f"pick from {present}")
+    for name, path in zip(names, paths, strict=True):
+        if not path.is_file():
+            logger.warning(f"{split} source '{name}' has no file {path}: skipped")
     return files
 
 
 def read_lines(files: list[Path]) -> list[str]:
-    """All non-empty lines of the files, stripped, in file order."""
+    """All non-empty lines of the files, stripped, in file order (UserError on bytes that are not UTF-8)."""
     lines = []
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            lines.extend(s for s in (line.strip() for line in f) if s)
+        lines.extend(s for s in (line.strip() for _, line in numbered_lines(path)) if s)
     return lines
 
 
@@ -138,7 +147,8 @@ def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | 
 
     lines = read_lines(files)
     if not lines:
-        raise UserError(f"the {split} files {' '.join(map(str, files))} contain no text")
+        raise UserError(f"the {split} files {' '.join(map(str, files))} contain no text: "
+                        "pick files that hold text, or fix --data_dir")
     blocks, dropped = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
     if len(blocks) == 0:
         raise UserError(f"the {split} files hold fewer than --block_size {block_size} tokens: "

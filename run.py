@@ -40,10 +40,14 @@ def run_dataset(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.tokenizer_dir)
     logger = RunLogger(None)
     names = {"train": args.train_files, "validation": args.validation_files, "test": args.test_files}
-    for split, chosen in names.items():
-        files = resolve_files(args.data_dir, split, chosen, args.train_split, logger)
-        load_blocks(files, tokenizer, args.block_size, args.cache_dir, split, args.num_proc, logger)
-    logger.close()
+    try:
+        # Every split's files are selected before any is packed, so a bad name caches nothing.
+        files = {split: resolve_files(args.data_dir, split, chosen, args.train_split, logger)
+                 for split, chosen in names.items()}
+        for split, split_files in files.items():
+            load_blocks(split_files, tokenizer, args.block_size, args.cache_dir, split, args.num_proc, logger)
+    finally:
+        logger.close()
 
 
 def run_train(args: argparse.Namespace) -> None:

@@ -13,13 +13,14 @@ loads offline."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from utils import replace_dir, temp_dir_beside
+from utils import UserError, numbered_lines, replace_dir, temp_dir_beside
 
 CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
                "unk_token": "<|endoftext|>", "pad_token": "<pad>"}
@@ -28,13 +29,12 @@ MLM_SPECIAL = {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "sep
 
 
 def iter_lines(files: list[Path]) -> Iterator[str]:
-    """Yield the non-empty lines of the files, stripped."""
+    """Yield the non-empty lines of the files, stripped (UserError on bytes that are not UTF-8)."""
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    yield line
+        for _, line in numbered_lines(path):
+            line = line.strip()
+            if line:
+                yield line
 
 
 def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", vocab_size: int = 16000,
@@ -42,7 +42,8 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
     """Train a `kind` ('clm' or 'mlm') tokenizer on `files` and save it to `out_dir`.
 
     The folder is written under a temporary name and renamed into place, so an
-    interrupted run never leaves a half-written tokenizer."""
+    interrupted run never leaves a half-written tokenizer. Files without any text
+    or with bytes that are not UTF-8 are a UserError, and nothing is written."""
     special_map = CLM_SPECIAL if kind == "clm" else MLM_SPECIAL
     # Unique special tokens in a fixed order: they get the ids 0, 1, ...
     specials = list(dict.fromkeys(special_map.values()))
@@ -58,7 +59,13 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=True,
     )
-    tok.train_from_iterator(iter_lines(files), trainer=trainer)
+    lines = iter_lines(files)
+    first = next(lines, None)
+    if first is None:  # `tokenizers` would train a tokenizer of bare bytes without a word
+        raise UserError(f"the train files {' '.join(map(str, files))} contain no text: "
+                        "pick files that hold text, or fix --data_dir")
+    # A UserError raised by the line iterator (a non-UTF-8 line) propagates out of the Rust trainer.
+    tok.train_from_iterator(itertools.chain([first], lines), trainer=trainer)
 
     if kind == "mlm":
         bos, eos = special_map["cls_token"], special_map["sep_token"]

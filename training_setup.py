@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,21 +45,78 @@ class TrainingSetup:
     warmup_steps: int
     tokens_per_step: int
     train_meta: dict
+    resume_from: Path | None = None
 
 
-def load_tokenizer(folder: str | Path):
-    """The project tokenizer saved by the tokenizer action."""
-    if not (Path(folder) / "tokenizer.json").is_file():
-        raise UserError(f"no tokenizer in '{folder}': run the tokenizer action (make step1) first "
-                        "or fix --tokenizer_dir")
-    return AutoTokenizer.from_pretrained(folder)
+def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
+    """The tokenizer saved in `folder`: by the tokenizer action (`--tokenizer_dir`) or
+    beside a saved model (`option="--model_dir"`). UserError, with the fix for that
+    option, when the folder holds no tokenizer or its files do not load."""
+    if option == "--tokenizer_dir":
+        fix = "run the tokenizer action (make step1) first or fix --tokenizer_dir"
+    else:
+        fix = f"pass a model folder saved with its tokenizer (a training step's best_model) as {option}"
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"no tokenizer in '{folder}' (no tokenizer.json): {fix}")
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    # Exception, not a list: the `tokenizers` library raises the bare Exception class for a
+    # tokenizer.json it cannot parse ("data did not match any variant ..."), and transformers
+    # raises JSONDecodeError, KeyError, AttributeError, ValueError or OSError depending on which
+    # file is damaged and how. Anything raised here means the folder does not load.
+    except Exception as e:
+        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"cannot load the tokenizer in '{folder}' ({type(e).__name__}: {detail}): "
+                        f"the files are damaged; {fix}") from None
 
 
 def count_steps(args: argparse.Namespace, n_blocks: int) -> int:
     """Optimizer steps of the run: --max_steps if set, else epochs x steps per epoch."""
     micro_batches = math.ceil(n_blocks / args.batch_size)
     per_epoch = math.ceil(micro_batches / args.gradient_accumulation_steps)
-    return args.max_steps if args.max_steps > 0 else max(1, math.ceil(args.num_train_epochs * per_epoch))
+    return args.max_steps if args.max_steps is not None else max(1, math.ceil(args.num_train_epochs * per_epoch))
+
+
+CHECKPOINTS_DIR = "checkpoints"
+# A checkpoint folder is complete once its last file exists: the custom loop's
+# pipeline_state.json (its whole folder is renamed into place) or the HF Trainer's
+# trainer_state.json (written after model, optimizer and RNG states).
+COMPLETE_MARKERS = ("pipeline_state.json", "trainer_state.json")
+# What a run writes; --overwrite_output_dir clears exactly these.
+RUN_OUTPUTS = (CHECKPOINTS_DIR, BEST_MODEL_DIR, "tensorboard", "log.txt", RESULTS_FILE)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete resumable checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+             and any((p / m).is_file() for m in COMPLETE_MARKERS)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.split("-")[-1])
+
+
+def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> Path | None:
+    """Refuse to clobber a run unless told to; returns the checkpoint to resume from."""
+    if args.resume and args.overwrite_output_dir:
+        raise UserError("--resume and --overwrite_output_dir contradict each other: pass one of them")
+    if (run_dir / RESULTS_FILE).exists() and not args.overwrite_output_dir:
+        raise UserError(f"'{run_dir}' already holds a finished run ({RESULTS_FILE}), so there is nothing to "
+                        "resume: pass --overwrite_output_dir to train again, or pick another --output_dir")
+    if args.resume:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            raise UserError(f"no resumable checkpoint in '{run_dir / CHECKPOINTS_DIR}': "
+                            "start the run without --resume")
+        return checkpoints[-1]
+    started = [name for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR) if (run_dir / name).exists()]
+    if started and not args.overwrite_output_dir:
+        raise UserError(f"'{run_dir}' holds an unfinished run ({', '.join(started)}): pass --resume to "
+                        "continue it, --overwrite_output_dir to start over, or pick another --output_dir")
+    return None
 
 
 def prepare_training(args: argparse.Namespace) -> TrainingSetup:
@@ -66,9 +124,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
 
     All checks that can fail on bad input run before anything is written."""
     run_dir = Path(args.output_dir)
-    if (run_dir / RESULTS_FILE).exists() and not args.overwrite_output_dir:
-        raise UserError(f"'{run_dir}' already holds a finished run ({RESULTS_FILE}): "
-                        "pass --overwrite_output_dir to train again, or pick another --output_dir")
+    resume_from = _check_run_dir(args, run_dir)
     tokenizer = load_tokenizer(args.tokenizer_dir)
     model_type = saved_model_type(args.init_model) if args.init_model else args.model_type
     causal = is_causal(model_type)
@@ -79,7 +135,15 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
     device = get_device(args.device)
 
-    logger = RunLogger(run_dir)
+    if args.overwrite_output_dir:
+        for name in RUN_OUTPUTS:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    # On resume, TensorBoard hides what the killed run logged after the checkpoint.
+    logger = RunLogger(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
     train_blocks, train_meta = load_blocks(train_files, tokenizer, args.block_size, args.cache_dir, "train",
@@ -95,9 +159,11 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         eval_collator=eval_collator(tokenizer, causal),
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
         tokens_per_step=args.batch_size * args.gradient_accumulation_steps * args.block_size,
-        train_meta=train_meta,
+        train_meta=train_meta, resume_from=resume_from,
     )
     start = f"from {args.init_model}" if args.init_model else "from scratch"
+    if resume_from:
+        start = f"resuming from {resume_from}"
     logger.info(f"{model_type} ({count_parameters(model) / 1e6:.2f}M parameters, {start}) on {device}; "
                 f"{len(train_blocks)} training blocks, {len(val_blocks)} validation blocks; "
                 f"{total} optimizer steps of {setup.tokens_per_step} tokens")
@@ -142,6 +208,15 @@ class BestTracker:
         self.best_step = -1
         self.bad_evals = 0
         self.last_eval_step = -1
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue early stopping and best-model keeping."""
+        return {"best_loss": self.best_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
+                "last_eval_step": self.last_eval_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.best_step = state["best_loss"], state["best_step"]
+        self.bad_evals, self.last_eval_step = state["bad_evals"], state["last_eval_step"]
 
     def update(self, step: int, eval_loss: float) -> bool:
         """Record a validation result; save the model if it is the best so far.

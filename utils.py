@@ -1,6 +1,6 @@
 """Shared plumbing: the run logger (console + log file + TensorBoard), seeding,
-device choice, atomic file writes, and the error type the CLI turns into a
-one-line message."""
+device choice, atomic file writes, strict UTF-8 line reading, and the error type
+the CLI turns into a one-line message."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import random
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ class RunLogger:
     Both training loops and the test step log through this, so TensorBoard tags
     are the same whichever loop produced a run."""
 
-    def __init__(self, run_dir: str | Path | None, name: str = "babylm") -> None:
+    def __init__(self, run_dir: str | Path | None, name: str = "babylm", purge_step: int | None = None) -> None:
         self.log = logging.getLogger(f"{name}.{id(self)}")
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
@@ -51,7 +52,8 @@ class RunLogger:
             # the tokenizer or dataset steps run without a run folder.
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            # purge_step: a resumed run hides the events the killed run wrote after its checkpoint.
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def info(self, msg: str) -> None:
         self.log.info(msg)
@@ -146,3 +148,34 @@ def temp_dir_beside(final_dir: str | Path) -> Path:
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.", suffix=".tmp"))
+
+
+# --------------------------------------------------------------------------- reading text
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) of every line of a UTF-8 text file.
+
+    Bytes that are not UTF-8 are an error naming the file and the line, not
+    replaced: a corpus silently turned into U+FFFD characters would train a
+    tokenizer and a model on them."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            yield from enumerate(f, 1)
+    except UnicodeDecodeError:
+        where = _first_non_utf8_line(path)
+        raise UserError(f"{path}{where} is not valid UTF-8: fix or re-encode the file "
+                        "(e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def _first_non_utf8_line(path: str | Path) -> str:
+    """' line N (byte 0xXX)' for the first line of `path` that does not decode, or ''.
+
+    Lines are split on b'\\n', which is never part of a multi-byte UTF-8 character."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f" line {n} (byte 0x{raw[e.start]:02x})"
+    return ""

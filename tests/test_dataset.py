@@ -22,13 +22,22 @@ def test_sample_corpus_layout():
     assert size < 500_000
 
 
-def test_resolve_files_selection(caplog):
+def test_resolve_files_selection(caplog, tmp_path):
     assert len(resolve_files(SAMPLE, "train", None)) == 10
+    # A partial corpus: a missing BabyLM source is skipped with a warning ...
+    (tmp_path / "babylm_dev").mkdir()
+    (tmp_path / "babylm_dev" / "qed.dev").write_text("a line\n")
+    (tmp_path / "babylm_dev" / "extra.dev").write_text("a line\n")
     with caplog.at_level(logging.WARNING):
-        files = resolve_files(SAMPLE, "validation", ["qed", "no_such_source"])
-    assert [p.name for p in files] == ["qed.dev"]
-    assert "no_such_source" in caplog.text
-    with pytest.raises(UserError, match="none of the test sources"):
+        files = resolve_files(tmp_path, "validation", ["qed", "cbt", "extra"])
+    assert [p.name for p in files] == ["qed.dev", "extra.dev"]  # a non-BabyLM name with a file is used
+    assert "'cbt'" in caplog.text
+    with pytest.raises(UserError, match="none of the validation sources cbt wikipedia"):
+        resolve_files(tmp_path, "validation", ["cbt", "wikipedia"])
+    # ... but any other name without a file is a typo, listing the sources present.
+    with pytest.raises(UserError, match="'qde' has no file .* pick from .*: extra qed$"):
+        resolve_files(tmp_path, "validation", ["qde", "qed"])
+    with pytest.raises(UserError, match="'nope' .* not a BabyLM source"):
         resolve_files(SAMPLE, "test", ["nope"])
     with pytest.raises(UserError, match="not found"):
         resolve_files(SAMPLE / "missing", "train", None)

@@ -203,9 +203,10 @@ def test_same_seed_same_results(model_dirs, tmp_path):
 
 
 def test_early_stopping_keeps_the_best_epoch(model_dirs, tmp_path):
-    # Learning rate 0: no epoch beats the first, so patience 2 stops after epoch 3.
+    # Learning rate 1e-12 (0 is refused) moves no float32 weight: no epoch beats the first,
+    # so patience 2 stops after epoch 3.
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path, "--tasks", "rte", "--finetune_epochs", "6",
-                                            "--finetune_learning_rate", "0", "--finetune_patience", "2"))
+                                            "--finetune_learning_rate", "1e-12", "--finetune_patience", "2"))
     r = results["tasks"]["rte"]
     assert (r["epochs_run"], r["best_epoch"]) == (3, 1)
     assert len({h["accuracy"] for h in r["history"]}) == 1

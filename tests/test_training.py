@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from argparse import Namespace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,6 +21,7 @@ from transformers import (
 
 import huggingface_trainer_loop
 import pytorch_training_loop
+import training_setup
 from custom_models import build_model
 from pretraining_dataset import resolve_files
 from tokenizer import train_tokenizer
@@ -58,7 +61,7 @@ def test_loop_trains_and_saves_a_loadable_best_model(loop, model_type, make_args
     assert results["loop"] == loop and results["steps"] == results["planned_steps"]
     for tag in ("train/lr", "train/grad_norm", "train/tokens_per_second", "eval/loss", "eval/perplexity"):
         assert scalars(out, tag), tag
-    assert run_layout(out) == ["best_model", "log.txt", "tensorboard", "train_results.json"]
+    assert run_layout(out) == ["best_model", "checkpoints", "log.txt", "tensorboard", "train_results.json"]
     saved = json.loads((out / "best_model" / "run_args.json").read_text())
     assert saved["model_type"] == model_type and saved["torch_training"] == (loop == "pytorch")
 
@@ -92,10 +95,10 @@ def test_continue_from_saved_model(make_args, tmp_path):
     first = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", *TRAIN,
                       "--train_files", "aochildes", "switchboard", "qed")
     a = pytorch_training_loop.train(first)
-    # Learning rate 0: the continued model must be exactly the saved one, so its
-    # validation loss equals the first run's best.
+    # A learning rate of 1e-12 (0 is refused) moves no float32 weight: the continued
+    # model is the saved one, so its validation loss equals the first run's best.
     second = make_args("train", "--torch_training", "--output_dir", tmp_path / "b", *TRAIN,
-                       "--learning_rate", "0", "--max_steps", "3", "--train_files", "cbt",
+                       "--learning_rate", "1e-12", "--max_steps", "3", "--train_files", "cbt",
                        "--init_model", tmp_path / "a" / "best_model")
     b = pytorch_training_loop.train(second)
     assert b["best_eval_loss"] == pytest.approx(a["best_eval_loss"], abs=1e-5)
@@ -126,12 +129,31 @@ def test_finished_run_is_not_overwritten(make_args, tmp_path):
     assert (tmp_path / "a" / "train_results.json").read_text() == before
 
 
-def test_early_stopping(make_args, tmp_path):
-    # With learning rate 0 no validation improves on the first one.
-    args = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", "--learning_rate", "0",
+def test_best_tracker_patience(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(training_setup, "save_model_folder", lambda model, tok, args, folder: saved.append(folder))
+    setup = SimpleNamespace(args=Namespace(early_stopping_patience=2), run_dir=tmp_path, model=None, tokenizer=None,
+                            logger=SimpleNamespace(info=lambda msg: None))
+    tracker = training_setup.BestTracker(setup)
+    # step: loss -> stop? A new best resets the count; the 2nd evaluation in a row without one stops.
+    losses = [(10, 3.0, False), (20, 2.5, False), (30, 2.7, False), (40, 2.4, False), (50, 2.4, False),
+              (60, 2.6, True)]
+    assert [tracker.update(step, loss) for step, loss, _ in losses] == [stop for _, _, stop in losses]
+    assert (tracker.best_loss, tracker.best_step) == (2.4, 40)  # a tie is not a new best
+    assert len(saved) == 3  # saved at each new best only
+    never = training_setup.BestTracker(SimpleNamespace(**{**vars(setup), "args": Namespace(early_stopping_patience=0)}))
+    assert not any(never.update(step, loss) for step, loss in [(1, 1.0), *((s, 2.0) for s in range(2, 12))])
+
+
+def test_early_stopping(make_args, tmp_path, monkeypatch):
+    # Validation loss rises after the first evaluation: patience 2 stops at the third (step 6).
+    losses = iter([3.0, 3.1, 3.2, 3.3, 3.4, 3.5])
+    monkeypatch.setattr(pytorch_training_loop, "evaluate_lm",
+                        lambda *a, **k: {"loss": (loss := next(losses)), "perplexity": math.exp(loss), "tokens": 1})
+    args = make_args("train", "--torch_training", "--output_dir", tmp_path / "a",
                      "--eval_steps", "2", "--max_steps", "40", "--early_stopping_patience", "2")
     results = pytorch_training_loop.train(args)
-    assert results["steps"] == 6 and results["best_step"] == 2
+    assert results["steps"] == 6 and results["best_step"] == 2 and results["best_eval_loss"] == 3.0
 
 
 def test_gradient_accumulation_matches_a_larger_batch(make_args, tmp_path):

@@ -1,0 +1,279 @@
+"""Every kind of bad input: exit code 1 (2 for usage errors), one line on stderr that says
+what is wrong and how to fix it, and nothing written (no output folder, log file, cache
+entry or tokenizer folder).
+
+One table; each row builds its bad input under tmp_path and runs `run.py`. Rows marked
+`proc` run it in a subprocess, so everything a real run prints on stderr (third-party
+warnings and progress bars included) counts; the other rows call `run.main` in-process
+to keep the file fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+from conftest import ROOT, SAMPLE, TINY_MODEL
+
+import run
+from argument_parser import parse_args
+from custom_models import build_model
+from training_setup import load_tokenizer, save_model_folder
+
+GLUE = ROOT / "data" / "sample_eval" / "glue"
+BLIMP = ROOT / "data" / "sample_eval" / "blimp"
+SPLITS = (("babylm_10M", "train"), ("babylm_dev", "dev"), ("babylm_test", "test"))
+
+
+# --------------------------------------------------------------------------- building bad inputs
+
+
+def corpus(tmp: Path, sources=("qed", "cbt"), edit: Callable[[Path], None] | None = None) -> Path:
+    """A copy of a few sample files of every split under tmp/corpus; `edit` damages the train files."""
+    root = tmp / "corpus"
+    for folder, ext in SPLITS:
+        (root / folder).mkdir(parents=True)
+        for source in sources:
+            shutil.copy(SAMPLE / folder / f"{source}.{ext}", root / folder / f"{source}.{ext}")
+    if edit:
+        for path in sorted((root / "babylm_10M").glob("*.train")):
+            edit(path)
+    return root
+
+
+def insert_bad_byte(path: Path) -> None:
+    """Line 3 of the first train file gets a byte that is not UTF-8 (Latin-1 'e acute')."""
+    if path.name == "cbt.train":
+        lines = path.read_bytes().split(b"\n")
+        lines[2] = lines[2][:5] + b"caf\xe9" + lines[2][5:]
+        path.write_bytes(b"\n".join(lines))
+
+
+def empty(path: Path) -> None:
+    path.write_text("\n  \n")  # blank lines only: no text
+
+
+def tiny_model(tmp: Path, tok_dir: Path, model_type: str = "gpt2") -> Path:
+    """A saved untrained tiny model (64 positions) with its tokenizer, as a training step saves it."""
+    args = parse_args(["train", "--tokenizer_dir", str(tok_dir), "--output_dir", str(tmp / "unused"),
+                       "--model_type", model_type, *TINY_MODEL])
+    tok = load_tokenizer(tok_dir)
+    torch.manual_seed(0)
+    save_model_folder(build_model(args, tok), tok, args, tmp / "model")
+    return tmp / "model"
+
+
+def copy_tokenizer(tmp: Path, tok_dir: Path, damage: Callable[[Path], None]) -> Path:
+    folder = tmp / "tok_in"
+    shutil.copytree(tok_dir, folder)
+    damage(folder / "tokenizer.json")
+    return folder
+
+
+def truncate(path: Path) -> None:
+    path.write_text(path.read_text()[:300])
+
+
+def unknown_bpe_model(path: Path) -> None:
+    data = json.loads(path.read_text())
+    data["model"]["type"] = "NoSuchModel"  # valid JSON the tokenizers library cannot parse
+    path.write_text(json.dumps(data))
+
+
+def grown_tokenizer(model: Path) -> Path:
+    """The model folder's tokenizer gets 10 tokens more than the model's vocabulary."""
+    tok = load_tokenizer(model)
+    tok.add_tokens([f"<extra{i}>" for i in range(10)])
+    tok.save_pretrained(model)
+    return model
+
+
+def grown_tokenizer_file(path: Path) -> None:
+    """tokenizer.json gets 10 tokens more (the folder of `path` holds a copied tokenizer)."""
+    grown_tokenizer(path.parent)
+
+
+def jsonl(tmp: Path, name: str, rows: list) -> Path:
+    folder = tmp / "eval"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return folder
+
+
+GOOD_PAIR = {"sentence_good": "the dog runs .", "sentence_bad": "the dog run ."}
+
+
+def glue_task(tmp: Path, train: list, valid: list) -> Path:
+    jsonl(tmp, "rte.train.jsonl", train)
+    return jsonl(tmp, "rte.valid.jsonl", valid)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+class Case(NamedTuple):
+    """One bad input: `argv(tmp, toks)` builds it and returns the run.py words."""
+
+    argv: Callable[[Path, dict], list[str]]
+    wrong: str  # fragment saying what is wrong
+    fix: str  # fragment saying how to fix it
+    proc: bool = False  # run in a subprocess
+    usage: bool = False  # an argparse usage error (exit 2)
+    known_gap: str = ""  # why the row fails today (strict xfail: it must start failing to pass)
+
+
+def tokenizer_argv(data: Path, *extra: str) -> list[str]:
+    return ["tokenizer", "--data_dir", str(data), "--tokenizer_dir", str(data.parent / "tok"),
+            "--vocab_size", "300", *extra]
+
+
+def dataset_argv(data: Path, tok: Path, *extra: str) -> list[str]:
+    return ["dataset", "--data_dir", str(data), "--tokenizer_dir", str(tok), "--block_size", "32",
+            "--cache_dir", str(data.parent / "cache"), *extra]
+
+
+def train_argv(tmp: Path, tok: Path, *extra: str, data: Path = SAMPLE) -> list[str]:
+    return ["train", "--data_dir", str(data), "--tokenizer_dir", str(tok), "--output_dir", str(tmp / "out"),
+            "--cache_dir", str(tmp / "cache"), *TINY_MODEL, *extra]
+
+
+def lm_test_argv(tmp: Path, model: Path, *extra: str) -> list[str]:
+    return ["test", "--data_dir", str(SAMPLE), "--model_dir", str(model), "--output_dir", str(tmp / "out"),
+            "--cache_dir", str(tmp / "cache"), "--block_size", "32", *extra]
+
+
+def eval_argv(action: str, tmp: Path, folder: Path) -> list[str]:
+    option = "--blimp_dir" if action == "blimp" else "--glue_dir"
+    return [action, option, str(folder), "--model_dir", str(tmp / "model"), "--output_dir", str(tmp / "out")]
+
+
+def numeric(option: str, value: str, action: str = "train") -> Case:
+    return Case(lambda t, k: train_argv(t, k["clm"], option, value) if action == "train"
+                else eval_argv(action, t, GLUE) + [option, value], f"{option} must be", "--help", usage=True)
+
+
+CASES = {
+    # 1. the corpus folder does not exist
+    "missing_data_dir": Case(lambda t, k: tokenizer_argv(t / "nowhere"), "nowhere' not found",
+                             "--data_dir data/sample", proc=True),
+    "missing_data_dir_test": Case(lambda t, k: lm_test_argv(t, tiny_model(t, k["clm"]), "--data_dir", str(t / "no")),
+                                  "no' not found", "--data_dir data/sample"),
+    # 2. a named corpus file that does not exist: a typo, or only absent BabyLM sources
+    "source_typo": Case(lambda t, k: tokenizer_argv(corpus(t), "--train_files", "qed", "cbtt"),
+                        "'cbtt' has no file", "pick from the sources in", proc=True),
+    "sources_absent": Case(lambda t, k: dataset_argv(corpus(t), k["clm"], "--test_files", "wikipedia", "gutenberg"),
+                           "none of the test sources wikipedia gutenberg", "pick from cbt qed"),
+    # 3. files that are all empty
+    "empty_files_tokenizer": Case(lambda t, k: tokenizer_argv(corpus(t, edit=empty)), "contain no text",
+                                  "pick files that hold text", proc=True),
+    "empty_files_dataset": Case(lambda t, k: dataset_argv(corpus(t, edit=empty), k["clm"]), "contain no text",
+                                "pick files that hold text"),
+    # 4. bytes that are not UTF-8
+    "not_utf8_tokenizer": Case(lambda t, k: tokenizer_argv(corpus(t, edit=insert_bad_byte)),
+                               "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file", proc=True),
+    "not_utf8_dataset": Case(lambda t, k: dataset_argv(corpus(t, edit=insert_bad_byte), k["clm"]),
+                             "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file"),
+    "not_utf8_train": Case(lambda t, k: train_argv(t, k["clm"], data=corpus(t, edit=insert_bad_byte)),
+                           "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file",
+                           known_gap="prepare_training makes the run folder (log.txt, tensorboard/) before "
+                           "it reads the training files"),
+    # 5. a tokenizer folder that is missing or unreadable
+    "no_tokenizer": Case(lambda t, k: train_argv(t, t / "no_tok"), "no tokenizer in", "make step1"),
+    "truncated_tokenizer": Case(lambda t, k: dataset_argv(corpus(t), copy_tokenizer(t, k["clm"], truncate)),
+                                "cannot load the tokenizer", "make step1", proc=True),
+    "unparsable_tokenizer": Case(lambda t, k: train_argv(t, copy_tokenizer(t, k["clm"], unknown_bpe_model)),
+                                 "cannot load the tokenizer", "make step1"),
+    # 6. the model's vocabulary does not match its tokenizer
+    "vocab_mismatch": Case(lambda t, k: lm_test_argv(t, grown_tokenizer(tiny_model(t, k["clm"]))),
+                           "has 610 tokens but the model's vocabulary has 600", "tokenizer it was trained with",
+                           proc=True),
+    "vocab_mismatch_init_model": Case(lambda t, k: train_argv(t, copy_tokenizer(t, k["clm"], grown_tokenizer_file),
+                                                              "--init_model", str(tiny_model(t, k["clm"]))),
+                                      "has a vocabulary of 600", "continue with the tokenizer",
+                                      known_gap="prepare_training makes the run folder before build_model "
+                                      "checks --init_model against the tokenizer"),
+    # 7. --block_size beyond the model's positions: a fresh model, a saved one
+    "block_size_fresh": Case(lambda t, k: train_argv(t, k["clm"], "--block_size", "128"),
+                             "--block_size 128 exceeds --max_position_embeddings 64", "raise the latter", usage=True),
+    "block_size_saved": Case(lambda t, k: lm_test_argv(t, tiny_model(t, k["clm"]), "--block_size", "65"),
+                             "--block_size 65 exceeds the 64 positions", "pass --block_size 64 or less"),
+    # 8. a masked LM with a tokenizer without a mask token
+    "mlm_without_mask": Case(lambda t, k: train_argv(t, k["clm"], "--model_type", "bert"),
+                             "needs a tokenizer with a mask token", "--tokenizer_type mlm"),
+    # 9. numbers out of range (argparse, exit 2)
+    "learning_rate_0": Case(lambda t, k: train_argv(t, k["clm"], "--learning_rate", "0"),
+                            "--learning_rate must be greater than 0", "--help", proc=True, usage=True),
+    "epochs_negative": numeric("--num_train_epochs", "-1"),
+    "max_steps_0": numeric("--max_steps", "0"),
+    "warmup_ratio_1": numeric("--warmup_ratio", "1"),
+    "num_heads_0": numeric("--num_heads", "0"),
+    "patience_negative": numeric("--early_stopping_patience", "-1"),
+    "finetune_lr_nan": numeric("--finetune_learning_rate", "nan", action="finetune"),
+    # 10. evaluation jsonl: a line without a required field, a line that is not JSON
+    "blimp_missing_field": Case(lambda t, k: eval_argv("blimp", t, jsonl(t, "p.jsonl", [GOOD_PAIR, {"x": 1}])),
+                                "p.jsonl:2 has no sentence_good/sentence_bad", "fix that line"),
+    "blimp_invalid_json": Case(lambda t, k: eval_argv("blimp", t, jsonl(t, "p.jsonl", [GOOD_PAIR, '{"sentence_'])),
+                               "p.jsonl:2 is not valid JSON", "fix or remove that line", proc=True),
+    "glue_invalid_json": Case(lambda t, k: eval_argv("finetune", t, glue_task(t, ["{oops"], [])),
+                              "rte.train.jsonl:1 is not valid JSON", "fix or remove that line"),
+    # 11. a fine-tuning label outside the label set
+    "glue_label_outside": Case(lambda t, k: eval_argv("finetune", t, glue_task(
+        t, [{"sentence1": "a", "label": 0}, {"sentence1": "b", "label": 1}], [{"sentence1": "c", "label": 2}])),
+                               "labels must be 0..N-1", "fix the label column"),
+    # 12. an unknown model type or option value (argparse, exit 2)
+    "unknown_model_type": Case(lambda t, k: train_argv(t, k["clm"], "--model_type", "gpt3"),
+                               "invalid choice: 'gpt3'", "--help", proc=True, usage=True),
+    "unknown_action": Case(lambda t, k: ["trian"], "invalid choice: 'trian'", "--help", usage=True),
+}
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root with its size and modification time (a rewrite changes it)."""
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+def run_cli(argv: list[str], proc: bool, capsys) -> tuple[int, str]:
+    if proc:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "run.py", *argv], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        return done.returncode, done.stderr
+    capsys.readouterr()
+    try:
+        code = run.main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(reason=case.known_gap, strict=True)) if case.known_gap else name
+    for name, case in CASES.items()])
+def test_bad_input_is_one_line_and_writes_nothing(name, tmp_path, tok_dirs, capsys):
+    case = CASES[name]
+    argv = case.argv(tmp_path, tok_dirs)
+    before = snapshot(tmp_path)
+    code, err = run_cli(argv, case.proc, capsys)
+
+    assert code == (2 if case.usage else 1), err
+    assert err.count("\n") == 1 and err.endswith("\n") and err.strip(), repr(err)  # exactly one line
+    line = err.strip()
+    assert line.startswith("run.py: error: " if case.usage else "error: "), line
+    assert case.wrong in line and case.fix in line, line
+    assert snapshot(tmp_path) == before  # nothing written or rewritten
+    for output in ("out", "tok", "cache"):
+        assert not (tmp_path / output).exists(), output
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="not found"):
+        run.main(["tokenizer", "--data_dir", str(tmp_path / "nowhere"), "--tokenizer_dir", str(tmp_path / "t"),
+                  "--debug"])
