@@ -135,7 +135,14 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
     device = get_device(args.device)
 
-    if args.overwrite_output_dir:
+    logger = RunLogger(None)  # console only until every input has been checked
+    set_seed(args.seed)
+    model = build_model(args, tokenizer).to(device)
+    train_blocks, train_meta = load_blocks(train_files, tokenizer, args.block_size, args.cache_dir, "train",
+                                           args.num_proc, logger)
+    val_blocks, _ = load_blocks(val_files, tokenizer, args.block_size, args.cache_dir, "validation",
+                                args.num_proc, logger)
+    if args.overwrite_output_dir:  # only now: bad input must not cost the old run
         for name in RUN_OUTPUTS:
             path = run_dir / name
             if path.is_dir():
@@ -143,13 +150,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
             elif path.exists():
                 path.unlink()
     # On resume, TensorBoard hides what the killed run logged after the checkpoint.
-    logger = RunLogger(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
-    set_seed(args.seed)
-    model = build_model(args, tokenizer).to(device)
-    train_blocks, train_meta = load_blocks(train_files, tokenizer, args.block_size, args.cache_dir, "train",
-                                           args.num_proc, logger)
-    val_blocks, _ = load_blocks(val_files, tokenizer, args.block_size, args.cache_dir, "validation",
-                                args.num_proc, logger)
+    logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
     total = count_steps(args, len(train_blocks))
     setup = TrainingSetup(
         args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import random
 import shutil
@@ -37,23 +38,36 @@ class RunLogger:
         self.log = logging.getLogger(f"{name}.{id(self)}")
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
-        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+        self.fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
         console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(fmt)
+        console.setFormatter(self.fmt)
         self.log.addHandler(console)
+        # Messages logged before the run folder exists are kept for its log.txt.
+        self.early = logging.handlers.BufferingHandler(capacity=100_000)
+        self.log.addHandler(self.early)
         self.writer = None
         if run_dir is not None:
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
-            file_handler.setFormatter(fmt)
-            self.log.addHandler(file_handler)
-            # Imported lazily: TensorBoard's import is slow and not needed by
-            # the tokenizer or dataset steps run without a run folder.
-            from torch.utils.tensorboard import SummaryWriter
+            self.attach(run_dir, purge_step)
 
-            # purge_step: a resumed run hides the events the killed run wrote after its checkpoint.
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+    def attach(self, run_dir: str | Path, purge_step: int | None = None) -> None:
+        """Start writing `<run_dir>/log.txt` (with the messages logged so far) and TensorBoard.
+
+        A step creates its run folder only once its inputs have been checked, so
+        bad input leaves nothing behind."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+        file_handler.setFormatter(self.fmt)
+        for record in self.early.buffer:
+            file_handler.handle(record)
+        self.log.removeHandler(self.early)
+        self.log.addHandler(file_handler)
+        # Imported lazily: TensorBoard's import is slow and not needed by
+        # the tokenizer or dataset steps run without a run folder.
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: a resumed run hides the events the killed run wrote after its checkpoint.
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def info(self, msg: str) -> None:
         self.log.info(msg)

@@ -126,7 +126,6 @@ class Case(NamedTuple):
     fix: str  # fragment saying how to fix it
     proc: bool = False  # run in a subprocess
     usage: bool = False  # an argparse usage error (exit 2)
-    known_gap: str = ""  # why the row fails today (strict xfail: it must start failing to pass)
 
 
 def tokenizer_argv(data: Path, *extra: str) -> list[str]:
@@ -181,9 +180,7 @@ CASES = {
     "not_utf8_dataset": Case(lambda t, k: dataset_argv(corpus(t, edit=insert_bad_byte), k["clm"]),
                              "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file"),
     "not_utf8_train": Case(lambda t, k: train_argv(t, k["clm"], data=corpus(t, edit=insert_bad_byte)),
-                           "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file",
-                           known_gap="prepare_training makes the run folder (log.txt, tensorboard/) before "
-                           "it reads the training files"),
+                           "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file"),
     # 5. a tokenizer folder that is missing or unreadable
     "no_tokenizer": Case(lambda t, k: train_argv(t, t / "no_tok"), "no tokenizer in", "make step1"),
     "truncated_tokenizer": Case(lambda t, k: dataset_argv(corpus(t), copy_tokenizer(t, k["clm"], truncate)),
@@ -196,9 +193,7 @@ CASES = {
                            proc=True),
     "vocab_mismatch_init_model": Case(lambda t, k: train_argv(t, copy_tokenizer(t, k["clm"], grown_tokenizer_file),
                                                               "--init_model", str(tiny_model(t, k["clm"]))),
-                                      "has a vocabulary of 600", "continue with the tokenizer",
-                                      known_gap="prepare_training makes the run folder before build_model "
-                                      "checks --init_model against the tokenizer"),
+                                      "has a vocabulary of 600", "continue with the tokenizer"),
     # 7. --block_size beyond the model's positions: a fresh model, a saved one
     "block_size_fresh": Case(lambda t, k: train_argv(t, k["clm"], "--block_size", "128"),
                              "--block_size 128 exceeds --max_position_embeddings 64", "raise the latter", usage=True),
@@ -254,9 +249,7 @@ def run_cli(argv: list[str], proc: bool, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(reason=case.known_gap, strict=True)) if case.known_gap else name
-    for name, case in CASES.items()])
+@pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_and_writes_nothing(name, tmp_path, tok_dirs, capsys):
     case = CASES[name]
     argv = case.argv(tmp_path, tok_dirs)
