@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
@@ -20,6 +21,7 @@ from evaluation import evaluate_lm
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
+    NonFiniteLoss,
     TrainingSetup,
     finish_run,
     log_eval,
@@ -37,6 +39,14 @@ class _SharedEvalTrainer(Trainer):
     def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup = setup
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # Checked per micro-batch, before the optimizer step and any save, so no
+        # checkpoint ever holds NaN weights (--skip_nonfinite is custom-loop only).
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss.at(self.setup, loss.item(), self.state.global_step + 1, skippable=False)
+        return loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         s = self.setup
@@ -139,6 +149,7 @@ def _train(setup: TrainingSetup) -> dict:
         use_cpu=setup.device.type == "cpu",
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        logging_nan_inf_filter=False,  # never hide a NaN/inf loss in the logs
     )
     trainer = _SharedEvalTrainer(
         model=setup.model,

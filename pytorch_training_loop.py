@@ -33,6 +33,7 @@ from evaluation import autocast, evaluate_lm
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
+    NonFiniteLoss,
     TrainingSetup,
     finish_run,
     list_checkpoints,
@@ -45,10 +46,6 @@ from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
 
 STATE_FILE = "pipeline_state.json"  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"
-
-
-class NonFiniteLoss(UserError):
-    """The loss became NaN/inf: the run stops, keeping the last good checkpoint."""
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -153,11 +150,7 @@ def _train(setup: TrainingSetup) -> dict:
             progress.micro = i + 1
             if not torch.isfinite(loss):
                 if not args.skip_nonfinite:
-                    raise NonFiniteLoss(
-                        f"the loss became {loss.item()} at optimizer step {progress.step + 1} (epoch "
-                        f"{progress.epoch}, micro-batch {i}): lower --learning_rate or --grad_norm_clip, or pass "
-                        f"--skip_nonfinite; the best model so far is in {setup.run_dir / 'best_model'} and "
-                        f"--resume restarts from the last checkpoint")
+                    raise NonFiniteLoss.at(setup, loss.item(), progress.step + 1, skippable=True)
                 progress.skipped += 1
                 setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
             else:

@@ -26,6 +26,18 @@ RESULTS_FILE = "train_results.json"  # written last: its presence marks a finish
 BEST_MODEL_DIR = "best_model"
 
 
+class NonFiniteLoss(UserError):
+    """The loss became NaN/inf: the run stops before the optimizer step, so the
+    last checkpoint and the best model stay good."""
+
+    @classmethod
+    def at(cls, setup: TrainingSetup, value: float, step: int, skippable: bool) -> NonFiniteLoss:
+        skip = ", or pass --skip_nonfinite to skip such batches" if skippable else ""
+        return cls(f"the loss became {value} at optimizer step {step}: lower --learning_rate or --grad_norm_clip"
+                   f"{skip}; the best model so far is in {setup.run_dir / BEST_MODEL_DIR}, and --resume restarts "
+                   "from the last checkpoint")
+
+
 @dataclass
 class TrainingSetup:
     """Everything a training loop needs, built once from the argparse namespace."""

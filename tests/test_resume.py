@@ -154,10 +154,12 @@ def test_nonfinite_loss_stops_or_is_skipped(tok_dirs, tmp_path, monkeypatch):
         return model
 
     monkeypatch.setattr(training_setup, "build_model", poisoned_build)
-    out = tmp_path / "nan"
-    with pytest.raises(pytorch_training_loop.NonFiniteLoss, match="optimizer step 12"):
-        pytorch_training_loop.train(parse_args(argv(tok_dirs, tmp_path, out)))
-    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-5", "checkpoint-10"]  # last good ones kept
+    for loop in ("pytorch", "huggingface"):
+        calls["n"] = 0
+        out = tmp_path / f"nan_{loop}"
+        with pytest.raises(training_setup.NonFiniteLoss, match="optimizer step 12"):
+            LOOPS[loop](parse_args(argv(tok_dirs, tmp_path, out, loop)))
+        assert [p.name for p in list_checkpoints(out)] == ["checkpoint-5", "checkpoint-10"]  # last good ones kept
 
     calls["n"] = 0
     skip = tmp_path / "skip"
