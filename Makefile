@@ -3,6 +3,7 @@
 # and step2_1 first when their outputs are missing, and redoes nothing done.
 #
 #   make demo                  whole chain on data/sample, tiny models (< 5 min on 2 CPU cores)
+#   make data / make eval_data download the BabyLM corpus into $(DATA_DIR) / BLiMP into $(BLIMP_DIR)
 #   make test                  the test suite (and ruff)
 #   make step2_2               tokenizer -> small GPT-2 -> its test, on $(DATA_DIR)
 #   make tensorboard           serve $(SAVE_DIR) in TensorBoard
@@ -45,7 +46,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench lint tensorboard clean clean_demo step1 blimp finetune report
+.PHONY: all venv demo test bench lint tensorboard clean clean_demo step1 blimp finetune report data eval_data
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -102,6 +103,19 @@ $(eval $(call TEST_STEP,step6_2,step6_1))
 $(eval $(call TRAIN_STEP,step7_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(LARGE) $(TRAIN_OPTS) --train_files $(EASY_FILES)))
 $(eval $(call TRAIN_STEP,step7_2,$(TOK_CLM),step7_1,$(GPT_LOOP) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
 $(eval $(call TEST_STEP,step7_3,step7_2))
+
+# ----------------------------------------------------------------------------- downloads
+# make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms
+# into $(BLIMP_DIR). Checked (corpus: size + sha256) before anything is installed, resumable
+# (rerun after a broken download), and a no-op once installed. Another release or a mirror:
+#   make data CORPUS_OPTS="--url URL --sha256 HEX --size BYTES"
+CORPUS_OPTS ?=
+
+data: $(VENV_STAMP)
+	$(PY) download.py corpus --data_dir $(DATA_DIR) $(CORPUS_OPTS)
+
+eval_data: $(VENV_STAMP)
+	$(PY) download.py blimp --blimp_dir $(BLIMP_DIR)
 
 # ----------------------------------------------------------------------------- evaluation and report
 # make blimp STEP=step2_1 / make finetune STEP=step4_1: score one training step's best model

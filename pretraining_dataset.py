@@ -52,9 +52,9 @@ def resolve_files(data_dir: str | Path, split: str, names: list[str] | None,
     A name that is not a BabyLM source but has a file (an added corpus) is used."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"corpus folder '{data_dir}' not found: download the BabyLM corpus into it "
-                        "(see README, 'Using the real corpus') or pass DATA_DIR=data/sample to make "
-                        "(--data_dir data/sample to run.py)")
+        raise UserError(f"corpus folder '{data_dir}' not found: run `make data DATA_DIR={data_dir}` to "
+                        "download the BabyLM corpus (README, 'Using the real corpus'), or pass "
+                        "DATA_DIR=data/sample to make (--data_dir data/sample to run.py)")
     folder = data_dir / (train_split if split == "train" else SPLIT_DIR[split])
     ext = SPLIT_EXT[split]
     if not folder.is_dir():

@@ -1,0 +1,579 @@
+"""Download the BabyLM corpus and the BLiMP evaluation sets.
+
+    python download.py corpus [--data_dir data/babylm_data] [--url URL --sha256 HEX --size N]
+    python download.py blimp  [--blimp_dir data/blimp] [--base_url URL] [--paradigms NAME ...]
+
+`corpus` fetches the 2023 BabyLM release zip (the one the original experiment
+used; `--url/--sha256/--size` select a mirror or another release), checks its
+size and sha256, and installs the zip's `babylm_data/` folder as DATA_DIR, so
+that DATA_DIR/babylm_10M/*.train, babylm_dev/*.dev, babylm_test/*.test exist.
+`blimp` fetches the 67 BLiMP paradigms, one `<paradigm>.jsonl` each, into
+BLIMP_DIR (BLiMP publishes no checksums, so each file is only checked to be
+non-empty jsonl whose every line has `sentence_good` and `sentence_bad`).
+
+What both guarantee:
+- Nothing half-done at the destination: files are downloaded next to it
+  (`DATA_DIR.zip.part`, `BLIMP_DIR.part/`), checked, and only then moved into
+  place with one rename. An interrupted or bad download leaves the destination
+  absent (or as it was).
+- Resume: a broken connection keeps what arrived; the next attempt asks for the
+  rest with `Range: bytes=N-` (and starts over if the server ignores that).
+  Each run retries a broken transfer itself (`--retries`, default 3, waiting
+  2, 4, 6 s), then stops with an error saying to rerun to resume.
+- No hang: every connect and read times out (`--timeout`, default 30 s).
+- Idempotent: a destination holding our marker file (`.download.json`, with the
+  sha256 and URL) or the expected files is left alone ("nothing done"); a
+  destination holding anything else is refused, never overwritten.
+- No network (DNS failure, refused, timeout at connect): one error naming the
+  URL and how to place the files by hand. A failure to connect is not retried,
+  because a second try a few seconds later almost never differs.
+
+Networking is the standard library's urllib (it honours https_proxy/no_proxy).
+Errors are `utils.UserError`; the CLI prints them as one line and exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from tqdm import tqdm
+
+from utils import UserError, temp_dir_beside
+
+# --------------------------------------------------------------------------- sources
+
+CORPUS_URL = "https://github.com/babylm/babylm.github.io/raw/main/babylm_data.zip"
+CORPUS_SHA256 = "1337771192c61fa38c7eca2ef535f568c19270789b114fe7c60fe23e4314ab57"
+CORPUS_SIZE = 253_170_132
+# The folders the pipeline reads (pretraining_dataset.py); the zip may hold more.
+CORPUS_FOLDERS = ("babylm_10M", "babylm_100M", "babylm_dev", "babylm_test")
+
+BLIMP_BASE_URL = "https://raw.githubusercontent.com/alexwarstadt/blimp/master/data"
+# The 67 paradigm UIDs of BLiMP (Warstadt et al., 2020): the files of the repository's data/ folder.
+BLIMP_PARADIGMS = (
+    "adjunct_island", "anaphor_gender_agreement", "anaphor_number_agreement", "animate_subject_passive",
+    "animate_subject_trans", "causative", "complex_NP_island",
+    "coordinate_structure_constraint_complex_left_branch", "coordinate_structure_constraint_object_extraction",
+    "determiner_noun_agreement_1", "determiner_noun_agreement_2", "determiner_noun_agreement_irregular_1",
+    "determiner_noun_agreement_irregular_2", "determiner_noun_agreement_with_adj_2",
+    "determiner_noun_agreement_with_adj_irregular_1", "determiner_noun_agreement_with_adj_irregular_2",
+    "determiner_noun_agreement_with_adjective_1", "distractor_agreement_relational_noun",
+    "distractor_agreement_relative_clause", "drop_argument", "ellipsis_n_bar_1", "ellipsis_n_bar_2",
+    "existential_there_object_raising", "existential_there_quantifiers_1", "existential_there_quantifiers_2",
+    "existential_there_subject_raising", "expletive_it_object_raising", "inchoative", "intransitive",
+    "irregular_past_participle_adjectives", "irregular_past_participle_verbs",
+    "irregular_plural_subject_verb_agreement_1", "irregular_plural_subject_verb_agreement_2",
+    "left_branch_island_echo_question", "left_branch_island_simple_question",
+    "matrix_question_npi_licensor_present", "npi_present_1", "npi_present_2", "only_npi_licensor_present",
+    "only_npi_scope", "passive_1", "passive_2", "principle_A_c_command", "principle_A_case_1",
+    "principle_A_case_2", "principle_A_domain_1", "principle_A_domain_2", "principle_A_domain_3",
+    "principle_A_reconstruction", "regular_plural_subject_verb_agreement_1",
+    "regular_plural_subject_verb_agreement_2", "sentential_negation_npi_licensor_present",
+    "sentential_negation_npi_scope", "sentential_subject_island", "superlative_quantifiers_1",
+    "superlative_quantifiers_2", "tough_vs_raising_1", "tough_vs_raising_2", "transitive", "wh_island",
+    "wh_questions_object_gap", "wh_questions_subject_gap", "wh_questions_subject_gap_long_distance",
+    "wh_vs_that_no_gap", "wh_vs_that_no_gap_long_distance", "wh_vs_that_with_gap",
+    "wh_vs_that_with_gap_long_distance",
+)
+
+MARKER = ".download.json"  # hidden, so neither the corpus globs nor blimp.py's *.jsonl see it
+TIMEOUT = 30.0  # seconds per connect and per read
+RETRIES = 3  # automatic resumes of a broken transfer within one run
+RETRY_WAIT = 2.0  # seconds; attempt k waits k * RETRY_WAIT
+CHUNK = 1 << 16
+USER_AGENT = "babylm-pipeline-download/1"  # some hosts refuse urllib's default agent
+
+
+# --------------------------------------------------------------------------- one file, resumable
+
+
+class _Broken(Exception):
+    """The transfer broke after the server answered: what arrived is kept, a retry resumes."""
+
+
+def fetch(url: str, part: Path, size: int | None = None, *, hint: str = "", timeout: float = TIMEOUT,
+          retries: int = RETRIES, retry_wait: float = RETRY_WAIT, progress: bool = True) -> None:
+    """Download `url` into the file `part`, continuing from the bytes `part` already holds.
+
+    On return `part` holds the whole body the server announced (not checked
+    further: the caller verifies). `size`, when known, is the expected total:
+    a server announcing another total is an error before anything is written.
+    A transfer that breaks (cut connection, read timeout, HTTP 5xx) is resumed
+    up to `retries` times; after that a UserError says to rerun, and `part`
+    keeps what arrived. A failure to connect is a UserError at once, ending
+    with `hint` (how to get the file by hand). `part`'s folder is created only
+    once the server answers, so a failed connection creates nothing."""
+    for attempt in range(1, retries + 2):
+        try:
+            _fetch_once(url, part, size, hint, timeout, progress)
+            return
+        except _Broken as e:
+            have = part.stat().st_size if part.exists() else 0
+            if attempt > retries:
+                raise UserError(f"the download of {url} broke off ({e}; {attempt} attempts): {have} bytes are "
+                                f"kept in {part}; rerun the same command to resume") from None
+            wait = retry_wait * attempt
+            print(f"download broke off ({e}); resuming from byte {have} in {wait:g} s", file=sys.stderr)
+            time.sleep(wait)
+
+
+def _fetch_once(url: str, part: Path, size: int | None, hint: str, timeout: float, progress: bool) -> None:
+    """One request for the rest of `url` after the bytes in `part`; raises _Broken when it breaks off."""
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset >= size:
+        if offset == size:
+            return  # complete from an earlier run that stopped before the check
+        part.unlink()  # longer than the whole file: not a prefix of it
+        offset = 0
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    except ValueError as e:  # 'unknown url type'
+        raise UserError(f"'{url}' is not a URL ({e}): pass an http(s):// or file:// address") from None
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        # build_opener per call: proxies are read from the environment now, not at first import.
+        response = urllib.request.build_opener().open(request, timeout=timeout)
+    except urllib.error.HTTPError as e:  # before URLError: it is one
+        e.close()
+        if e.code == 416 and offset:
+            part.unlink()  # the server has nothing after `offset`: the partial file is not this file's prefix
+            raise _Broken("the server refused to resume; starting over") from None
+        if e.code >= 500 or e.code == 429:
+            raise _Broken(f"HTTP {e.code} {e.reason}") from None
+        raise UserError(f"{url}: the server answered HTTP {e.code} {e.reason}; check the URL{_hint(hint)}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        kept = f" ({offset} bytes kept in {part} for resuming)" if offset else ""
+        raise UserError(f"cannot reach {url} ({reason}){kept}: check the network connection "
+                        f"(and https_proxy if you need one){_hint(hint)}") from None
+
+    with response:
+        start, total = 0, None
+        if response.status == 206:
+            start, total = _content_range(response.headers.get("Content-Range"))
+            if start != offset:  # the partial file cannot be continued: drop it, the retry starts over
+                part.unlink(missing_ok=True)
+                raise _Broken(f"the server resumed at byte {start}, not {offset}; starting over")
+        elif offset:
+            print(f"{url}: the server does not resume downloads; starting over from byte 0", file=sys.stderr)
+            offset = 0
+        length = response.headers.get("Content-Length")
+        end = start + int(length) if length and length.isdigit() else None
+        total = total if total is not None else end
+        if size is not None and total is not None and total != size:
+            part.unlink(missing_ok=True)
+            raise UserError(f"{url} is {total} bytes, expected {size}: a different file; nothing was installed. "
+                            "If the URL is another release or mirror, pass its --size and --sha256 "
+                            "(or 'none' to skip a check)")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        done = offset
+        with open(part, "ab" if offset else "wb") as f, tqdm(
+                total=total or size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=part.name.removesuffix(".part"), disable=not progress, leave=False) as bar:
+            try:
+                while chunk := response.read1(CHUNK):  # read1: what arrived is written before a timeout
+                    f.write(chunk)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+                    if size is not None and done > size:
+                        break  # more than the whole file: stop, the size check rejects it
+            except (OSError, http.client.HTTPException) as e:  # reset, read timeout, IncompleteRead
+                raise _Broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+    # http.client returns b'' instead of raising when a connection closes early: compare with the header.
+    if end is not None and done < end:
+        raise _Broken(f"connection closed after {done} of {end} bytes")
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total or None) from a Content-Range header like 'bytes 100-199/200';
+    (None, None) if unreadable, which the caller treats as a resume at the wrong byte."""
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*", value or "")
+    if not match:
+        return None, None
+    return int(match[1]), None if match[2] == "*" else int(match[2])
+
+
+def _hint(hint: str) -> str:
+    return f"; {hint}" if hint else ""
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_file(path: Path, size: int | None, sha256: str | None, url: str) -> str:
+    """Check a downloaded file's size and sha256 (None skips a check); return its sha256.
+
+    A mismatch deletes the file (a rerun then downloads afresh, instead of
+    resuming a corrupt prefix) and raises a UserError with expected and got."""
+    got_size = path.stat().st_size
+    got_sha = sha256_of(path)
+    problems = []
+    if size is not None and got_size != size:
+        problems.append(f"size {got_size} bytes, expected {size}")
+    if sha256 is not None and got_sha != sha256:
+        problems.append(f"sha256 {got_sha}, expected {sha256}")
+    if problems:
+        path.unlink()
+        raise UserError(f"{url} gave a file with {' and '.join(problems)}: it was deleted and nothing was "
+                        "installed. Rerun to download it again; if the URL is another release or mirror, "
+                        "pass its --size and --sha256 (or 'none' to skip a check)")
+    return got_sha
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _read_marker(folder: Path) -> dict | None:
+    """Our marker's content, or None when the folder has none (or an unreadable one)."""
+    try:
+        info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _write_marker(folder: Path, info: dict) -> None:
+    """Write the marker into a folder that is not in place yet (so a plain write is atomic enough,
+    and the file gets the usual permissions, not a temporary file's private ones)."""
+    (folder / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _move_into_place(src: Path, dest: Path) -> None:
+    """Rename a finished folder to `dest` (absent or empty); a UserError if `dest` filled up meanwhile."""
+    try:
+        os.replace(src, dest)
+    except OSError as e:
+        raise UserError(f"cannot move the download into {dest} ({e.strerror}): did something create it "
+                        f"meanwhile? Move {dest} away and rerun") from None
+
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def download_corpus(data_dir: str | Path = "data/babylm_data", url: str = CORPUS_URL,
+                    sha256: str | None = CORPUS_SHA256, size: int | None = CORPUS_SIZE, *,
+                    timeout: float = TIMEOUT, retries: int = RETRIES, retry_wait: float = RETRY_WAIT,
+                    progress: bool = True) -> bool:
+    """Download, verify and install the BabyLM corpus zip as `data_dir`; False if it was already there.
+
+    `data_dir` must be absent, empty, or already hold the corpus (our marker
+    with the same sha256, or babylm_dev/, babylm_test/ and a training folder);
+    anything else is refused. The zip is downloaded to `<data_dir>.zip.part`
+    (kept between runs for resuming, deleted once installed), checked against
+    `size` and `sha256` (None skips a check) before anything is unpacked,
+    unpacked into a temporary folder beside `data_dir`, and renamed into place.
+    The zip's single top folder (`babylm_data/`) becomes `data_dir`; a zip with
+    the corpus folders at its top level is installed as it is."""
+    data_dir = Path(data_dir)
+    if sha256 is not None:
+        sha256 = sha256.lower()
+    if _corpus_present(data_dir, sha256):
+        return False
+    part = data_dir.with_name(data_dir.name + ".zip.part")
+    hint = (f"or get {url} another way and either rerun with --url file:///ABSOLUTE/PATH/TO/babylm_data.zip "
+            f"(checked and installed as usual) or unzip it and move its babylm_data/ folder to {data_dir}, "
+            f"so that {data_dir}/babylm_10M/*.train exist")
+    resumed = f" (resuming after {part.stat().st_size} bytes)" if part.exists() else ""
+    print(f"downloading {url} -> {part}{resumed}")
+    fetch(url, part, size, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
+    digest = verify_file(part, size, sha256, url)
+    _install_zip(part, data_dir, {"url": url, "sha256": digest, "size": part.stat().st_size,
+                                  "downloaded": _now(), "by": "download.py corpus"}, progress)
+    part.unlink()
+    print(f"installed the BabyLM corpus in {data_dir} (sha256 {digest})")
+    return True
+
+
+def _corpus_present(data_dir: Path, sha256: str | None) -> bool:
+    """True (and says so) if `data_dir` already holds the corpus; False if it is free to install
+    into; a UserError if it holds something else, which is never overwritten."""
+    if not data_dir.exists():
+        return False
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir} exists and is not a folder: move it away or pass another --data_dir")
+    marker = _read_marker(data_dir)
+    if marker is not None:
+        if sha256 is None or marker.get("sha256") == sha256:
+            print(f"{data_dir} already holds the corpus downloaded from {marker.get('url')} "
+                  f"(sha256 {marker.get('sha256')}): nothing done")
+            return True
+        raise UserError(f"{data_dir} holds another download (sha256 {marker.get('sha256')} from "
+                        f"{marker.get('url')}), not the requested {sha256}: pass another --data_dir, "
+                        f"or delete {data_dir} to replace it")
+    if _is_empty_dir(data_dir):
+        return False
+    has_train = any(any((data_dir / split).glob("*.train")) for split in ("babylm_10M", "babylm_100M"))
+    if has_train and (data_dir / "babylm_dev").is_dir() and (data_dir / "babylm_test").is_dir():
+        print(f"{data_dir} already holds a BabyLM corpus layout (placed there by hand, not checked): nothing done")
+        return True
+    raise UserError(f"{data_dir} exists but holds neither a downloaded corpus ({MARKER}) nor "
+                    "babylm_10M/, babylm_dev/, babylm_test/: refusing to overwrite it; move it away, "
+                    "or pass another --data_dir")
+
+
+def _install_zip(zip_path: Path, data_dir: Path, marker: dict, progress: bool = True) -> None:
+    """Unpack into a temporary folder beside `data_dir`, write the marker, rename into place."""
+    tmp = temp_dir_beside(data_dir)
+    try:
+        # A plain subfolder (not mkdtemp's, which is private 0700) becomes data_dir when the zip has no top folder.
+        unpacked = tmp / "unpacked"
+        unpacked.mkdir()
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                members = zf.infolist()
+                # extract() drops absolute paths and '..', so no member lands outside `unpacked`.
+                with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True,
+                          unit_divisor=1024, desc="unpacking", disable=not progress, leave=False) as bar:
+                    for member in members:
+                        zf.extract(member, unpacked)
+                        bar.update(member.file_size)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
+            zip_path.unlink()
+            raise UserError(f"{zip_path} is not a readable zip ({e}): it was deleted and nothing was installed; "
+                            "rerun to download it again") from None
+        content = _content_root(unpacked, zip_path)
+        missing = [name for name in ("babylm_dev", "babylm_test") if not (content / name).is_dir()]
+        if not any((content / name).is_dir() for name in ("babylm_10M", "babylm_100M")):
+            missing.insert(0, "babylm_10M")
+        if missing:
+            # The checksum matched what was asked for, so install anyway (a newer release may name
+            # its folders differently), but say what the pipeline will not find.
+            print(f"warning: the zip has no {', '.join(missing)}/ folder; the pipeline reads "
+                  f"{'/, '.join(CORPUS_FOLDERS)}/ under DATA_DIR", file=sys.stderr)
+        _write_marker(content, marker)
+        _move_into_place(content, data_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _content_root(unpacked: Path, zip_path: Path) -> Path:
+    """The folder to install: the zip's single top folder, unless that is itself a corpus folder.
+
+    macOS zips carry a `__MACOSX/` folder of resource forks beside the content; it is ignored."""
+    entries = [p for p in unpacked.iterdir() if p.name not in ("__MACOSX", ".DS_Store")]
+    if not entries:
+        raise UserError(f"{zip_path} is an empty zip: nothing was installed; check --url")
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in CORPUS_FOLDERS:
+        return entries[0]
+    return unpacked
+
+
+# --------------------------------------------------------------------------- BLiMP
+
+
+def download_blimp(blimp_dir: str | Path = "data/blimp", base_url: str = BLIMP_BASE_URL,
+                   paradigms: Sequence[str] = BLIMP_PARADIGMS, *, timeout: float = TIMEOUT,
+                   retries: int = RETRIES, retry_wait: float = RETRY_WAIT, progress: bool = True) -> bool:
+    """Download `<base_url>/<paradigm>.jsonl` for each paradigm into `blimp_dir`; False if already there.
+
+    Files collect in `<blimp_dir>.part/` (a rerun reuses the finished ones and
+    resumes a partial one); each is checked to be non-empty jsonl whose every
+    line has `sentence_good` and `sentence_bad` strings (BLiMP publishes no
+    checksums, so this is the only check). When all are there the folder is
+    renamed to `blimp_dir` with a marker listing the paradigms and each file's
+    sha256. `blimp_dir` must be absent, empty, or already hold the paradigms."""
+    blimp_dir = Path(blimp_dir)
+    paradigms = list(paradigms)
+    bad = [p for p in paradigms if not re.fullmatch(r"[A-Za-z0-9_]+", p)]
+    if not paradigms or bad or len(set(paradigms)) != len(paradigms):
+        raise UserError(f"paradigm names must be distinct UIDs like wh_island; got {' '.join(bad or paradigms)}")
+    if _blimp_present(blimp_dir, paradigms):
+        return False
+    base = base_url.rstrip("/")
+    part_dir = blimp_dir.with_name(blimp_dir.name + ".part")
+    hint = (f"or place the files by hand: download {base}/<paradigm>.jsonl for every paradigm "
+            f"(BLIMP_PARADIGMS in download.py) into {blimp_dir}")
+    print(f"downloading {len(paradigms)} BLiMP paradigms from {base}/ -> {part_dir}")
+    digests = {}
+    for name in tqdm(paradigms, unit="file", desc="BLiMP", disable=not progress, leave=False):
+        url, final = f"{base}/{name}.jsonl", part_dir / f"{name}.jsonl"
+        if not final.is_file():  # a file an earlier, interrupted run finished is kept
+            part = part_dir / f"{name}.jsonl.part"
+            fetch(url, part, None, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait,
+                  progress=False)
+            _check_blimp_file(part, url)
+            os.replace(part, final)
+        digests[name] = sha256_of(final)
+    for stale in part_dir.iterdir():  # files of paradigms an earlier run asked for, this one does not
+        if stale.name != MARKER and stale.name.removesuffix(".part").removesuffix(".jsonl") not in digests:
+            stale.unlink()
+    _write_marker(part_dir, {"base_url": base, "paradigms": paradigms, "sha256": digests,
+                             "downloaded": _now(), "by": "download.py blimp"})
+    _move_into_place(part_dir, blimp_dir)
+    print(f"installed {len(paradigms)} BLiMP paradigms in {blimp_dir}")
+    return True
+
+
+def _blimp_present(blimp_dir: Path, paradigms: list[str]) -> bool:
+    """True (and says so) if `blimp_dir` already holds every paradigm; False if it is free;
+    a UserError if it holds something else."""
+    if not blimp_dir.exists():
+        return False
+    if not blimp_dir.is_dir():
+        raise UserError(f"{blimp_dir} exists and is not a folder: move it away or pass another --blimp_dir")
+    if _is_empty_dir(blimp_dir):
+        return False
+    have = all((blimp_dir / f"{name}.jsonl").is_file() for name in paradigms)
+    marker = _read_marker(blimp_dir)
+    if have:
+        how = f"downloaded from {marker.get('base_url')}" if marker else "placed there by hand, not checked"
+        print(f"{blimp_dir} already holds the {len(paradigms)} BLiMP paradigms ({how}): nothing done")
+        return True
+    if marker is not None:
+        raise UserError(f"{blimp_dir} holds a BLiMP download of other paradigms "
+                        f"({len(marker.get('paradigms', []))} of them): delete it to download again, "
+                        "or pass another --blimp_dir")
+    raise UserError(f"{blimp_dir} exists and holds other files (not a BLiMP download): refusing to overwrite "
+                    "it; move it away, or pass another --blimp_dir")
+
+
+def _check_blimp_file(path: Path, url: str) -> None:
+    """Every non-empty line must be a JSON object with sentence_good/sentence_bad strings.
+
+    Checking every line (not only the first) also catches a truncated file, whose
+    last line is cut. A bad file is deleted, so a rerun downloads it again."""
+    def bad(why: str) -> NoReturn:
+        path.unlink()
+        raise UserError(f"{url} is not a BLiMP jsonl file ({why}): it was deleted and nothing was installed; "
+                        "check --base_url and the paradigm names, then rerun")
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        bad("not UTF-8 text")
+    rows = 0
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad(f"line {n} is not JSON")
+        if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("sentence_good", "sentence_bad"))):
+            bad(f"line {n} has no sentence_good/sentence_bad strings")
+        rows += 1
+    if not rows:
+        bad("empty")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line with exit code 2, like run.py's parser."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.splitlines())} (see python {self.prog} --help)\n")
+
+
+def _sha256_arg(value: str) -> str | None:
+    if value.lower() == "none":
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not 64 hex digits (or 'none' to skip the check)")
+    return value.lower()
+
+
+def _size_arg(value: str) -> int | None:
+    if value.lower() == "none":
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a positive byte count (or 'none' to skip the check)")
+    return int(value)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a positive number of seconds")
+    return number
+
+
+def _count_arg(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"'{value}' is not a count >= 0")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `python download.py corpus|blimp [options]`."""
+    parser = _Parser(prog="download.py", description="Download the BabyLM corpus or the BLiMP paradigms.")
+    sub = parser.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    corpus = sub.add_parser("corpus", help="the BabyLM corpus zip -> DATA_DIR")
+    corpus.add_argument("--data_dir", default="data/babylm_data",
+                        help="where to install the corpus (gets babylm_10M/, babylm_dev/, ...; default: %(default)s)")
+    corpus.add_argument("--url", default=CORPUS_URL,
+                        help="the zip; a mirror keeps the default checksum and size (default: the 2023 release, "
+                        "%(default)s)")
+    corpus.add_argument("--sha256", type=_sha256_arg, default=CORPUS_SHA256,
+                        help="expected sha256 of the zip, 'none' to skip the check (default: %(default)s)")
+    corpus.add_argument("--size", type=_size_arg, default=CORPUS_SIZE,
+                        help="expected size of the zip in bytes, 'none' to skip the check (default: %(default)s)")
+    blimp = sub.add_parser("blimp", help="the BLiMP paradigms -> BLIMP_DIR")
+    blimp.add_argument("--blimp_dir", default="data/blimp",
+                       help="where to put <paradigm>.jsonl (default: %(default)s)")
+    blimp.add_argument("--base_url", default=BLIMP_BASE_URL,
+                       help="folder URL holding <paradigm>.jsonl (default: %(default)s)")
+    blimp.add_argument("--paradigms", nargs="+", default=BLIMP_PARADIGMS, metavar="UID",
+                       help="paradigms to download (default: all 67, BLIMP_PARADIGMS in download.py)")
+    for p in (corpus, blimp):
+        p.add_argument("--timeout", type=_positive_float, default=TIMEOUT,
+                       help="seconds to wait for a connection or for data (default: %(default)s)")
+        p.add_argument("--retries", type=_count_arg, default=RETRIES,
+                       help="automatic resumes of a broken transfer before giving up (default: %(default)s)")
+        p.add_argument("--no_progress", action="store_true", help="no progress bars")
+        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a UserError is one line `error: ...` on stderr and exit code 1."""
+    args = build_parser().parse_args(argv)
+    common = {"timeout": args.timeout, "retries": args.retries, "progress": not args.no_progress}
+    try:
+        if args.what == "corpus":
+            download_corpus(args.data_dir, args.url, args.sha256, args.size, **common)
+        else:
+            download_blimp(args.blimp_dir, args.base_url, args.paradigms, **common)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume the download", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
