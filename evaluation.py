@@ -85,14 +85,11 @@ def run_test(args: argparse.Namespace) -> dict:
         load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before anything is written
     device = get_device(args.device)
     causal = is_causal(model.config.model_type)
-    console = RunLogger(None)
+    logger = RunLogger(None)  # console only until the test files are read and packed
     try:
-        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, console)
-        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, console)
-    finally:
-        console.close()
-    logger = RunLogger(out)
-    try:
+        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, logger)
+        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger)
+        logger.attach(out)
         logger.info(f"testing {model_dir} on {meta['blocks']} blocks of {args.block_size} tokens "
                     f"from {len(files)} test files")
         model.to(device)
@@ -115,7 +112,7 @@ def run_test(args: argparse.Namespace) -> dict:
         if args.blimp_dir:
             from blimp import run_blimp
 
-            results["blimp_overall"] = run_blimp(args, logger)["overall"]
+            run_blimp(args, logger)  # blimp_results.json/.md beside test_results.json
         return results
     finally:
         logger.close()
