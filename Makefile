@@ -46,7 +46,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench lint tensorboard clean clean_demo step1 blimp finetune report data eval_data
+.PHONY: all venv demo test bench lint tensorboard clean clean_demo step1 blimp finetune report data eval_data stats
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -116,6 +116,11 @@ data: $(VENV_STAMP)
 
 eval_data: $(VENV_STAMP)
 	$(PY) download.py blimp --blimp_dir $(BLIMP_DIR)
+
+# Corpus statistics per split and file (+ tokens per word once step1 ran) -> $(SAVE_DIR)/stats/.
+stats: $(VENV_STAMP)
+	$(RUN) stats --data_dir $(DATA_DIR) --train_split $(TRAIN_SPLIT) \
+		$(if $(wildcard $(TOK_CLM)),--tokenizer_dir $(dir $(TOK_CLM))) --output_dir $(SAVE_DIR)/stats $(EXTRA)
 
 # ----------------------------------------------------------------------------- evaluation and report
 # make blimp STEP=step2_1 / make finetune STEP=step4_1: score one training step's best model

@@ -9,7 +9,7 @@ import argparse
 import math
 from typing import NoReturn
 
-ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report")
+ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats")
 MODEL_TYPES = ("gpt2", "llama", "bert")
 
 
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache_dir", default="cache", help="where packed datasets are cached")
     g.add_argument("--block_size", type=int, default=128, help="tokens per training block")
     g.add_argument("--num_proc", type=int, default=1, help="processes for tokenizing the corpus")
+    g.add_argument("--no_cleaning", action="store_true",
+                   help="use the corpus lines as they are: no per-source cleaning (rules in cleaning.py)")
 
     g = p.add_argument_group("tokenizer")
     g.add_argument("--tokenizer_dir", default=None,

@@ -88,7 +88,8 @@ def run_test(args: argparse.Namespace) -> dict:
     logger = RunLogger(None)  # console only until the test files are read and packed
     try:
         files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, logger)
-        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger)
+        blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger,
+                                   clean=not args.no_cleaning)
         logger.attach(out)
         logger.info(f"testing {model_dir} on {meta['blocks']} blocks of {args.block_size} tokens "
                     f"from {len(files)} test files")

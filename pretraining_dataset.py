@@ -22,6 +22,7 @@ import torch
 from datasets import Dataset as HFDataset
 from torch.utils.data import Dataset
 
+from cleaning import clean_files, format_counts, rules_digest
 from utils import UserError, numbered_lines, replace_dir, temp_dir_beside, write_json_atomic
 
 SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
@@ -101,10 +102,11 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(files: list[Path], tokenizer, block_size: int) -> str:
-    """Hash of everything the packed blocks depend on: file contents, tokenizer, block size."""
+def cache_key(files: list[Path], tokenizer, block_size: int, clean: bool = True) -> str:
+    """Hash of everything the packed blocks depend on: file contents, cleaning rules,
+    tokenizer, block size (editing a cleaning rule rebuilds the caches)."""
     h = hashlib.sha256()
-    h.update(f"v{CACHE_VERSION} block={block_size}\n".encode())
+    h.update(f"v{CACHE_VERSION} block={block_size} clean={rules_digest() if clean else 'off'}\n".encode())
     for path in files:
         h.update(f"{path.name} {_file_digest(path)}\n".encode())
     h.update(tokenizer.backend_tokenizer.to_str().encode())
@@ -134,21 +136,27 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int, num_proc: in
 
 
 def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | Path, split: str,
-                num_proc: int = 1, logger=log) -> tuple[np.ndarray, dict]:
-    """Packed blocks of `files`, from the cache when present, else built and cached.
+                num_proc: int = 1, logger=log, clean: bool = True) -> tuple[np.ndarray, dict]:
+    """Packed blocks of `files` (cleaned per source unless `clean=False`), from the
+    cache when present, else built and cached.
 
-    Returns (blocks, meta) where meta records files, line/word/token counts."""
-    key = cache_key(files, tokenizer, block_size)
+    Returns (blocks, meta) where meta records files, line/word/token counts and
+    how many lines each cleaning rule changed."""
+    key = cache_key(files, tokenizer, block_size, clean)
     folder = Path(cache_dir) / f"{split}-{key}"
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
         logger.info(f"{split}: used cached dataset {folder} ({meta['blocks']} blocks of {block_size})")
+        if meta.get("cleaning"):
+            logger.info(f"{split}: cleaning changed lines: {format_counts(meta['cleaning'])}")
         return np.load(folder / "blocks.npy", mmap_mode="r"), meta
 
-    lines = read_lines(files)
+    lines, counts = clean_files(files) if clean else (read_lines(files), None)
     if not lines:
         raise UserError(f"the {split} files {' '.join(map(str, files))} contain no text: "
                         "pick files that hold text, or fix --data_dir")
+    if counts is not None:
+        logger.info(f"{split}: cleaning changed lines: {format_counts(counts)}")
     blocks, dropped = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
     if len(blocks) == 0:
         raise UserError(f"the {split} files hold fewer than --block_size {block_size} tokens: "
@@ -162,6 +170,7 @@ def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | 
         "blocks": int(len(blocks)),
         "block_size": block_size,
         "dropped_tokens": int(dropped),
+        "cleaning": counts,
     }
     # Written under a temporary name and renamed: a killed build leaves no cache entry.
     tmp = temp_dir_beside(folder)

@@ -1,7 +1,7 @@
 """Command-line front end: `python run.py ACTION [options]`.
 
 Actions: `tokenizer` (train one on the train files), `dataset` (tokenize, pack
-and cache the train/validation/test files), `train` (with the HF Trainer, or the
+and cache the train/validation/test files), `stats` (corpus statistics), `train` (with the HF Trainer, or the
 custom loop with --torch_training; fresh or from --init_model), `test` (loss and
 perplexity of --model_dir on the test files). See `python run.py --help`."""
 
@@ -26,7 +26,7 @@ def run_tokenizer(args: argparse.Namespace) -> None:
 
     files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
     tok = train_tokenizer(files, args.tokenizer_dir, args.tokenizer_type, args.vocab_size,
-                          args.min_frequency, args.model_max_length)
+                          args.min_frequency, args.model_max_length, clean=not args.no_cleaning)
     print(f"trained a {args.tokenizer_type} tokenizer ({len(tok)} tokens) on {len(files)} files "
           f"-> {args.tokenizer_dir}")
 
@@ -45,7 +45,8 @@ def run_dataset(args: argparse.Namespace) -> None:
         files = {split: resolve_files(args.data_dir, split, chosen, args.train_split, logger)
                  for split, chosen in names.items()}
         for split, split_files in files.items():
-            load_blocks(split_files, tokenizer, args.block_size, args.cache_dir, split, args.num_proc, logger)
+            load_blocks(split_files, tokenizer, args.block_size, args.cache_dir, split, args.num_proc, logger,
+                        clean=not args.no_cleaning)
     finally:
         logger.close()
 
@@ -80,6 +81,24 @@ def run_finetune(args: argparse.Namespace) -> None:
     finetune(args)
 
 
+def run_stats(args: argparse.Namespace) -> None:
+    """Corpus statistics per split and file (and per token with --tokenizer_dir);
+    printed, and written to --output_dir as corpus_stats.md/.json when given."""
+    from pathlib import Path
+
+    from corpus_stats import corpus_stats, markdown_table
+    from training_setup import load_tokenizer
+    from utils import write_json_atomic, write_text_atomic
+
+    tokenizer = load_tokenizer(args.tokenizer_dir) if args.tokenizer_dir else None
+    rows = corpus_stats(args.data_dir, args.train_split, tokenizer, clean=not args.no_cleaning)
+    table = markdown_table(rows)
+    print(table, end="")
+    if args.output_dir:
+        write_text_atomic(Path(args.output_dir) / "corpus_stats.md", table)
+        write_json_atomic(Path(args.output_dir) / "corpus_stats.json", rows)
+
+
 def run_report(args: argparse.Namespace) -> None:
     """Gather every finished step under --save_dir into report.md and plots."""
     from report import write_report
@@ -88,7 +107,7 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
-           "blimp": run_blimp, "finetune": run_finetune, "report": run_report}
+           "blimp": run_blimp, "finetune": run_finetune, "report": run_report, "stats": run_stats}
 
 
 def main(argv: list[str] | None = None) -> int:

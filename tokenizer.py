@@ -20,6 +20,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from cleaning import clean_files
 from utils import UserError, numbered_lines, replace_dir, temp_dir_beside
 
 CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
@@ -38,7 +39,8 @@ def iter_lines(files: list[Path]) -> Iterator[str]:
 
 
 def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", vocab_size: int = 16000,
-                    min_frequency: int = 2, model_max_length: int = 512) -> PreTrainedTokenizerFast:
+                    min_frequency: int = 2, model_max_length: int = 512,
+                    clean: bool = True) -> PreTrainedTokenizerFast:
     """Train a `kind` ('clm' or 'mlm') tokenizer on `files` and save it to `out_dir`.
 
     The folder is written under a temporary name and renamed into place, so an
@@ -59,7 +61,9 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=True,
     )
-    lines = iter_lines(files)
+    # Trained on the text the models will see: cleaned the same way as the dataset,
+    # so no vocabulary is spent on speaker labels or markup.
+    lines = iter(clean_files(files)[0]) if clean else iter_lines(files)
     first = next(lines, None)
     if first is None:  # `tokenizers` would train a tokenizer of bare bytes without a word
         raise UserError(f"the train files {' '.join(map(str, files))} contain no text: "

@@ -151,9 +151,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
     train_blocks, train_meta = load_blocks(train_files, tokenizer, args.block_size, args.cache_dir, "train",
-                                           args.num_proc, logger)
+                                           args.num_proc, logger, clean=not args.no_cleaning)
     val_blocks, _ = load_blocks(val_files, tokenizer, args.block_size, args.cache_dir, "validation",
-                                args.num_proc, logger)
+                                args.num_proc, logger, clean=not args.no_cleaning)
     if args.overwrite_output_dir:  # only now: bad input must not cost the old run
         for name in RUN_OUTPUTS:
             path = run_dir / name

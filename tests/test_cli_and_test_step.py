@@ -104,3 +104,17 @@ def test_test_action_matches_brute_force(model_type, make_args, tmp_path):
     assert results["test_loss"] == pytest.approx(expected, abs=1e-4)
     assert results["test_perplexity"] == pytest.approx(math.exp(expected), rel=1e-4)
     assert (tmp_path / "t" / "tensorboard").is_dir()
+
+
+def test_stats_action_writes_the_table(tok_dirs, tmp_path, capsys):
+    assert run.main(["stats", "--data_dir", str(SAMPLE), "--tokenizer_dir", str(tok_dirs["clm"]),
+                     "--output_dir", str(tmp_path), "--no_cleaning"]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((tmp_path / "corpus_stats.json").read_text())
+    assert (tmp_path / "corpus_stats.md").read_text() == printed
+    qed = next(r for r in rows if r.get("file") == "qed.train")
+    words = sum(len(line.split()) for line in (SAMPLE / "babylm_10M" / "qed.train").read_text().splitlines())
+    assert qed["words"] == words and qed["tokens_per_word"] > 1.0
+    assert run.main(["stats", "--data_dir", str(SAMPLE)]) == 0  # by default: the cleaned text the models see
+    cleaned = capsys.readouterr().out
+    assert cleaned != printed and "qed.train" in cleaned

@@ -46,8 +46,8 @@ def test_resolve_files_selection(caplog, tmp_path):
 def test_packing_keeps_every_token_but_the_remainder(tok_dirs, tmp_path):
     tok = AutoTokenizer.from_pretrained(tok_dirs["clm"])
     files = resolve_files(SAMPLE, "train", ["aochildes", "qed"])
-    blocks, meta = load_blocks(files, tok, 50, tmp_path, "train")
-    assert blocks.shape[1] == 50 and meta["blocks"] == len(blocks)
+    blocks, meta = load_blocks(files, tok, 50, tmp_path, "train", clean=False)
+    assert blocks.shape[1] == 50 and meta["blocks"] == len(blocks) and meta["cleaning"] is None
     # Brute force: every non-empty line tokenized on its own, followed by EOS.
     stream = []
     for path in files:
@@ -57,6 +57,23 @@ def test_packing_keeps_every_token_but_the_remainder(tok_dirs, tmp_path):
     assert meta["tokens"] == len(stream)
     assert 0 <= meta["dropped_tokens"] < 50
     assert np.array_equal(np.asarray(blocks).reshape(-1), stream[: len(blocks) * 50])
+
+
+def test_cleaning_is_applied_counted_and_switchable(tok_dirs, tmp_path, caplog):
+    from cleaning import clean_files
+
+    tok = AutoTokenizer.from_pretrained(tok_dirs["clm"])
+    files = resolve_files(SAMPLE, "train", ["aochildes", "switchboard", "wikipedia"])
+    with caplog.at_level(logging.INFO):
+        blocks, meta = load_blocks(files, tok, 40, tmp_path, "train")
+    lines, counts = clean_files(files)
+    assert meta["cleaning"] == counts and counts["chat_speaker_label"] > 0 and counts["wiki_headers"] > 0
+    assert "cleaning changed lines" in caplog.text and "chat_speaker_label" in caplog.text
+    stream = [t for line in lines for t in tok(line)["input_ids"] + [tok.eos_token_id]]
+    assert np.array_equal(np.asarray(blocks).reshape(-1), stream[: blocks.size])  # the cleaned text is packed
+    assert not any(line.startswith("*MOT:") for line in lines)
+    raw, raw_meta = load_blocks(files, tok, 40, tmp_path, "train", clean=False)  # a separate cache entry
+    assert raw_meta["tokens"] > meta["tokens"] and len(list(tmp_path.glob("train-*"))) == 2
 
 
 def test_mlm_lines_end_with_sep(tok_dirs, tmp_path):
