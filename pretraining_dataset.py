@@ -121,7 +121,8 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int, num_proc: in
     eos = tokenizer.eos_token_id
 
     def encode(batch: dict) -> dict:
-        ids = tokenizer(batch["text"], add_special_tokens=True)["input_ids"]
+        # verbose=False: a line longer than model_max_length is fine here, blocks are cut later.
+        ids = tokenizer(batch["text"], add_special_tokens=True, verbose=False)["input_ids"]
         # An MLM tokenizer's template already ends each text with </s> (= eos);
         # a causal one adds nothing, so the separator is appended here.
         return {"input_ids": [x if x and x[-1] == eos else x + [eos] for x in ids]}
