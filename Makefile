@@ -34,9 +34,11 @@ TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_
 GPT_LOOP    ?= --torch_training
 BERT_LOOP   ?=
 FINETUNE_OPTS ?=
-# RESUME=1: continue an interrupted training step from its newest checkpoint
-# (otherwise a step that Make reruns starts over).
-RESUME      ?=
+# A training step that Make reruns continues from its newest checkpoint when an earlier
+# run of it was interrupted (checkpoints but no train_results.json); otherwise it starts
+# over. RESTART=1 forces a fresh start.
+RESTART     ?=
+resume_or_restart = $(if $(and $(if $(RESTART),,1),$(wildcard $(1)/checkpoints/checkpoint-*),$(if $(wildcard $(1)/train_results.json),,1)),--resume,--overwrite_output_dir)
 EXTRA       ?=
 
 RUN    = $(PY) run.py
@@ -69,7 +71,7 @@ define TRAIN_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/train_results.json
 $(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) | $(VENV_STAMP)
-	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(if $$(RESUME),--resume,--overwrite_output_dir) \
+	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(call resume_or_restart,$$(@D)) \
 		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $(4)
 endef
 
@@ -77,7 +79,7 @@ endef
 define TEST_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/test_results.json
-$(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json | $(VENV_STAMP)
+$(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
 	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS)
 endef
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import NoReturn
 
 ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats")
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of BLiMP-format jsonl files, one per paradigm (default: none, no BLiMP)")
     g.add_argument("--blimp_batch_size", type=int, default=64,
                    help="sentences (causal) or masked copies (PLL) per forward pass")
+    g.add_argument("--blimp_prefix_space", action="store_true",
+                   help="score ' ' + sentence, as lm-eval 0.4's blimp tasks do (default: the sentence as written, "
+                   "as every training line starts after EOS)")
     g.add_argument("--pll_variant", choices=("within_word_l2r", "token"), default="within_word_l2r",
                    help="masked-LM pseudo-log-likelihood: mask each token alone (token) or also the "
                    "later sub-tokens of its word (within_word_l2r)")
@@ -174,6 +178,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"{args.max_position_embeddings}: raise the latter or lower the former")
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
     return args
 
 

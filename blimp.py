@@ -8,8 +8,10 @@ gets 0%.
 Scores (always float32, whatever precision the model was trained in):
 - causal LM: sum of log p(token) over all tokens of the sentence, conditioned on
   a BOS token (EOS if the tokenizer has none), so the first word is scored too.
-  This matches how the pipeline trains (every line follows an EOS) and how
-  lm-eval scores a sentence with an empty context.
+  This matches how the pipeline trains (every line follows an EOS) and a
+  loglikelihood request with an empty context in lm-eval (HFLM); lm-eval 0.4's
+  blimp task configs also prepend a space to the sentence (target_delimiter),
+  which `--blimp_prefix_space` reproduces.
 - masked LM: pseudo-log-likelihood (PLL): each token is masked in turn and its
   log-probability summed. Default variant `within_word_l2r`: when a token is
   masked, the later sub-tokens of the same word are masked too (Kauf & Ivanova,
@@ -236,9 +238,14 @@ def summarize(paradigms: list[Paradigm], accuracies: dict[str, float]) -> dict:
 
 def evaluate_blimp(model: PreTrainedModel, tokenizer, paradigms: list[Paradigm], batch_size: int = 64,
                    device: torch.device | str = "cpu", variant: str = "within_word_l2r",
-                   progress: bool = False) -> dict:
-    """Score every pair of every paradigm in one batched pass; return the summary."""
-    sentences = [s for p in paradigms for pair in p.pairs for s in pair]
+                   progress: bool = False, prefix_space: bool = False) -> dict:
+    """Score every pair of every paradigm in one batched pass; return the summary.
+
+    `prefix_space` scores " " + sentence, as lm-eval 0.4's blimp tasks do (their
+    target delimiter); by default the sentence is scored as written, the way every
+    training line starts after an EOS."""
+    lead = " " if prefix_space else ""
+    sentences = [lead + s for p in paradigms for pair in p.pairs for s in pair]
     scores = iter(score_sentences(model, tokenizer, sentences, batch_size, device, variant, progress))
     accuracies = {}
     for p in paradigms:
@@ -278,10 +285,11 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None) -> dict
     try:
         causal = is_causal(model.config.model_type)
         summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device,
-                                 args.pll_variant, progress=True)
+                                 args.pll_variant, progress=True, prefix_space=args.blimp_prefix_space)
         summary.update(model_dir=str(model_dir), blimp_dir=str(args.blimp_dir),
                        method="causal log-likelihood, BOS-conditioned" if causal
-                       else f"masked-LM pseudo-log-likelihood ({args.pll_variant})")
+                       else f"masked-LM pseudo-log-likelihood ({args.pll_variant})",
+                       prefix_space=args.blimp_prefix_space)
         out = Path(args.output_dir)
         write_json_atomic(out / "blimp_results.json", summary)
         write_text_atomic(out / "blimp_results.md", markdown_table(summary))

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -88,8 +89,12 @@ def load_model(folder: str | Path, attn_implementation: str = "eager") -> PreTra
     bar_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return auto.from_pretrained(folder, attn_implementation=attn_implementation)
-    except (OSError, ValueError, RuntimeError) as e:  # missing/damaged weights, unknown architecture
+        # float32 whatever the folder was saved in: scores and test losses are never computed
+        # in a lower precision (bf16 autocast stays an explicit option of the training loops).
+        return auto.from_pretrained(folder, attn_implementation=attn_implementation, dtype=torch.float32)
+    # Broad on purpose: transformers and safetensors raise many unrelated types for a damaged
+    # folder (OSError, ValueError, RuntimeError, SafetensorError, ...); all mean "not a usable model".
+    except Exception as e:
         detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"cannot load the model in '{folder}' ({detail}): "
                         "pass the best_model folder a training step wrote") from None

@@ -107,13 +107,15 @@ def run_test(args: argparse.Namespace) -> dict:
             else f"masked LM ({args.mlm_probability:.0%} masked, seed {EVAL_MASK_SEED})",
         }
         logger.metrics(0, {"test/loss": metrics["loss"], "test/perplexity": metrics["perplexity"]})
-        write_json_atomic(out / "test_results.json", results)
         logger.info(f"test loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f} "
-                    f"on {metrics['tokens']} tokens -> {out / 'test_results.json'}")
+                    f"on {metrics['tokens']} tokens")
         if args.blimp_dir:
             from blimp import run_blimp
 
             run_blimp(args, logger)  # blimp_results.json/.md beside test_results.json
+        # Last: Make takes test_results.json as "this test step is done", BLiMP included.
+        write_json_atomic(out / "test_results.json", results)
+        logger.info(f"-> {out / 'test_results.json'}")
         return results
     finally:
         logger.close()

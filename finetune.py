@@ -274,7 +274,8 @@ def load_classifier(model_dir: str | Path, num_labels: int, pad_token_id: int,
         model, info = AutoModelForSequenceClassification.from_pretrained(
             model_dir, num_labels=num_labels, dtype=torch.float32, attn_implementation=attn_implementation,
             output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as e:
+    # Broad on purpose, as custom_models.load_model: a damaged folder raises many types.
+    except Exception as e:
         raise UserError(f"cannot load '{model_dir}' as a sequence classifier ({first_line(e)}): "
                         "pass a saved GPT-2, Llama or BERT model folder") from None
     finally:
@@ -445,6 +446,8 @@ def run_finetune(args: argparse.Namespace) -> dict:
     tokenizer = load_tokenizer(model_dir)
     check_tokenizer_fits(config, tokenizer, model_dir, needs_mask=False)
     device = get_device(args.device)
+    # Load the weights once before the run folder exists: a damaged model must leave nothing behind.
+    load_classifier(model_dir, 2, tokenizer.pad_token_id, args.attn_implementation)
 
     logger = RunLogger(out)
     try:

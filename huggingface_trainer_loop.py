@@ -70,6 +70,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.tracker = tracker
         self.last_time = time.time()
         self.last_step = 0
+        self.last_saved_step = -1
 
     def state(self) -> dict:
         return {"args": {}, "attributes": self.tracker.state_dict()}
@@ -79,8 +80,12 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         # was just validated (the Trainer also validates at its last step).
         if self.tracker.last_eval_step != state.global_step:
             control.should_evaluate = True
-        control.should_save = True  # and write a resumable checkpoint
+        if self.last_saved_step != state.global_step:  # and a checkpoint, unless this step was just saved
+            control.should_save = True
         return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last_saved_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:

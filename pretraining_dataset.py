@@ -68,6 +68,7 @@ def resolve_files(data_dir: str | Path, split: str, names: list[str] | None,
                             "or fix --data_dir")
         return files
     present = " ".join(p.stem for p in sorted(folder.glob(f"*{ext}"))) or f"(no *{ext} file there)"
+    names = list(dict.fromkeys(names))  # a name given twice would silently double that file's data
     for name in names:
         if name not in SOURCES and not (folder / f"{name}{ext}").is_file():
             raise UserError(f"{split} source '{name}' has no file {folder / (name + ext)} and is not a BabyLM "
@@ -136,28 +137,19 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int, num_proc: in
     return blocks, len(flat) - n_blocks * block_size
 
 
-def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | Path, split: str,
-                num_proc: int = 1, logger=log, clean: bool = True) -> tuple[np.ndarray, dict]:
-    """Packed blocks of `files` (cleaned per source unless `clean=False`), from the
-    cache when present, else built and cached.
-
-    Returns (blocks, meta) where meta records files, line/word/token counts and
-    how many lines each cleaning rule changed."""
-    key = cache_key(files, tokenizer, block_size, clean)
-    folder = Path(cache_dir) / f"{split}-{key}"
-    if (folder / "meta.json").is_file():
-        meta = json.loads((folder / "meta.json").read_text())
-        logger.info(f"{split}: used cached dataset {folder} ({meta['blocks']} blocks of {block_size})")
-        if meta.get("cleaning"):
-            logger.info(f"{split}: cleaning changed lines: {format_counts(meta['cleaning'])}")
-        return np.load(folder / "blocks.npy", mmap_mode="r"), meta
-
+def split_lines(files: list[Path], split: str, clean: bool = True) -> tuple[list[str], dict | None]:
+    """The (cleaned) non-empty lines of `files` and the per-rule cleaning counts;
+    a UserError when there is no text."""
     lines, counts = clean_files(files) if clean else (read_lines(files), None)
     if not lines:
         raise UserError(f"the {split} files {' '.join(map(str, files))} contain no text: "
                         "pick files that hold text, or fix --data_dir")
-    if counts is not None:
-        logger.info(f"{split}: cleaning changed lines: {format_counts(counts)}")
+    return lines, counts
+
+
+def build_blocks(files: list[Path], lines: list[str], counts: dict | None, tokenizer, block_size: int, split: str,
+                 num_proc: int = 1) -> tuple[np.ndarray, dict]:
+    """Tokenize and pack `lines` (read from `files`) in memory; writes nothing."""
     blocks, dropped = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
     if len(blocks) == 0:
         raise UserError(f"the {split} files hold fewer than --block_size {block_size} tokens: "
@@ -173,14 +165,48 @@ def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | 
         "dropped_tokens": int(dropped),
         "cleaning": counts,
     }
-    # Written under a temporary name and renamed: a killed build leaves no cache entry.
-    tmp = temp_dir_beside(folder)
-    np.save(tmp / "blocks.npy", blocks)
-    write_json_atomic(tmp / "meta.json", meta)
-    replace_dir(tmp, folder)
-    logger.info(f"{split}: tokenized {meta['lines']} lines ({meta['words']} words, {meta['tokens']} tokens) "
-                f"into {meta['blocks']} blocks of {block_size}; dropped the last {dropped} tokens; cached in {folder}")
-    return np.load(folder / "blocks.npy", mmap_mode="r"), meta
+    return blocks, meta
+
+
+def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int, cache_dir: str | Path,
+                num_proc: int = 1, logger=log, clean: bool = True) -> list[tuple[np.ndarray, dict]]:
+    """Packed blocks for each (split, files), from the cache when present.
+
+    Every split that is not cached is built in memory first; the cache is written
+    only once all of them succeeded, so a bad file in any split leaves nothing behind.
+    Returns (blocks, meta) per split; meta records files, line/word/token counts and
+    how many lines each cleaning rule changed."""
+    folders = [Path(cache_dir) / f"{split}-{cache_key(files, tokenizer, block_size, clean)}" for split, files in specs]
+    # All text is read and checked before anything is tokenized, then all is packed before anything is cached.
+    todo = {folder: (split, files, *split_lines(files, split, clean))
+            for (split, files), folder in zip(specs, folders, strict=True) if not (folder / "meta.json").is_file()}
+    built = {folder: build_blocks(files, lines, counts, tokenizer, block_size, split, num_proc)
+             for folder, (split, files, lines, counts) in todo.items()}
+    results = []
+    for (split, _), folder in zip(specs, folders, strict=True):
+        if folder in built:
+            blocks, meta = built[folder]
+            # Written under a temporary name and renamed: a killed build leaves no cache entry.
+            tmp = temp_dir_beside(folder)
+            np.save(tmp / "blocks.npy", blocks)
+            write_json_atomic(tmp / "meta.json", meta)
+            replace_dir(tmp, folder)
+            logger.info(f"{split}: tokenized {meta['lines']} lines ({meta['words']} words, {meta['tokens']} tokens) "
+                        f"into {meta['blocks']} blocks of {block_size}; dropped the last {meta['dropped_tokens']} "
+                        f"tokens; cached in {folder}")
+        else:
+            meta = json.loads((folder / "meta.json").read_text())
+            logger.info(f"{split}: used cached dataset {folder} ({meta['blocks']} blocks of {block_size})")
+        if meta.get("cleaning"):
+            logger.info(f"{split}: cleaning changed lines: {format_counts(meta['cleaning'])}")
+        results.append((np.load(folder / "blocks.npy", mmap_mode="r"), meta))
+    return results
+
+
+def load_blocks(files: list[Path], tokenizer, block_size: int, cache_dir: str | Path, split: str,
+                num_proc: int = 1, logger=log, clean: bool = True) -> tuple[np.ndarray, dict]:
+    """`load_splits` for one split."""
+    return load_splits([(split, files)], tokenizer, block_size, cache_dir, num_proc, logger, clean)[0]
 
 
 # --------------------------------------------------------------------------- datasets and collators

@@ -33,7 +33,7 @@ def run_tokenizer(args: argparse.Namespace) -> None:
 
 def run_dataset(args: argparse.Namespace) -> None:
     """Tokenize, pack and cache every split (a later train or test step reuses the cache)."""
-    from pretraining_dataset import load_blocks, resolve_files
+    from pretraining_dataset import load_splits, resolve_files
     from training_setup import load_tokenizer
     from utils import RunLogger
 
@@ -41,12 +41,11 @@ def run_dataset(args: argparse.Namespace) -> None:
     logger = RunLogger(None)
     names = {"train": args.train_files, "validation": args.validation_files, "test": args.test_files}
     try:
-        # Every split's files are selected before any is packed, so a bad name caches nothing.
-        files = {split: resolve_files(args.data_dir, split, chosen, args.train_split, logger)
-                 for split, chosen in names.items()}
-        for split, split_files in files.items():
-            load_blocks(split_files, tokenizer, args.block_size, args.cache_dir, split, args.num_proc, logger,
-                        clean=not args.no_cleaning)
+        # Every split is selected and packed before any is cached, so bad input caches nothing.
+        specs = [(split, resolve_files(args.data_dir, split, chosen, args.train_split, logger))
+                 for split, chosen in names.items()]
+        load_splits(specs, tokenizer, args.block_size, args.cache_dir, args.num_proc, logger,
+                    clean=not args.no_cleaning)
     finally:
         logger.close()
 

@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from custom_models import build_model, count_parameters, is_causal, saved_model_type
 from evaluation import eval_collator, eval_dataset
-from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_blocks, resolve_files
+from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_splits, resolve_files
 from utils import RunLogger, UserError, get_device, replace_dir, set_seed, temp_dir_beside, write_json_atomic
 
 RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
@@ -123,6 +123,10 @@ def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> Path | None:
         if not checkpoints:
             raise UserError(f"no resumable checkpoint in '{run_dir / CHECKPOINTS_DIR}': "
                             "start the run without --resume")
+        marker = "pipeline_state.json" if args.torch_training else "trainer_state.json"
+        if not (checkpoints[-1] / marker).is_file():
+            other = "the HF Trainer loop: resume without" if args.torch_training else "the custom loop: resume with"
+            raise UserError(f"'{checkpoints[-1]}' was written by {other} --torch_training")
         return checkpoints[-1]
     started = [name for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR) if (run_dir / name).exists()]
     if started and not args.overwrite_output_dir:
@@ -150,10 +154,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     logger = RunLogger(None)  # console only until every input has been checked
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
-    train_blocks, train_meta = load_blocks(train_files, tokenizer, args.block_size, args.cache_dir, "train",
-                                           args.num_proc, logger, clean=not args.no_cleaning)
-    val_blocks, _ = load_blocks(val_files, tokenizer, args.block_size, args.cache_dir, "validation",
-                                args.num_proc, logger, clean=not args.no_cleaning)
+    (train_blocks, train_meta), (val_blocks, _) = load_splits(
+        [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
+        args.num_proc, logger, clean=not args.no_cleaning)
     if args.overwrite_output_dir:  # only now: bad input must not cost the old run
         for name in RUN_OUTPUTS:
             path = run_dir / name

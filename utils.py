@@ -114,6 +114,10 @@ def get_device(name: str = "auto") -> torch.device:
     if name != "auto":
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {name} asked for, but CUDA is not available: use --device cpu")
+        if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+        if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError("--device mps asked for, but MPS is not available: use --device cpu")
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -35,15 +35,16 @@ SPLITS = (("babylm_10M", "train"), ("babylm_dev", "dev"), ("babylm_test", "test"
 # --------------------------------------------------------------------------- building bad inputs
 
 
-def corpus(tmp: Path, sources=("qed", "cbt"), edit: Callable[[Path], None] | None = None) -> Path:
-    """A copy of a few sample files of every split under tmp/corpus; `edit` damages the train files."""
+def corpus(tmp: Path, sources=("qed", "cbt"), edit: Callable[[Path], None] | None = None,
+           folder_to_edit: str = "babylm_10M") -> Path:
+    """A copy of a few sample files of every split under tmp/corpus; `edit` damages the files of one split."""
     root = tmp / "corpus"
     for folder, ext in SPLITS:
         (root / folder).mkdir(parents=True)
         for source in sources:
             shutil.copy(SAMPLE / folder / f"{source}.{ext}", root / folder / f"{source}.{ext}")
     if edit:
-        for path in sorted((root / "babylm_10M").glob("*.train")):
+        for path in sorted((root / folder_to_edit).glob("*.*")):
             edit(path)
     return root
 
@@ -68,6 +69,13 @@ def tiny_model(tmp: Path, tok_dir: Path, model_type: str = "gpt2") -> Path:
     torch.manual_seed(0)
     save_model_folder(build_model(args, tok), tok, args, tmp / "model")
     return tmp / "model"
+
+
+def damaged_weights(model: Path) -> Path:
+    """Cut the weights file in half (a crash while copying a model, say)."""
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return model
 
 
 def copy_tokenizer(tmp: Path, tok_dir: Path, damage: Callable[[Path], None]) -> Path:
@@ -182,6 +190,17 @@ CASES = {
     "not_utf8_train": Case(lambda t, k: train_argv(t, k["clm"], data=corpus(t, edit=insert_bad_byte)),
                            "cbt.train line 3 (byte 0xe9) is not valid UTF-8", "re-encode the file"),
     # 5. a tokenizer folder that is missing or unreadable
+    "empty_dev_split": Case(lambda t, k: train_argv(t, k["clm"],
+                                                    data=corpus(t, edit=empty, folder_to_edit="babylm_dev")),
+                            "validation files", "contain no text"),
+    "device_unknown": Case(lambda t, k: train_argv(t, k["clm"], "--device", "gpu"), "--device gpu is not one of",
+                           "--help", usage=True),
+    "batch_size_zero": numeric("--batch_size", "0"),
+    "damaged_weights_test": Case(lambda t, k: lm_test_argv(t, damaged_weights(tiny_model(t, k["clm"]))),
+                                 "cannot load the model", "best_model folder", proc=True),
+    "damaged_weights_finetune": Case(lambda t, k: (damaged_weights(tiny_model(t, k["clm"])),
+                                                   eval_argv("finetune", t, GLUE))[1],
+                                     "as a sequence classifier", "saved GPT-2"),
     "no_tokenizer": Case(lambda t, k: train_argv(t, t / "no_tok"), "no tokenizer in", "make step1"),
     "truncated_tokenizer": Case(lambda t, k: dataset_argv(corpus(t), copy_tokenizer(t, k["clm"], truncate)),
                                 "cannot load the tokenizer", "make step1", proc=True),

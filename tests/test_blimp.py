@@ -156,3 +156,16 @@ def test_blimp_action_and_test_step_write_reports(make_args, tmp_path):
     tested = json.loads((test_out / "blimp_results.json").read_text())
     assert tested["overall"] == pytest.approx(summary["overall"])
     assert (test_out / "test_results.json").is_file()
+
+
+def test_prefix_space_option_scores_the_spaced_sentence(make_args, tmp_path, monkeypatch):
+    model, tok = tiny(make_args, "gpt2", tmp_path)
+    paradigms = blimp.load_paradigms(BLIMP_SAMPLE)[:1]
+    good, bad = paradigms[0].pairs[0]
+    spaced = blimp.causal_scores(model, tok, [" " + good, " " + bad])
+    seen = []
+    real = blimp.score_sentences
+    monkeypatch.setattr(blimp, "score_sentences", lambda m, t, s, *a, **k: seen.extend(s) or real(m, t, s, *a, **k))
+    blimp.evaluate_blimp(model, tok, paradigms, prefix_space=True)
+    assert seen[:2] == [" " + good, " " + bad]
+    assert spaced != blimp.causal_scores(model, tok, [good, bad])  # the space is a token of its own: scores differ
