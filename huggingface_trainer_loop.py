@@ -166,8 +166,7 @@ def _train(setup: TrainingSetup) -> dict:
         callbacks=[callback],
         setup=setup,
     )
-    started = time.time()
     # Validates at its last step too (eval_strategy="steps"); the Trainer's own
     # resume restores model, optimizer, scheduler, RNG states and the data position.
     trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)
-    return finish_run(setup, tracker, trainer.state.global_step, started, loop="huggingface")
+    return finish_run(setup, tracker, trainer.state.global_step, loop="huggingface")

@@ -138,7 +138,7 @@ def _train(setup: TrainingSetup) -> dict:
     micro_batches = math.ceil(n_blocks / args.batch_size)
     model.train()
     stop = False
-    started = last_log = time.time()
+    last_log = time.time()
     bar = tqdm(total=setup.total_steps, initial=progress.step, desc="training", unit="step", dynamic_ncols=True)
     while not stop and progress.step < setup.total_steps:
         batches = epoch_order(n_blocks, args.seed, progress.epoch).split(args.batch_size)
@@ -200,4 +200,4 @@ def _train(setup: TrainingSetup) -> dict:
             if stop or step >= setup.total_steps:
                 break
     bar.close()
-    return finish_run(setup, tracker, progress.step, started, loop="pytorch")
+    return finish_run(setup, tracker, progress.step, loop="pytorch")

@@ -216,7 +216,8 @@ def save_model_folder(model: PreTrainedModel, tokenizer, args: argparse.Namespac
 
 
 class BestTracker:
-    """Keeps the best validation loss, saves the best model, counts patience."""
+    """Keeps the best validation loss, saves the best model, counts patience, and
+    the training time so far: the bookkeeping both loops store in each checkpoint."""
 
     def __init__(self, setup: TrainingSetup) -> None:
         self.setup = setup
@@ -224,13 +225,20 @@ class BestTracker:
         self.best_step = -1
         self.bad_evals = 0
         self.last_eval_step = -1
+        self.seconds_before = 0.0  # training time of the runs this one resumed
+        self.started = time.time()
+
+    def seconds(self) -> float:
+        """Training time of the whole run, across resumes."""
+        return self.seconds_before + time.time() - self.started
 
     def state_dict(self) -> dict:
-        """What a resumed run needs to continue early stopping and best-model keeping."""
+        """What a resumed run needs to continue early stopping, best-model keeping and its clock."""
         return {"best_loss": self.best_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
-                "last_eval_step": self.last_eval_step}
+                "last_eval_step": self.last_eval_step, "seconds": self.seconds()}
 
     def load_state_dict(self, state: dict) -> None:
+        self.seconds_before, self.started = state["seconds"], time.time()
         self.best_loss, self.best_step = state["best_loss"], state["best_step"]
         self.bad_evals, self.last_eval_step = state["bad_evals"], state["last_eval_step"]
 
@@ -257,7 +265,7 @@ def log_eval(setup: TrainingSetup, step: int, metrics: dict[str, float]) -> None
     setup.logger.metrics(step, {"eval/loss": metrics["loss"], "eval/perplexity": metrics["perplexity"]}, echo=True)
 
 
-def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, started: float, loop: str) -> dict:
+def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop: str) -> dict:
     """Write `train_results.json` (last, atomically: it marks the run finished)."""
     results = {
         "loop": loop,
@@ -269,7 +277,7 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, star
         "tokens_seen": steps_done * setup.tokens_per_step,
         "train_words": setup.train_meta["words"],
         "train_files": setup.train_meta["files"],
-        "train_seconds": round(time.time() - started, 1),
+        "train_seconds": round(tracker.seconds(), 1),  # across resumes
         "best_model": str(setup.run_dir / BEST_MODEL_DIR),
     }
     write_json_atomic(setup.run_dir / RESULTS_FILE, results)
