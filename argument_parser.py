@@ -126,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=42, help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
 
+    g = p.add_argument_group("data curriculum (training; see curriculum.py)")
+    g.add_argument("--difficulty", choices=("length", "unigram"), default=None,
+                   help="order the training blocks by difficulty and pace them in: length (mean tokens per line "
+                   "in the block) or unigram (mean surprisal of its tokens) (default: no curriculum)")
+    g.add_argument("--pacing", choices=("linear", "quad", "root", "step", "exp", "log"), default="linear",
+                   help="how fast the available share of the easiest blocks grows")
+    g.add_argument("--start_percent", type=float, default=0.0625,
+                   help="share of the steps before the pool starts growing")
+    g.add_argument("--end_percent", type=float, default=0.875, help="share of the steps after which all data is used")
+    g.add_argument("--start_share", type=float, default=0.1, help="share of the easiest blocks available at first")
+
     g = p.add_argument_group("BLiMP (blimp action; the test action too when --blimp_dir is given)")
     g.add_argument("--blimp_dir", default=None,
                    help="folder of BLiMP-format jsonl files, one per paradigm (default: none, no BLiMP)")
@@ -180,6 +191,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
         parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
+    if not 0.0 <= args.start_percent <= args.end_percent <= 1.0 or not 0.0 < args.start_share <= 1.0:
+        parser.error("curriculum options need 0 <= --start_percent <= --end_percent <= 1 and 0 < --start_share <= 1")
     return args
 
 

@@ -17,6 +17,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+from curriculum import CurriculumIndexSampler
 from evaluation import evaluate_lm
 from training_setup import (
     CHECKPOINTS_DIR,
@@ -39,6 +40,12 @@ class _SharedEvalTrainer(Trainer):
     def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup = setup
+
+    def _get_train_sampler(self, train_dataset=None):
+        # --difficulty: the curriculum's block order (the same blocks per step as the custom loop).
+        if self.setup.curriculum is None:
+            return super()._get_train_sampler(train_dataset)
+        return CurriculumIndexSampler(self.setup.curriculum, self.setup.steps_per_epoch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -98,6 +105,8 @@ class _PipelineCallback(TrainerCallback, ExportableState):
             "train/grad_norm": logs.get("grad_norm", 0.0),
             "train/tokens_per_second": tokens / max(now - self.last_time, 1e-9),
             "train/epoch": logs.get("epoch", 0.0),
+            **({"train/curriculum_share": self.setup.curriculum.share(state.global_step - 1)}
+               if self.setup.curriculum else {}),
         })
         self.last_time, self.last_step = now, state.global_step
 

@@ -135,13 +135,19 @@ def _train(setup: TrainingSetup) -> dict:
         _restore_rng(saved["rng"])  # last: dropout and MLM masking continue where they were
 
     n_blocks, accum = len(setup.train_dataset), args.gradient_accumulation_steps
-    micro_batches = math.ceil(n_blocks / args.batch_size)
+    curriculum = setup.curriculum
+    # With a curriculum every optimizer step is a full group of micro-batches drawn by the sampler.
+    micro_batches = setup.steps_per_epoch * accum if curriculum else math.ceil(n_blocks / args.batch_size)
     model.train()
     stop = False
     last_log = time.time()
     bar = tqdm(total=setup.total_steps, initial=progress.step, desc="training", unit="step", dynamic_ncols=True)
     while not stop and progress.step < setup.total_steps:
-        batches = epoch_order(n_blocks, args.seed, progress.epoch).split(args.batch_size)
+        if curriculum:  # determined by (seed, step): resume rebuilds it like the plain order
+            order = torch.from_numpy(curriculum.epoch_indices(progress.epoch, setup.steps_per_epoch))
+        else:
+            order = epoch_order(n_blocks, args.seed, progress.epoch)
+        batches = order.split(args.batch_size)
         for i in range(progress.micro, micro_batches):
             batch = setup.train_collator([setup.train_dataset[int(j)] for j in batches[i]])
             batch = {k: v.to(setup.device) for k, v in batch.items()}
@@ -183,6 +189,8 @@ def _train(setup: TrainingSetup) -> dict:
                 }
                 if args.skip_nonfinite:
                     metrics["train/skipped_batches"] = progress.skipped
+                if curriculum:
+                    metrics["train/curriculum_share"] = curriculum.share(step - 1)
                 setup.logger.metrics(step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",
                                 tok_s=f"{metrics['train/tokens_per_second']:.0f}")

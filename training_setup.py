@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
+from curriculum import CurriculumSampler, curriculum_for
 from custom_models import build_model, count_parameters, is_causal, saved_model_type
 from evaluation import eval_collator, eval_dataset
 from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_splits, resolve_files
@@ -58,6 +59,8 @@ class TrainingSetup:
     tokens_per_step: int
     train_meta: dict
     resume_from: Path | None = None
+    curriculum: CurriculumSampler | None = None  # --difficulty: which blocks each optimizer step trains on
+    steps_per_epoch: int = 0
 
 
 def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
@@ -157,6 +160,17 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     (train_blocks, train_meta), (val_blocks, _) = load_splits(
         [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
         args.num_proc, logger, clean=not args.no_cleaning)
+    total = count_steps(args, len(train_blocks))
+    curriculum = None
+    if args.difficulty:
+        try:
+            curriculum = curriculum_for(
+                train_blocks, args.difficulty, tokenizer.eos_token_id, total,
+                args.batch_size * args.gradient_accumulation_steps, args.pacing, args.seed,
+                start_percent=args.start_percent, end_percent=args.end_percent, start_share=args.start_share,
+                vocab_size=len(tokenizer))
+        except ValueError as e:
+            raise UserError(f"cannot build the curriculum: {e}") from None
     if args.overwrite_output_dir:  # only now: bad input must not cost the old run
         for name in RUN_OUTPUTS:
             path = run_dir / name
@@ -166,7 +180,6 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
                 path.unlink()
     # On resume, TensorBoard hides what the killed run logged after the checkpoint.
     logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
-    total = count_steps(args, len(train_blocks))
     setup = TrainingSetup(
         args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,
         train_dataset=BlockDataset(train_blocks),
@@ -175,7 +188,8 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         eval_collator=eval_collator(tokenizer, causal),
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
         tokens_per_step=args.batch_size * args.gradient_accumulation_steps * args.block_size,
-        train_meta=train_meta, resume_from=resume_from,
+        train_meta=train_meta, resume_from=resume_from, curriculum=curriculum,
+        steps_per_epoch=math.ceil(math.ceil(len(train_blocks) / args.batch_size) / args.gradient_accumulation_steps),
     )
     start = f"from {args.init_model}" if args.init_model else "from scratch"
     if resume_from:

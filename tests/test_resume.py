@@ -55,15 +55,18 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize(("loop", "model_type"), [("pytorch", "gpt2"), ("pytorch", "bert"), ("huggingface", "gpt2")])
-def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, tok_dirs, tmp_path):
+@pytest.mark.parametrize(("loop", "model_type", "extra"), [
+    ("pytorch", "gpt2", ()), ("pytorch", "bert", ()), ("huggingface", "gpt2", ()),
+    ("pytorch", "gpt2", ("--difficulty", "unigram")),  # the curriculum's order is rebuilt on resume too
+])
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, extra, tok_dirs, tmp_path):
     from argument_parser import parse_args
 
     whole = tmp_path / "whole"
-    LOOPS[loop](parse_args(argv(tok_dirs, tmp_path, whole, loop, model_type)))
+    LOOPS[loop](parse_args(argv(tok_dirs, tmp_path, whole, loop, model_type, *extra)))
 
     killed = tmp_path / "killed"
-    args = argv(tok_dirs, tmp_path, killed, loop, model_type)
+    args = argv(tok_dirs, tmp_path, killed, loop, model_type, *extra)
     proc = start(args)
     wait_for(lambda: any(training_setup.checkpoint_step(p) >= 10 for p in list_checkpoints(killed)), proc)
     proc.send_signal(signal.SIGKILL)

@@ -167,3 +167,38 @@ def test_gradient_accumulation_matches_a_larger_batch(make_args, tmp_path):
     assert scalars(tmp_path / "acc", "train/loss") == pytest.approx(scalars(tmp_path / "big", "train/loss"), abs=1e-4)
     assert scalars(tmp_path / "acc", "train/grad_norm") == pytest.approx(
         scalars(tmp_path / "big", "train/grad_norm"), rel=1e-3)
+
+
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_path, monkeypatch):
+    import training_setup
+
+    seen = []
+    real_getitem = training_setup.BlockDataset.__getitem__
+
+    def recording_getitem(self, i):
+        if self.fixed_mask_seed is None:  # training blocks only, not validation
+            seen.append(int(i))
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(training_setup.BlockDataset, "__getitem__", recording_getitem)
+    captured = {}
+    real_prepare = training_setup.prepare_training
+
+    def capture(args):
+        captured["setup"] = real_prepare(args)
+        return captured["setup"]
+
+    module = pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop
+    monkeypatch.setattr(module, "prepare_training", capture)
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", *flag, "--output_dir", tmp_path / "run", "--difficulty", "length", "--pacing", "root",
+                     "--batch_size", "4", "--gradient_accumulation_steps", "2", "--max_steps", "40",
+                     "--eval_steps", "100", "--logging_steps", "1")
+    LOOPS[loop](args)
+    curriculum = captured["setup"].curriculum
+    expected = [int(i) for t in range(40) for i in curriculum.batch(t)]
+    assert seen[: len(expected)] == expected  # exactly the curriculum's blocks, step by step
+    shares = scalars(tmp_path / "run", "train/curriculum_share")
+    assert shares[0] == pytest.approx(0.1) and shares[-1] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(shares, shares[1:], strict=False))
