@@ -145,14 +145,17 @@ def test_best_tracker_patience(tmp_path, monkeypatch):
     assert not any(never.update(step, loss) for step, loss in [(1, 1.0), *((s, 2.0) for s in range(2, 12))])
 
 
-def test_early_stopping(make_args, tmp_path, monkeypatch):
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_early_stopping(loop, make_args, tmp_path, monkeypatch):
     # Validation loss rises after the first evaluation: patience 2 stops at the third (step 6).
     losses = iter([3.0, 3.1, 3.2, 3.3, 3.4, 3.5])
-    monkeypatch.setattr(pytorch_training_loop, "evaluate_lm",
+    module = pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop
+    monkeypatch.setattr(module, "evaluate_lm",
                         lambda *a, **k: {"loss": (loss := next(losses)), "perplexity": math.exp(loss), "tokens": 1})
-    args = make_args("train", "--torch_training", "--output_dir", tmp_path / "a",
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", *flag, "--output_dir", tmp_path / "a",
                      "--eval_steps", "2", "--max_steps", "40", "--early_stopping_patience", "2")
-    results = pytorch_training_loop.train(args)
+    results = LOOPS[loop](args)
     assert results["steps"] == 6 and results["best_step"] == 2 and results["best_eval_loss"] == 3.0
 
 
