@@ -105,6 +105,36 @@ $(eval $(call TEST_STEP,step6_2,step6_1))
 $(eval $(call TRAIN_STEP,step7_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(LARGE) $(TRAIN_OPTS) --train_files $(EASY_FILES)))
 $(eval $(call TRAIN_STEP,step7_2,$(TOK_CLM),step7_1,$(GPT_LOOP) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
 $(eval $(call TEST_STEP,step7_3,step7_2))
+# step8: the original report's reverse file-level curriculum: step6-size GPT-2 on the harder
+# files first, then the easier ones
+$(eval $(call TRAIN_STEP,step8_1,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(LARGE) $(TRAIN_OPTS) --train_files $(HARD_FILES)))
+$(eval $(call TRAIN_STEP,step8_2,$(TOK_CLM),step8_1,$(GPT_LOOP) $(TRAIN_OPTS) --train_files $(EASY_FILES)))
+$(eval $(call TEST_STEP,step8_3,step8_2))
+
+# ----------------------------------------------------------------------------- curriculum experiments
+# step9_<model>_<variant>: the step2 GPT-2 and the step4 BERT, each for CURRIC_STEPS optimizer steps
+# (equal tokens seen in every run): no curriculum; the file-level curriculum (easier files, then
+# harder ones, half the steps each); the data curriculum with linear and root pacing on length
+# and unigram difficulty. Each is tested with BLiMP (step9_..._test); `make step9` runs them all
+# and `make report` puts them side by side.
+CURRIC_STEPS ?= 2000
+CURRIC_OPTS   = --max_steps $(CURRIC_STEPS) --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50 --bf16
+CURRIC_HALF   = --max_steps $(shell echo $$(( $(CURRIC_STEPS) / 2 ))) --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50 --bf16
+CURRIC_MODELS = gpt2 bert
+CURRIC_DATA   = length_linear length_root unigram_linear unigram_root
+model_opts = $(if $(filter bert,$(1)),$(BERT_LOOP) --model_type bert,$(GPT_LOOP) --model_type gpt2) $(SMALL)
+model_tok  = $(if $(filter bert,$(1)),$(TOK_MLM),$(TOK_CLM))
+# $(call CURRIC_MODEL,model)
+define CURRIC_MODEL
+$$(eval $$(call TRAIN_STEP,step9_$(1)_none,$(call model_tok,$(1)),,$(call model_opts,$(1)) $$(CURRIC_OPTS)))
+$$(eval $$(call TRAIN_STEP,step9_$(1)_files_a,$(call model_tok,$(1)),,$(call model_opts,$(1)) $$(CURRIC_HALF) --train_files $$(EASY_FILES)))
+$$(eval $$(call TRAIN_STEP,step9_$(1)_files,$(call model_tok,$(1)),step9_$(1)_files_a,$(call model_opts,$(1)) $$(CURRIC_HALF) --train_files $$(HARD_FILES)))
+$$(foreach v,$(CURRIC_DATA),$$(eval $$(call TRAIN_STEP,step9_$(1)_$$(v),$(call model_tok,$(1)),,$(call model_opts,$(1)) $$(CURRIC_OPTS) --difficulty $$(firstword $$(subst _, ,$$(v))) --pacing $$(lastword $$(subst _, ,$$(v))))))
+$$(foreach v,none files $(CURRIC_DATA),$$(eval $$(call TEST_STEP,step9_$(1)_$$(v)_test,step9_$(1)_$$(v))))
+endef
+$(foreach m,$(CURRIC_MODELS),$(eval $(call CURRIC_MODEL,$(m))))
+.PHONY: step9
+step9: $(foreach m,$(CURRIC_MODELS),$(foreach v,none files $(CURRIC_DATA),step9_$(m)_$(v)_test))
 
 # ----------------------------------------------------------------------------- downloads
 # make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms

@@ -18,7 +18,8 @@ from safetensors import safe_open
 
 from utils import write_text_atomic
 
-TRAIN_STEPS = ("step2_1", "step3_1", "step3_2", "step4_1", "step5_1", "step5_2", "step6_1", "step7_1", "step7_2")
+TRAIN_STEPS = ("step2_1", "step3_1", "step3_2", "step4_1", "step5_1", "step5_2", "step6_1", "step7_1", "step7_2",
+               "step8_1", "step8_2")
 
 
 def _read(path: Path) -> dict | None:
@@ -71,6 +72,8 @@ def collect(save_dir: str | Path) -> list[dict]:
             data = " ".join(Path(f).stem for f in train["train_files"])
             if args.get("init_model"):
                 data += f" (from {Path(args['init_model']).parent.name})"
+            if args.get("difficulty"):
+                data += f" ({args['difficulty']} curriculum, {args['pacing']} pacing)"
             row.update(
                 architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
                              f"x{config.get('hidden_size', config.get('n_embd'))}",
