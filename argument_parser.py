@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--end_percent", type=float, default=0.875, help="share of the steps after which all data is used")
     g.add_argument("--start_share", type=float, default=0.1, help="share of the easiest blocks available at first")
 
+    g.add_argument("--objective_schedule", default=None, metavar="STEP:KEY=VALUE,...",
+                   help="objective settings by optimizer step, each holding until the next, e.g. "
+                   "'0:mlm_probability=0.3,2000:mlm_probability=0.15' (masked LMs; default: --mlm_probability "
+                   "throughout)")
+
     g = p.add_argument_group("BLiMP (blimp action; the test action too when --blimp_dir is given)")
     g.add_argument("--blimp_dir", default=None,
                    help="folder of BLiMP-format jsonl files, one per paradigm (default: none, no BLiMP)")
@@ -166,6 +171,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SCHEDULE_KEYS = ("mlm_probability",)
+
+
+def _parse_schedule(parser: argparse.ArgumentParser, text: str) -> list[tuple[int, dict[str, float]]]:
+    """'0:mlm_probability=0.3,2000:mlm_probability=0.15' -> [(0, {...}), (2000, {...})], checked."""
+    entries = []
+    for item in text.split(","):
+        step, _, setting = item.strip().partition(":")
+        key, _, value = setting.partition("=")
+        try:
+            step_n, number = int(step), float(value)
+        except ValueError:
+            parser.error(f"--objective_schedule entry '{item}' is not STEP:KEY=VALUE, e.g. 0:mlm_probability=0.3")
+        if key not in SCHEDULE_KEYS:
+            parser.error(f"--objective_schedule key '{key}' is not one of {', '.join(SCHEDULE_KEYS)}")
+        if not 0.0 < number < 1.0:
+            parser.error(f"--objective_schedule {key}={value} must be between 0 and 1")
+        entries.append((step_n, {key: number}))
+    steps = [s for s, _ in entries]
+    if steps != sorted(set(steps)) or steps[0] < 0:
+        parser.error("--objective_schedule steps must be distinct, ascending and >= 0")
+    return entries
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line and check the options that depend on each other."""
     parser = build_parser()
@@ -193,6 +222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
     if not 0.0 <= args.start_percent <= args.end_percent <= 1.0 or not 0.0 < args.start_share <= 1.0:
         parser.error("curriculum options need 0 <= --start_percent <= --end_percent <= 1 and 0 < --start_share <= 1")
+    if args.objective_schedule is not None:
+        args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
     return args
 
 

@@ -28,7 +28,9 @@ from training_setup import (
     log_eval,
     make_optimizer,
     make_scheduler,
+    mlm_probability_at,
     prepare_training,
+    training_batch,
 )
 from utils import UserError
 
@@ -48,6 +50,7 @@ class _SharedEvalTrainer(Trainer):
         return CurriculumIndexSampler(self.setup.curriculum, self.setup.steps_per_epoch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        inputs = training_batch(self.setup, inputs, self.state.global_step)  # MLM: masked at this step
         loss = super().training_step(model, inputs, num_items_in_batch)
         # Checked per micro-batch, before the optimizer step and any save, so no
         # checkpoint ever holds NaN weights (--skip_nonfinite is custom-loop only).
@@ -107,6 +110,8 @@ class _PipelineCallback(TrainerCallback, ExportableState):
             "train/epoch": logs.get("epoch", 0.0),
             **({"train/curriculum_share": self.setup.curriculum.share(state.global_step - 1)}
                if self.setup.curriculum else {}),
+            **({"train/mlm_probability": mlm_probability_at(self.setup.args, state.global_step - 1)}
+               if self.setup.args.objective_schedule else {}),
         })
         self.last_time, self.last_step = now, state.global_step
 

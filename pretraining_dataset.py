@@ -264,6 +264,11 @@ class CLMCollator:
         return {"input_ids": ids, "labels": ids.clone()}
 
 
+def stack_blocks(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack blocks only (masked-LM training blocks are masked later, in the training step)."""
+    return {"input_ids": torch.stack([e["input_ids"] for e in examples])}
+
+
 class MLMCollator:
     """Stack blocks and mask them freshly each time (training); blocks that
     already carry labels (fixed-mask evaluation) are only stacked."""

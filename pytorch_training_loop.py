@@ -40,7 +40,9 @@ from training_setup import (
     log_eval,
     make_optimizer,
     make_scheduler,
+    mlm_probability_at,
     prepare_training,
+    training_batch,
 )
 from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
 
@@ -150,6 +152,7 @@ def _train(setup: TrainingSetup) -> dict:
         batches = order.split(args.batch_size)
         for i in range(progress.micro, micro_batches):
             batch = setup.train_collator([setup.train_dataset[int(j)] for j in batches[i]])
+            batch = training_batch(setup, batch, progress.step)
             batch = {k: v.to(setup.device) for k, v in batch.items()}
             with autocast(setup.device, args.bf16):
                 loss = model(**batch).loss
@@ -191,6 +194,8 @@ def _train(setup: TrainingSetup) -> dict:
                     metrics["train/skipped_batches"] = progress.skipped
                 if curriculum:
                     metrics["train/curriculum_share"] = curriculum.share(step - 1)
+                if args.objective_schedule:
+                    metrics["train/mlm_probability"] = mlm_probability_at(args, step - 1)
                 setup.logger.metrics(step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",
                                 tok_s=f"{metrics['train/tokens_per_second']:.0f}")

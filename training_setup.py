@@ -20,7 +20,7 @@ from transformers.utils import logging as hf_logging
 from curriculum import CurriculumSampler, curriculum_for
 from custom_models import build_model, count_parameters, is_causal, saved_model_type
 from evaluation import eval_collator, eval_dataset
-from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_splits, resolve_files
+from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
 from utils import RunLogger, UserError, get_device, replace_dir, set_seed, temp_dir_beside, write_json_atomic
 
 RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
@@ -147,6 +147,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     tokenizer = load_tokenizer(args.tokenizer_dir)
     model_type = saved_model_type(args.init_model) if args.init_model else args.model_type
     causal = is_causal(model_type)
+    if causal and args.objective_schedule:
+        raise UserError(f"--objective_schedule sets masking, but {model_type} is a causal LM: drop the option "
+                        "or train a masked LM")
     if not causal and tokenizer.mask_token_id is None:
         raise UserError(f"{model_type} is a masked LM and needs a tokenizer with a mask token: "
                         "train it with --tokenizer_type mlm")
@@ -184,7 +187,8 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,
         train_dataset=BlockDataset(train_blocks),
         eval_dataset=eval_dataset(val_blocks, tokenizer, causal, args.mlm_probability),
-        train_collator=CLMCollator() if causal else MLMCollator(tokenizer, args.mlm_probability),
+        # MLM blocks are masked in the training step (`training_batch`), where the step is known.
+        train_collator=CLMCollator() if causal else stack_blocks,
         eval_collator=eval_collator(tokenizer, causal),
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
         tokens_per_step=args.batch_size * args.gradient_accumulation_steps * args.block_size,
@@ -199,6 +203,27 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
                 f"{total} optimizer steps of {setup.tokens_per_step} tokens")
     logger.hparams(vars(args))
     return setup
+
+
+def mlm_probability_at(args: argparse.Namespace, step: int) -> float:
+    """The masking probability at optimizer `step`: the last --objective_schedule entry
+    at or before it, else --mlm_probability."""
+    value = args.mlm_probability
+    for start, setting in args.objective_schedule or []:
+        if start <= step:
+            value = setting.get("mlm_probability", value)
+    return value
+
+
+def training_batch(setup: TrainingSetup, batch: dict, step: int) -> dict:
+    """A collated training batch as the model takes it at optimizer `step` (0-based):
+    causal batches as they are; masked-LM blocks masked with that step's probability.
+    Both loops call this in the step itself, so a schedule switches at the same step
+    in both (a DataLoader collates ahead of the step)."""
+    if setup.causal:
+        return batch
+    ids, labels = mask_tokens(batch["input_ids"], setup.tokenizer, mlm_probability_at(setup.args, step))
+    return {"input_ids": ids, "labels": labels}
 
 
 def make_optimizer(model: PreTrainedModel, args: argparse.Namespace) -> torch.optim.AdamW:

@@ -205,3 +205,21 @@ def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_
     shares = scalars(tmp_path / "run", "train/curriculum_share")
     assert shares[0] == pytest.approx(0.1) and shares[-1] == pytest.approx(1.0)
     assert all(a <= b for a, b in zip(shares, shares[1:], strict=False))
+
+
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_objective_schedule_switches_masking_at_the_step(loop, make_args, tmp_path, monkeypatch):
+    import training_setup
+
+    used = []
+    real_mask = training_setup.mask_tokens
+    monkeypatch.setattr(training_setup, "mask_tokens",
+                        lambda ids, tok, p, *a: used.append(p) or real_mask(ids, tok, p, *a))
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", *flag, "--model_type", "bert", "--output_dir", tmp_path / "run", "--max_steps", "10",
+                     "--batch_size", "4", "--gradient_accumulation_steps", "2", "--logging_steps", "1",
+                     "--objective_schedule", "0:mlm_probability=0.3,5:mlm_probability=0.15", kind="mlm")
+    assert training_setup.mlm_probability_at(args, 4) == 0.3 and training_setup.mlm_probability_at(args, 5) == 0.15
+    LOOPS[loop](args)
+    assert used[:20] == [0.3] * 10 + [0.15] * 10  # 2 micro-batches per step, switched at step 5
+    assert scalars(tmp_path / "run", "train/mlm_probability") == pytest.approx([0.3] * 5 + [0.15] * 5)
