@@ -34,7 +34,6 @@ Errors are `utils.UserError`; the CLI prints them as one line and exits 1."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
 import os
@@ -52,7 +51,7 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from utils import UserError, temp_dir_beside
+from utils import UserError, sha256_of, temp_dir_beside
 
 # --------------------------------------------------------------------------- sources
 
@@ -210,15 +209,6 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 def _hint(hint: str) -> str:
     return f"; {hint}" if hint else ""
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_file(path: Path, size: int | None, sha256: str | None, url: str) -> str:

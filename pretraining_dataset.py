@@ -23,7 +23,7 @@ from datasets import Dataset as HFDataset
 from torch.utils.data import Dataset
 
 from cleaning import clean_files, format_counts, rules_digest
-from utils import UserError, numbered_lines, replace_dir, temp_dir_beside, write_json_atomic
+from utils import UserError, numbered_lines, replace_dir, sha256_of, temp_dir_beside, write_json_atomic
 
 SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
            "open_subtitles", "qed", "simple_wikipedia", "switchboard", "wikipedia")
@@ -95,21 +95,13 @@ def read_lines(files: list[Path]) -> list[str]:
 # --------------------------------------------------------------------------- tokenize + pack
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(files: list[Path], tokenizer, block_size: int, clean: bool = True) -> str:
     """Hash of everything the packed blocks depend on: file contents, cleaning rules,
     tokenizer, block size (editing a cleaning rule rebuilds the caches)."""
     h = hashlib.sha256()
     h.update(f"v{CACHE_VERSION} block={block_size} clean={rules_digest() if clean else 'off'}\n".encode())
     for path in files:
-        h.update(f"{path.name} {_file_digest(path)}\n".encode())
+        h.update(f"{path.name} {sha256_of(path)}\n".encode())
     h.update(tokenizer.backend_tokenizer.to_str().encode())
     h.update(json.dumps(sorted(map(str, tokenizer.all_special_tokens))).encode())
     return h.hexdigest()[:20]
