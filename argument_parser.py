@@ -10,6 +10,9 @@ import math
 import re
 from typing import NoReturn
 
+# The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
+EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
+HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
 ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats")
 MODEL_TYPES = ("gpt2", "llama", "bert")
 
@@ -127,9 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
 
     g = p.add_argument_group("data curriculum (training; see curriculum.py)")
-    g.add_argument("--difficulty", choices=("length", "unigram"), default=None,
+    g.add_argument("--difficulty", choices=("length", "unigram", "source"), default=None,
                    help="order the training blocks by difficulty and pace them in: length (mean tokens per line "
-                   "in the block) or unigram (mean surprisal of its tokens) (default: no curriculum)")
+                   "in the block), unigram (mean surprisal of its tokens) or source (its file's rank: "
+                   "--easier_files before --harder_files) (default: no curriculum)")
+    g.add_argument("--easier_files", nargs="+", default=list(EASY_SOURCES), metavar="SOURCE",
+                   help="sources ranked easier for --difficulty source (default: %(default)s)")
+    g.add_argument("--harder_files", nargs="+", default=list(HARD_SOURCES), metavar="SOURCE",
+                   help="sources ranked harder for --difficulty source (default: %(default)s)")
     g.add_argument("--pacing", choices=("linear", "quad", "root", "step", "exp", "log"), default="linear",
                    help="how fast the available share of the easiest blocks grows")
     g.add_argument("--start_percent", type=float, default=0.0625,

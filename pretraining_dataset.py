@@ -30,7 +30,7 @@ SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
 # split name -> (folder under data_dir, file extension); the train folder is an option.
 SPLIT_EXT = {"train": ".train", "validation": ".dev", "test": ".test"}
 SPLIT_DIR = {"validation": "babylm_dev", "test": "babylm_test"}
-CACHE_VERSION = 1  # bump when the packing format changes, to invalidate old caches
+CACHE_VERSION = 2  # bump when the packing format changes, to invalidate old caches
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,12 @@ def cache_key(files: list[Path], tokenizer, block_size: int, clean: bool = True)
     return h.hexdigest()[:20]
 
 
-def tokenize_and_pack(lines: list[str], tokenizer, block_size: int, num_proc: int = 1) -> tuple[np.ndarray, int]:
+def tokenize_and_pack(lines: list[str], tokenizer, block_size: int,
+                      num_proc: int = 1) -> tuple[np.ndarray, int, np.ndarray]:
     """Tokenize `lines`, end each with EOS, concatenate and cut into blocks.
 
-    Returns (blocks [n_blocks, block_size] int32, tokens dropped at the end)."""
+    Returns (blocks [n_blocks, block_size] int32, tokens dropped at the end,
+    tokens of each line)."""
     eos = tokenizer.eos_token_id
 
     def encode(batch: dict) -> dict:
@@ -123,26 +125,34 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int, num_proc: in
     ds = HFDataset.from_dict({"text": lines})
     ds = ds.map(encode, batched=True, num_proc=num_proc if num_proc > 1 else None,
                 remove_columns=["text"], desc="tokenizing")
-    flat = pc.list_flatten(ds.data.column("input_ids")).to_numpy().astype(np.int32)
+    column = ds.data.column("input_ids")
+    flat = pc.list_flatten(column).to_numpy().astype(np.int32)
     n_blocks = len(flat) // block_size
     blocks = flat[: n_blocks * block_size].reshape(n_blocks, block_size)
-    return blocks, len(flat) - n_blocks * block_size
+    return blocks, len(flat) - n_blocks * block_size, pc.list_value_length(column).to_numpy()
 
 
-def split_lines(files: list[Path], split: str, clean: bool = True) -> tuple[list[str], dict | None]:
-    """The (cleaned) non-empty lines of `files` and the per-rule cleaning counts;
-    a UserError when there is no text."""
-    lines, counts = clean_files(files) if clean else (read_lines(files), None)
+def split_lines(files: list[Path], split: str, clean: bool = True) -> tuple[list[str], dict | None, list[int]]:
+    """The (cleaned) non-empty lines of `files`, the per-rule cleaning counts, and
+    how many of the lines each file gave; a UserError when there is no text."""
+    lines, counts, per_file = [], None, []
+    for path in files:
+        file_lines, file_counts = clean_files([path]) if clean else (read_lines([path]), None)
+        lines.extend(file_lines)
+        per_file.append(len(file_lines))
+        if file_counts is not None:
+            counts = {k: (counts or {}).get(k, 0) + n for k, n in file_counts.items()}
     if not lines:
         raise UserError(f"the {split} files {' '.join(map(str, files))} contain no text: "
                         "pick files that hold text, or fix --data_dir")
-    return lines, counts
+    return lines, counts, per_file
 
 
-def build_blocks(files: list[Path], lines: list[str], counts: dict | None, tokenizer, block_size: int, split: str,
-                 num_proc: int = 1) -> tuple[np.ndarray, dict]:
+def build_blocks(files: list[Path], lines: list[str], counts: dict | None, lines_per_file: list[int], tokenizer,
+                 block_size: int, split: str, num_proc: int = 1) -> tuple[np.ndarray, dict]:
     """Tokenize and pack `lines` (read from `files`) in memory; writes nothing."""
-    blocks, dropped = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
+    blocks, dropped, line_tokens = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
+    ends = np.cumsum(lines_per_file)
     if len(blocks) == 0:
         raise UserError(f"the {split} files hold fewer than --block_size {block_size} tokens: "
                         "use a smaller --block_size or more files")
@@ -156,6 +166,8 @@ def build_blocks(files: list[Path], lines: list[str], counts: dict | None, token
         "block_size": block_size,
         "dropped_tokens": int(dropped),
         "cleaning": counts,
+        # Which file each stretch of the packed stream came from (the `source` curriculum).
+        "tokens_per_file": [int(line_tokens[a:b].sum()) for a, b in zip(ends - lines_per_file, ends, strict=True)],
     }
     return blocks, meta
 
@@ -172,8 +184,8 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
     # All text is read and checked before anything is tokenized, then all is packed before anything is cached.
     todo = {folder: (split, files, *split_lines(files, split, clean))
             for (split, files), folder in zip(specs, folders, strict=True) if not (folder / "meta.json").is_file()}
-    built = {folder: build_blocks(files, lines, counts, tokenizer, block_size, split, num_proc)
-             for folder, (split, files, lines, counts) in todo.items()}
+    built = {folder: build_blocks(files, lines, counts, per_file, tokenizer, block_size, split, num_proc)
+             for folder, (split, files, lines, counts, per_file) in todo.items()}
     results = []
     for (split, _), folder in zip(specs, folders, strict=True):
         if folder in built:

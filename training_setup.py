@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
-from curriculum import CurriculumSampler, curriculum_for
+from curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from custom_models import build_model, count_parameters, is_causal, saved_model_type
 from evaluation import eval_collator, eval_dataset
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
@@ -167,11 +167,19 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     curriculum = None
     if args.difficulty:
         try:
+            sources = {}
+            if args.difficulty == "source":  # each block's file (by majority of its tokens) and that file's rank
+                sources = {
+                    "block_sources": majority_source(train_meta["tokens_per_file"], args.block_size, len(train_blocks)),
+                    "source_rank": source_ranks([Path(f).stem for f in train_meta["files"]],
+                                                [args.easier_files, args.harder_files]),
+                    "tie_break_seed": args.seed,  # otherwise the first pool is the start of the first file
+                }
             curriculum = curriculum_for(
                 train_blocks, args.difficulty, tokenizer.eos_token_id, total,
                 args.batch_size * args.gradient_accumulation_steps, args.pacing, args.seed,
                 start_percent=args.start_percent, end_percent=args.end_percent, start_share=args.start_share,
-                vocab_size=len(tokenizer))
+                vocab_size=len(tokenizer), **sources)
         except ValueError as e:
             raise UserError(f"cannot build the curriculum: {e}") from None
     if args.overwrite_output_dir:  # only now: bad input must not cost the old run

@@ -55,6 +55,9 @@ def test_packing_keeps_every_token_but_the_remainder(tok_dirs, tmp_path):
             if line.strip():
                 stream += tok(line.strip())["input_ids"] + [tok.eos_token_id]
     assert meta["tokens"] == len(stream)
+    aochildes = sum(len(tok(line.strip())["input_ids"]) + 1
+                    for line in files[0].read_text().splitlines() if line.strip())
+    assert meta["tokens_per_file"] == [aochildes, len(stream) - aochildes]
     assert 0 <= meta["dropped_tokens"] < 50
     assert np.array_equal(np.asarray(blocks).reshape(-1), stream[: len(blocks) * 50])
 
@@ -106,8 +109,8 @@ def test_cache_hit_skips_tokenizing(tok_dirs, tmp_path, monkeypatch, caplog):
 def test_num_proc_gives_the_same_blocks(tok_dirs):
     tok = AutoTokenizer.from_pretrained(tok_dirs["clm"])
     lines = pdata.read_lines(resolve_files(SAMPLE, "train", ["cbt", "switchboard"]))
-    one, d1 = pdata.tokenize_and_pack(lines, tok, 64, num_proc=1)
-    two, d2 = pdata.tokenize_and_pack(lines, tok, 64, num_proc=2)
+    one, d1, _ = pdata.tokenize_and_pack(lines, tok, 64, num_proc=1)
+    two, d2, _ = pdata.tokenize_and_pack(lines, tok, 64, num_proc=2)
     assert np.array_equal(one, two) and d1 == d2
 
 

@@ -223,3 +223,23 @@ def test_objective_schedule_switches_masking_at_the_step(loop, make_args, tmp_pa
     LOOPS[loop](args)
     assert used[:20] == [0.3] * 10 + [0.15] * 10  # 2 micro-batches per step, switched at step 5
     assert scalars(tmp_path / "run", "train/mlm_probability") == pytest.approx([0.3] * 5 + [0.15] * 5)
+
+
+def test_source_curriculum_starts_with_the_easier_files(make_args, tmp_path, monkeypatch):
+    import training_setup
+    from curriculum import majority_source
+
+    captured = {}
+    real_prepare = training_setup.prepare_training
+    monkeypatch.setattr(pytorch_training_loop, "prepare_training",
+                        lambda args: captured.setdefault("setup", real_prepare(args)))
+    # cbt (harder) is listed first: the order must come from the ranks, not the file order.
+    args = make_args("train", "--torch_training", "--output_dir", tmp_path / "run", "--difficulty", "source",
+                     "--train_files", "cbt", "qed", "--max_steps", "30", "--batch_size", "4", "--eval_steps", "100")
+    pytorch_training_loop.train(args)
+    setup = captured["setup"]
+    sources = majority_source(setup.train_meta["tokens_per_file"], 32, len(setup.train_dataset))
+    early = [int(i) for t in range(5) for i in setup.curriculum.batch(t)]  # p(t) = 0.1 < qed's share
+    assert set(sources[early]) == {1}  # only qed blocks (file index 1) while the pool is small
+    late = [int(i) for t in range(26, 30) for i in setup.curriculum.batch(t)]
+    assert 0 in set(sources[late])  # cbt joins once the pool has grown
