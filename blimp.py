@@ -270,14 +270,18 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None) -> dict:
+def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, model: PreTrainedModel | None = None,
+              tokenizer=None, paradigms: list[Paradigm] | None = None) -> dict:
     """Score `--model_dir` on `--blimp_dir`; write blimp_results.json/.md and
-    TensorBoard scalars (blimp/overall, blimp/field/*, blimp/term/*, blimp/paradigm/*)."""
-    paradigms = load_paradigms(args.blimp_dir)
+    TensorBoard scalars (blimp/overall, blimp/field/*, blimp/term/*, blimp/paradigm/*).
+
+    The test action passes the model, tokenizer and pairs it already loaded."""
+    paradigms = paradigms if paradigms is not None else load_paradigms(args.blimp_dir)
     model_dir = Path(args.model_dir)
-    model = load_model(model_dir, args.attn_implementation)
-    tokenizer = load_tokenizer(model_dir, "--model_dir")
-    check_tokenizer_fits(model.config, tokenizer, model_dir)
+    if model is None:
+        model = load_model(model_dir, args.attn_implementation)
+        tokenizer = load_tokenizer(model_dir, "--model_dir")
+        check_tokenizer_fits(model.config, tokenizer, model_dir)
     device = get_device(args.device)
     model.to(device)  # float32: scores are never computed in bf16
     own_logger = logger is None

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedModel
 
 from custom_models import check_tokenizer_fits, is_causal, load_model
-from pretraining_dataset import BlockDataset, CLMCollator, MLMCollator, load_blocks, resolve_files
+from pretraining_dataset import BlockDataset, CLMCollator, load_blocks, resolve_files, stack_blocks
 from utils import RunLogger, get_device, write_json_atomic
 
 EVAL_MASK_SEED = 1234  # fixed masking of MLM validation/test blocks
@@ -65,7 +65,7 @@ def eval_dataset(blocks, tokenizer, causal: bool, mlm_probability: float) -> Blo
 
 def eval_collator(tokenizer, causal: bool):
     """The collator matching `eval_dataset`."""
-    return CLMCollator() if causal else MLMCollator(tokenizer)
+    return CLMCollator() if causal else stack_blocks
 
 
 def run_test(args: argparse.Namespace) -> dict:
@@ -79,10 +79,11 @@ def run_test(args: argparse.Namespace) -> dict:
 
     tokenizer = load_tokenizer(model_dir, "--model_dir")
     check_tokenizer_fits(model.config, tokenizer, model_dir, args.block_size)
+    paradigms = None
     if args.blimp_dir:
         from blimp import load_paradigms
 
-        load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before anything is written
+        paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before anything is written
     device = get_device(args.device)
     causal = is_causal(model.config.model_type)
     logger = RunLogger(None)  # console only until the test files are read and packed
@@ -112,7 +113,8 @@ def run_test(args: argparse.Namespace) -> dict:
         if args.blimp_dir:
             from blimp import run_blimp
 
-            run_blimp(args, logger)  # blimp_results.json/.md beside test_results.json
+            # The same loaded model and pairs; blimp_results.json/.md beside test_results.json.
+            run_blimp(args, logger, model=model, tokenizer=tokenizer, paradigms=paradigms)
         # Last: Make takes test_results.json as "this test step is done", BLiMP included.
         write_json_atomic(out / "test_results.json", results)
         logger.info(f"-> {out / 'test_results.json'}")

@@ -269,24 +269,6 @@ class CLMCollator:
 
 
 def stack_blocks(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack blocks only (masked-LM training blocks are masked later, in the training step)."""
-    return {"input_ids": torch.stack([e["input_ids"] for e in examples])}
-
-
-class MLMCollator:
-    """Stack blocks and mask them freshly each time (training); blocks that
-    already carry labels (fixed-mask evaluation) are only stacked."""
-
-    def __init__(self, tokenizer, mlm_probability: float = 0.15, generator: torch.Generator | None = None) -> None:
-        if tokenizer.mask_token_id is None:
-            raise UserError("masked LM needs a tokenizer with a mask token: train it with --tokenizer_type mlm")
-        self.tokenizer = tokenizer
-        self.mlm_probability = mlm_probability
-        self.generator = generator
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        ids = torch.stack([e["input_ids"] for e in examples])
-        if "labels" in examples[0]:
-            return {"input_ids": ids, "labels": torch.stack([e["labels"] for e in examples])}
-        ids, labels = mask_tokens(ids, self.tokenizer, self.mlm_probability, self.generator)
-        return {"input_ids": ids, "labels": labels}
+    """Stack every field of the examples: masked-LM training blocks (input_ids only;
+    masked later, in the training step) and fixed-mask evaluation blocks (with labels)."""
+    return {key: torch.stack([e[key] for e in examples]) for key in examples[0]}

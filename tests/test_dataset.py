@@ -11,7 +11,7 @@ from conftest import SAMPLE
 from transformers import AutoTokenizer
 
 import pretraining_dataset as pdata
-from pretraining_dataset import SOURCES, BlockDataset, MLMCollator, load_blocks, mask_tokens, resolve_files
+from pretraining_dataset import SOURCES, BlockDataset, load_blocks, mask_tokens, resolve_files, stack_blocks
 from utils import UserError
 
 
@@ -147,5 +147,5 @@ def test_fixed_mask_is_deterministic(tok_dirs):
     for i in (5, 0, 3):
         assert torch.equal(a[i]["labels"], b[i]["labels"])
         assert (a[i]["labels"] != -100).any()
-    batch = MLMCollator(tok)([a[0], a[1]])  # pre-masked examples are only stacked
+    batch = stack_blocks([a[0], a[1]])  # pre-masked examples are only stacked
     assert torch.equal(batch["labels"][1], a[1]["labels"])
