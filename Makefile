@@ -29,7 +29,10 @@ VOCAB       ?= 16000
 BLOCK       ?= 128
 SMALL       ?= --hidden_size 256 --num_layers 4 --num_heads 4
 LARGE       ?= --hidden_size 512 --num_layers 8 --num_heads 8
-TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50 --bf16
+TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+# The fast path of every training step (see `make bench`): bf16 autocast + torch.compile.
+# FAST= trains in plain float32 without compiling (e.g. on a CPU without native bf16).
+FAST        ?= --bf16 --compile
 # Which loop trains which family (swap freely: both write the same layout).
 GPT_LOOP    ?= --torch_training
 BERT_LOOP   ?=
@@ -72,7 +75,7 @@ define TRAIN_STEP
 $(1): $(SAVE_DIR)/$(1)/train_results.json
 $(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) | $(VENV_STAMP)
 	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(call resume_or_restart,$$(@D)) \
-		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $(4)
+		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $$(FAST) $(4)
 endef
 
 # $(call TEST_STEP,step,training step whose best model it tests)
@@ -118,8 +121,9 @@ $(eval $(call TEST_STEP,step8_3,step8_2))
 # and unigram difficulty. Each is tested with BLiMP (step9_..._test); `make step9` runs them all
 # and `make report` puts them side by side.
 CURRIC_STEPS ?= 2000
-CURRIC_OPTS   = --max_steps $(CURRIC_STEPS) --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50 --bf16
-CURRIC_HALF   = --max_steps $(shell echo $$(( $(CURRIC_STEPS) / 2 ))) --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50 --bf16
+CURRIC_TRAIN  = --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+CURRIC_OPTS   = --max_steps $(CURRIC_STEPS) $(CURRIC_TRAIN)
+CURRIC_HALF   = --max_steps $(shell echo $$(( $(CURRIC_STEPS) / 2 ))) $(CURRIC_TRAIN)
 CURRIC_MODELS = gpt2 bert
 CURRIC_DATA   = length_linear length_root unigram_linear unigram_root
 model_opts = $(if $(filter bert,$(1)),$(BERT_LOOP) --model_type bert,$(GPT_LOOP) --model_type gpt2) $(SMALL)
@@ -177,7 +181,9 @@ report: $(VENV_STAMP)
 DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
 	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue FINETUNE_OPTS="--finetune_epochs 2" \
 	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
-	TRAIN_OPTS="--num_train_epochs 4 --batch_size 16 --learning_rate 2e-3 --eval_steps 100 --logging_steps 10 --dropout 0.0 --bf16"
+	TRAIN_OPTS="--num_train_epochs 4 --batch_size 16 --learning_rate 2e-3 --eval_steps 100 --logging_steps 10" \
+	FAST=--bf16
+# (no torch.compile in the demo: its tiny models train in seconds, less than compiling takes)
 
 demo: $(VENV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)
@@ -194,9 +200,12 @@ test: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
-# Throughput (BLiMP pairs/s, tokenization MB/s): table printed and saved in save_dir/bench/.
+# Throughput side by side in one process (training tokens/s, peak memory and MFU per loop,
+# data loading, loss curves, BLiMP pairs/s, tokenization MB/s): printed and saved in
+# $(SAVE_DIR)/bench/. About 30 minutes on 2 CPU cores; BENCH_OPTS="--models gpt2 --sizes step2" is quicker.
+BENCH_OPTS ?=
 bench: $(VENV_STAMP)
-	$(PY) bench.py $(BENCH_OPTS)
+	$(PY) bench.py --out_dir $(SAVE_DIR)/bench $(BENCH_OPTS)
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default: 4 x hidden_size)")
     g.add_argument("--max_position_embeddings", type=int, default=512,
                    help="positions the model supports (must be >= --block_size)")
-    g.add_argument("--dropout", type=float, default=0.1, help="dropout on attention, residual and embeddings")
+    # Off by default: BabyLM-size runs see each token only a few times, so there is little
+    # to regularise, and dropout costs step time.
+    g.add_argument("--dropout", type=float, default=0.0, help="dropout on attention, residual and embeddings")
     g.add_argument("--attn_implementation", choices=("eager", "sdpa"), default="eager",
                    help="attention kernel (eager and sdpa trained the step2 GPT-2 equally fast on this CPU)")
 
@@ -112,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
     g.add_argument("--grad_norm_clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU and CUDA)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for training (both loops; the first steps pay the compile time)")
+    g.add_argument("--num_threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice, one per core)")
     g.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for MLM")
     g.add_argument("--eval_steps", type=int, default=500, help="validate every N optimizer steps (and at epoch end)")
     g.add_argument("--logging_steps", type=int, default=50, help="log training metrics every N optimizer steps")
@@ -243,6 +249,8 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                  "blimp_batch_size", "finetune_epochs", "finetune_batch_size", "max_seq_length"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.num_threads is not None and args.num_threads < 1:
+        parser.error(f"--num_threads must be at least 1, got {args.num_threads} (leave it out for one per core)")
     if args.max_steps is not None and args.max_steps < 1:
         parser.error(f"--max_steps must be at least 1, got {args.max_steps} "
                      "(leave it out to train for --num_train_epochs)")

@@ -1,17 +1,40 @@
-"""`make bench`: throughput measurements, printed as a markdown table and saved
-as JSON + markdown (default `save_dir/bench/`).
+"""`make bench`: throughput measured side by side in one process, printed as a
+markdown table and saved as JSON + markdown (default `save_dir/bench/`).
 
-Measured now: BLiMP scoring pairs/s for a step2_1-size GPT-2 (causal) and a
-step4_1-size BERT (pseudo-log-likelihood, both variants), and tokenization +
-packing throughput in MB of text per second. Models are freshly initialised at
-the step sizes (speed does not depend on the weights), so the bench needs no
-trained run. The machine is shared and noisy: compare ratios measured in one
-run, not absolute numbers across runs."""
+1. This machine's matmul rate: a 2048x2048 product in bf16 and in float32.
+2. Training tokens/s and peak memory of the real training code (`run.py train`
+   with a step count) for GPT-2, BERT and Llama at the step2 size (4x256) and at
+   8x512, each through four loops on the same model (dropout 0), data and batch:
+   the HF Trainer in bf16; the same with its torch_compile option; the custom
+   loop in plain float32; the custom loop's fast path (bf16 + torch.compile).
+   Step time is the median over the measured steps after warm-up; the first
+   step (which pays the compile) is reported separately. MFU = 6 x parameters
+   x tokens/s / the bf16 matmul rate, with every parameter counted once (the
+   tied input/output embedding is the LM head's matmul) and attention-score
+   FLOPs not counted. Peak memory: the highest resident set size sampled during
+   the run, above the process's size before it (CPU), or the CUDA allocator's
+   peak.
+3. Data loading: the custom loop's batch read (memory-mapped uint16 cache) as a
+   share of its fast-path step.
+4. Loss curves: the first N steps of the plain float32 loop and the fast path on
+   the same batches (GPT-2, step2 size).
+5. BLiMP scoring pairs/s (causal and pseudo-log-likelihood) and tokenization +
+   packing MB/s.
+
+Models are freshly initialised (speed does not depend on the weights), so the
+bench needs no trained run. The machine is shared and noisy: compare ratios
+measured in one run, not absolute numbers across runs."""
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
+import os
 import platform
+import shutil
+import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -20,8 +43,9 @@ from transformers import AutoTokenizer
 
 import blimp
 from argument_parser import parse_args
-from custom_models import build_model
+from custom_models import build_model, count_parameters
 from pretraining_dataset import read_lines, resolve_files, tokenize_and_pack
+from report import event_scalars
 from tokenizer import train_tokenizer
 from utils import write_json_atomic, write_text_atomic
 
@@ -29,11 +53,224 @@ ROOT = Path(__file__).resolve().parent
 SHARED_BLIMP = ROOT.parent / "shared" / "data" / "blimp_dev"
 SHARED_CORPUS = ROOT.parent / "shared" / "data" / "babylm" / "2023"
 
+SIZES = {"step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"],
+         "8x512": ["--hidden_size", "512", "--num_layers", "8", "--num_heads", "8"]}
+# The same model, batch and dropout (0, the default) in every loop; only the loop and its speed options differ.
+LOOPS = {
+    "trainer": ["--bf16"],
+    "trainer_compile": ["--bf16", "--compile"],
+    "plain_fp32": ["--torch_training"],
+    "bf16_eager": ["--torch_training", "--bf16"],
+    "fast": ["--torch_training", "--bf16", "--compile"],
+}
+KIND = {"gpt2": "clm", "llama": "clm", "bert": "mlm"}
+
 
 def model_args(model_type: str, vocab: int) -> argparse.Namespace:
     """The Makefile's SMALL size (steps 2 and 4) through the real parser."""
     return parse_args(["train", "--tokenizer_dir", "-", "--output_dir", "-", "--model_type", model_type,
-                       "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4", "--vocab_size", str(vocab)])
+                       *SIZES["step2"], "--vocab_size", str(vocab)])
+
+
+# --------------------------------------------------------------------------- matmul rate
+
+
+def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 20) -> float:
+    """Median TFLOP/s of an n x n x n product on the CPU in `dtype`."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory used inside the `with` block, in MB: the CUDA allocator's peak, or on
+    CPU the highest resident set size sampled every 2 ms above the size at entry."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+        self.peak_mb = 0.0
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        try:  # hand freed memory back to the OS so the baseline is honest (glibc only)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self.base, self.peak, self.done = _rss_bytes(), 0, False
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done:
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            return
+        self.done = True
+        self.thread.join()
+        self.peak_mb = max(self.peak - self.base, 0) / 2**20
+
+
+# --------------------------------------------------------------------------- training throughput
+
+
+def bench_data_dir(corpus: Path, out_dir: Path) -> Path:
+    """The corpus's training files with a small validation file: the run's final
+    validation is not what is measured, so it should cost seconds."""
+    folder = out_dir / "data"
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "babylm_10M").mkdir(parents=True)
+    (folder / "babylm_dev").mkdir()
+    for path in resolve_files(corpus, "train", None):
+        (folder / "babylm_10M" / path.name).symlink_to(path.resolve())
+    dev = resolve_files(corpus, "validation", None)[0]
+    lines = dev.read_text(encoding="utf-8").splitlines()[:400]
+    (folder / "babylm_dev" / dev.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tokenizer_dir: Path,
+              logging_steps: int = 100_000) -> tuple[object, float]:
+    """Run the real training code for `steps` optimizer steps; returns its TrainingSetup
+    (with the step clock) and the peak memory in MB."""
+    import training_setup
+
+    args = parse_args(["train", "--data_dir", str(data_dir), "--tokenizer_dir", str(tokenizer_dir),
+                       "--output_dir", str(out_dir), "--overwrite_output_dir",
+                       "--cache_dir", str(out_dir.parent / "cache"),
+                       "--max_steps", str(steps), "--eval_steps", "100000", "--save_steps", "100000",
+                       "--logging_steps", str(logging_steps), "--warmup_ratio", "0.05", *options])
+    if args.torch_training:
+        import pytorch_training_loop as loop
+    else:
+        import huggingface_trainer_loop as loop
+    captured = {}
+    real_prepare = training_setup.prepare_training
+
+    def prepare(a):  # keep the setup to read its step clock
+        captured["setup"] = real_prepare(a)
+        return captured["setup"]
+
+    loop.prepare_training = prepare
+    try:
+        with PeakMemory(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")) \
+                as memory:
+            loop.train(args)
+    finally:
+        loop.prepare_training = real_prepare
+        torch._dynamo.reset()  # the next model compiles from scratch, as it would in its own process
+    return captured["setup"], memory.peak_mb
+
+
+def bench_training(models: list[str], sizes: list[str], loops: list[str], tokenizer_dirs: dict, data_dir: Path,
+                   out_dir: Path, warmup: int, measured: int, bf16_tflops: float) -> list[dict]:
+    rows = []
+    for size in sizes:
+        for model_type in models:
+            for loop in loops:
+                options = ["--model_type", model_type, *SIZES[size], *LOOPS[loop]]
+                setup, peak_mb = train_run(options, warmup + measured + 1, data_dir, out_dir / "run",
+                                           tokenizer_dirs[KIND[model_type]])
+                clock = setup.step_clock  # training start, then each step's end
+                steps = [b - a for a, b in zip(clock, clock[1:], strict=False)]
+                step_s = statistics.median(steps[warmup: warmup + measured])
+                tokens_per_s = setup.tokens_per_step / step_s
+                params = count_parameters(setup.model)
+                rows.append({
+                    "size": size, "model": model_type, "loop": loop, "options": " ".join(LOOPS[loop]),
+                    "parameters": params, "tokens_per_step": setup.tokens_per_step,
+                    "step_seconds": round(step_s, 4), "tokens_per_second": round(tokens_per_s, 1),
+                    "first_step_seconds": round(steps[0], 2), "peak_memory_mb": round(peak_mb, 1),
+                    "mfu": round(6 * params * tokens_per_s / (bf16_tflops * 1e12), 4),
+                })
+                print(rows[-1], flush=True)
+    return rows
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """The fast path's speed over each other loop, per model and size (same run)."""
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows):
+            by_loop = {r["loop"]: r["tokens_per_second"] for r in rows if r["size"] == size and r["model"] == model}
+            if "fast" not in by_loop:
+                continue
+            out.append({"size": size, "model": model, **{f"fast_over_{loop}": round(by_loop["fast"] / tps, 2)
+                                                         for loop, tps in by_loop.items() if loop != "fast"}})
+    return out
+
+
+def bench_data_loading(tokenizer_dir: Path, data_dir: Path, out_dir: Path, fast_step_seconds: float | None,
+                       repeats: int = 50) -> dict:
+    """Median time of the custom loop's batch read + preparation, alone."""
+    import training_setup
+    from pytorch_training_loop import epoch_order
+
+    args = parse_args(["train", "--torch_training", "--data_dir", str(data_dir), "--tokenizer_dir", str(tokenizer_dir),
+                       "--output_dir", str(out_dir / "run"), "--overwrite_output_dir",
+                       "--cache_dir", str(out_dir / "cache"), *SIZES["step2"]])
+    setup = training_setup.prepare_training(args)
+    setup.logger.close()
+    batches = epoch_order(len(setup.train_dataset), args.seed, 0).split(args.batch_size)
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        batch = training_setup.training_batch(setup, {"input_ids": setup.train_dataset.batch(batches[i])}, i)
+        batch = {k: v.to(setup.device) for k, v in batch.items()}
+        times.append(time.perf_counter() - started)
+    seconds = statistics.median(times)
+    row = {"what": "custom loop batch read (uint16 memmap) + labels", "seconds_per_batch": round(seconds, 6),
+           "dtype": str(setup.train_dataset.blocks.dtype)}
+    if fast_step_seconds:
+        row["share_of_fast_step"] = round(seconds / fast_step_seconds, 4)
+    return row
+
+
+def bench_loss_curves(tokenizer_dir: Path, data_dir: Path, out_dir: Path, steps: int) -> dict:
+    """Per-step training loss of the plain float32 loop and the fast path over the same batches."""
+    curves = {}
+    for loop in ("plain_fp32", "fast"):
+        run = out_dir / f"curve_{loop}"
+        train_run(["--model_type", "gpt2", *SIZES["step2"], *LOOPS[loop]], steps, data_dir, run, tokenizer_dir,
+                  logging_steps=1)
+        curves[loop] = event_scalars(run, "train/loss")[1]
+    plain, fast = curves["plain_fp32"], curves["fast"]
+    diffs = [abs(a - b) for a, b in zip(plain, fast, strict=True)]
+    tail = max(len(plain) // 10, 1)
+    return {"steps": len(plain), "plain_fp32": plain, "fast": fast,
+            "max_abs_diff": round(max(diffs), 4), "mean_abs_diff": round(statistics.fmean(diffs), 4),
+            "mean_abs_diff_last_half": round(statistics.fmean(diffs[len(diffs) // 2:]), 4),
+            "plain_last_mean": round(statistics.fmean(plain[-tail:]), 4),
+            "fast_last_mean": round(statistics.fmean(fast[-tail:]), 4),
+            # step-to-step noise of the plain curve itself: the scale the differences compare to
+            "plain_step_to_step": round(statistics.fmean(abs(a - b) for a, b in zip(plain[len(plain) // 2:],
+                                                                                   plain[len(plain) // 2 + 1:],
+                                                                                   strict=False)), 4)}
+
+
+# --------------------------------------------------------------------------- BLiMP and packing
 
 
 def bench_blimp(tokenizers: dict, blimp_dir: Path, batch_size: int) -> list[dict]:
@@ -64,39 +301,110 @@ def bench_packing(tok, files: list[Path]) -> dict:
             "mb_per_second": round(megabytes / seconds, 2)}
 
 
+# --------------------------------------------------------------------------- report
+
+
+def markdown(result: dict) -> str:
+    m = result["matmul"]
+    out = [f"# make bench ({result['info']['cpu']}, {result['info']['torch_threads']} torch threads)", "",
+           f"2048x2048 matmul: bf16 {m['bf16_tflops']:.3f} TFLOP/s, float32 {m['fp32_tflops']:.3f} TFLOP/s "
+           f"({m['bf16_tflops'] / m['fp32_tflops']:.1f}x)", ""]
+    if result["training"]:
+        out += ["## Training throughput (median step after warm-up)", "",
+                "| size | model | loop | params | tokens/s | step s | first step s | peak MB | MFU |",
+                "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {r['size']} | {r['model']} | {r['loop']} (`{r['options']}`) | {r['parameters'] / 1e6:.2f}M | "
+                f"{r['tokens_per_second']:.0f} | {r['step_seconds']:.3f} | {r['first_step_seconds']:.1f} | "
+                f"{r['peak_memory_mb']:.0f} | {100 * r['mfu']:.1f}% |" for r in result["training"]]
+        others = [loop for loop in LOOPS if loop != "fast"]
+        out += ["", "| size | model | " + " | ".join(f"fast / {loop}" for loop in others) + " |",
+                "|---|---|" + "---:|" * len(others)]
+        out += [f"| {r['size']} | {r['model']} | " + " | ".join(str(r.get(f"fast_over_{loop}", "-")) for loop in others)
+                + " |" for r in result["ratios"]]
+        out.append("")
+    if result.get("data_loading"):
+        d = result["data_loading"]
+        share = f", {100 * d['share_of_fast_step']:.2f}% of a fast-path step" if "share_of_fast_step" in d else ""
+        out += [f"Data loading: {1000 * d['seconds_per_batch']:.2f} ms per batch ({d['dtype']} cache){share}", ""]
+    if result.get("loss_curves"):
+        c = result["loss_curves"]
+        out += [f"Loss curves, first {c['steps']} steps on the same batches: plain fp32 vs fast path mean |diff| "
+                f"{c['mean_abs_diff']} (last half {c['mean_abs_diff_last_half']}, max {c['max_abs_diff']}); "
+                f"mean loss of the last tenth {c['plain_last_mean']} vs {c['fast_last_mean']}; the plain curve's "
+                f"own step-to-step change {c['plain_step_to_step']}", ""]
+    if result["other"]:
+        out += ["## Scoring and packing", "", "| measurement | amount | seconds | throughput |", "|---|---:|---:|---:|"]
+        for r in result["other"]:
+            amount = f"{r['pairs']} pairs" if "pairs" in r else f"{r['megabytes']} MB"
+            rate = f"{r['pairs_per_second']} pairs/s" if "pairs" in r else f"{r['mb_per_second']} MB/s"
+            out.append(f"| {r['what']} | {amount} | {r['seconds']} | {rate} |")
+        out.append("")
+    return "\n".join(out) + f"\n{result['info']}\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # The real dev data when this checkout sits beside ../shared, else the shipped samples.
     blimp_dir = SHARED_BLIMP if SHARED_BLIMP.is_dir() else ROOT / "data" / "sample_eval" / "blimp"
     data_dir = SHARED_CORPUS if SHARED_CORPUS.is_dir() else ROOT / "data" / "sample"
     p.add_argument("--blimp_dir", type=Path, default=blimp_dir, help="BLiMP folder")
-    p.add_argument("--data_dir", type=Path, default=data_dir, help="corpus for the tokenizers and packing")
+    p.add_argument("--data_dir", type=Path, default=data_dir, help="corpus for the tokenizers, packing and training")
     p.add_argument("--vocab_size", type=int, default=16000)
     p.add_argument("--batch_size", type=int, default=64, help="BLiMP batch size")
+    p.add_argument("--models", nargs="+", default=["gpt2", "bert", "llama"], choices=list(KIND))
+    p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    p.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
+    p.add_argument("--warmup", type=int, default=3, help="training steps before measuring")
+    p.add_argument("--steps", type=int, default=10, help="measured training steps (median)")
+    p.add_argument("--curve_steps", type=int, default=200, help="steps of the loss-curve comparison (0: skip)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["training", "blimp", "packing"], help="sections to skip")
     p.add_argument("--out_dir", type=Path, default=ROOT / "save_dir" / "bench")
     args = p.parse_args()
 
     files = resolve_files(args.data_dir, "train", None)
-    tokenizers = {}
+    tokenizer_dirs, tokenizers = {}, {}
     for kind in ("clm", "mlm"):
-        folder = args.out_dir / f"tokenizer_{kind}"
+        folder = tokenizer_dirs[kind] = args.out_dir / f"tokenizer_{kind}"
         if not (folder / "tokenizer.json").is_file():
             train_tokenizer(files, folder, kind, args.vocab_size)
         tokenizers[kind] = AutoTokenizer.from_pretrained(folder)
 
-    rows = bench_blimp(tokenizers, args.blimp_dir, args.batch_size)
-    rows.append(bench_packing(tokenizers["clm"], files))
-    info = {"torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir)}
-    table = ["| measurement | amount | seconds | throughput |", "|---|---:|---:|---:|"]
-    for r in rows:
-        amount = f"{r['pairs']} pairs" if "pairs" in r else f"{r['megabytes']} MB"
-        rate = f"{r['pairs_per_second']} pairs/s" if "pairs" in r else f"{r['mb_per_second']} MB/s"
-        table.append(f"| {r['what']} | {amount} | {r['seconds']} | {rate} |")
-    text = "\n".join(table) + f"\n\n{info}\n"
-    write_json_atomic(args.out_dir / "bench.json", {"rows": rows, "info": info})
+    info = {"torch_threads": torch.get_num_threads(), "cpu": _cpu_name(), "torch": torch.__version__,
+            "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir), "batch": "32 x 128 tokens",
+            "warmup_steps": args.warmup, "measured_steps": args.steps}
+    result = {"info": info, "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16),
+                                       "fp32_tflops": matmul_tflops(torch.float32)},
+              "training": [], "ratios": [], "other": []}
+    print(result["matmul"], flush=True)
+    if "training" not in args.skip:
+        data = bench_data_dir(args.data_dir, args.out_dir)
+        result["training"] = bench_training(args.models, args.sizes, args.loops, tokenizer_dirs, data, args.out_dir,
+                                            args.warmup, args.steps, result["matmul"]["bf16_tflops"])
+        result["ratios"] = ratios(result["training"])
+        fast = [r["step_seconds"] for r in result["training"]
+                if r["loop"] == "fast" and r["model"] == "gpt2" and r["size"] == "step2"]
+        result["data_loading"] = bench_data_loading(tokenizer_dirs["clm"], data, args.out_dir,
+                                                    fast[0] if fast else None)
+        if args.curve_steps:
+            result["loss_curves"] = bench_loss_curves(tokenizer_dirs["clm"], data, args.out_dir, args.curve_steps)
+    if "blimp" not in args.skip:
+        result["other"] += bench_blimp(tokenizers, args.blimp_dir, args.batch_size)
+    if "packing" not in args.skip:
+        result["other"].append(bench_packing(tokenizers["clm"], files))
+    text = markdown(result)
+    write_json_atomic(args.out_dir / "bench.json", result)
     write_text_atomic(args.out_dir / "bench.md", text)
     print(text)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

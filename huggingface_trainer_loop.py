@@ -94,6 +94,12 @@ class _PipelineCallback(TrainerCallback, ExportableState):
             control.should_save = True
         return control
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.setup.step_clock.append(time.perf_counter())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.setup.step_clock.append(time.perf_counter())
+
     def on_save(self, args, state, control, **kwargs):
         self.last_saved_step = state.global_step
 
@@ -154,6 +160,7 @@ def _train(setup: TrainingSetup) -> dict:
         max_steps=setup.total_steps,  # the same step count as the custom loop
         max_grad_norm=args.grad_norm_clip,  # 0 turns clipping off, as in the custom loop
         bf16=args.bf16,
+        torch_compile=args.compile,
         eval_strategy="steps",
         eval_steps=args.eval_steps,
         logging_strategy="steps",

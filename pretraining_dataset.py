@@ -30,7 +30,7 @@ SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
 # split name -> (folder under data_dir, file extension); the train folder is an option.
 SPLIT_EXT = {"train": ".train", "validation": ".dev", "test": ".test"}
 SPLIT_DIR = {"validation": "babylm_dev", "test": "babylm_test"}
-CACHE_VERSION = 2  # bump when the packing format changes, to invalidate old caches
+CACHE_VERSION = 3  # bump when the packing format changes, to invalidate old caches
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int,
                       num_proc: int = 1) -> tuple[np.ndarray, int, np.ndarray]:
     """Tokenize `lines`, end each with EOS, concatenate and cut into blocks.
 
-    Returns (blocks [n_blocks, block_size] int32, tokens dropped at the end,
-    tokens of each line)."""
+    Returns (blocks [n_blocks, block_size], tokens dropped at the end, tokens of
+    each line). Blocks are uint16 when the vocabulary fits (every vocabulary of up
+    to 65,536 tokens), else int32: half the bytes to read per training batch."""
     eos = tokenizer.eos_token_id
 
     def encode(batch: dict) -> dict:
@@ -126,7 +127,7 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int,
     ds = ds.map(encode, batched=True, num_proc=num_proc if num_proc > 1 else None,
                 remove_columns=["text"], desc="tokenizing")
     column = ds.data.column("input_ids")
-    flat = pc.list_flatten(column).to_numpy().astype(np.int32)
+    flat = pc.list_flatten(column).to_numpy().astype(np.uint16 if len(tokenizer) <= 65536 else np.int32)
     n_blocks = len(flat) // block_size
     blocks = flat[: n_blocks * block_size].reshape(n_blocks, block_size)
     return blocks, len(flat) - n_blocks * block_size, pc.list_value_length(column).to_numpy()
@@ -250,6 +251,11 @@ class BlockDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.blocks)
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """The blocks at `indices` as one int64 [len(indices), block_size] tensor: a single
+        fancy-indexed read of the memory-mapped cache (the custom loop's data path)."""
+        return torch.from_numpy(self.blocks[indices.numpy()].astype(np.int64))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         ids = torch.from_numpy(np.asarray(self.blocks[i], dtype=np.int64))

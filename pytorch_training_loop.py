@@ -1,8 +1,9 @@
 """The custom PyTorch training loop (`--torch_training`).
 
 AdamW + warm-up/cosine schedule (shared with the HF path in training_setup.py),
-gradient accumulation, gradient clipping with the norm logged, optional bf16
-autocast, validation every --eval_steps and at each epoch end, the best model
+gradient accumulation, gradient clipping with the norm logged, the fast path
+(bf16 autocast, torch.compile, fused AdamW, batches read straight from the
+memory-mapped uint16 cache; see `make bench`), validation every --eval_steps and at each epoch end, the best model
 by validation loss saved in HF format, early stopping, and a tqdm bar with the
 loss and tokens/s.
 
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from custom_models import load_model
 from evaluation import autocast, evaluate_lm
+from losses import make_loss_fn
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
@@ -136,6 +138,10 @@ def _train(setup: TrainingSetup) -> dict:
         scheduler.load_state_dict(saved["scheduler"])
         _restore_rng(saved["rng"])  # last: dropout and MLM masking continue where they were
 
+    # --compile: the compiled modules share their parameters with `model`, which stays
+    # uncompiled for validation and saving (no recompiling for eval mode or new shapes).
+    loss_fn = make_loss_fn(model, args.compile)
+    first_step_started = time.time()
     n_blocks, accum = len(setup.train_dataset), args.gradient_accumulation_steps
     curriculum = setup.curriculum
     # With a curriculum every optimizer step is a full group of micro-batches drawn by the sampler.
@@ -143,6 +149,7 @@ def _train(setup: TrainingSetup) -> dict:
     model.train()
     stop = False
     last_log = time.time()
+    setup.step_clock.append(time.perf_counter())
     bar = tqdm(total=setup.total_steps, initial=progress.step, desc="training", unit="step", dynamic_ncols=True)
     while not stop and progress.step < setup.total_steps:
         if curriculum:  # determined by (seed, step): resume rebuilds it like the plain order
@@ -151,11 +158,10 @@ def _train(setup: TrainingSetup) -> dict:
             order = epoch_order(n_blocks, args.seed, progress.epoch)
         batches = order.split(args.batch_size)
         for i in range(progress.micro, micro_batches):
-            batch = setup.train_collator([setup.train_dataset[int(j)] for j in batches[i]])
-            batch = training_batch(setup, batch, progress.step)
+            batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(batches[i])}, progress.step)
             batch = {k: v.to(setup.device) for k, v in batch.items()}
             with autocast(setup.device, args.bf16):
-                loss = model(**batch).loss
+                loss = loss_fn(batch)
             progress.micro = i + 1
             if not torch.isfinite(loss):
                 if not args.skip_nonfinite:
@@ -180,6 +186,12 @@ def _train(setup: TrainingSetup) -> dict:
             progress.step += 1
             step = progress.step
             bar.update(1)
+            setup.step_clock.append(time.perf_counter())
+            if first_step_started is not None:
+                what = "compiling + first step" if args.compile else "first step"
+                setup.logger.info(f"{what} took {time.time() - first_step_started:.1f} s")
+                first_step_started = None
+                last_log, progress.window_tokens = time.time(), 0  # compile time is not throughput
 
             if step % args.logging_steps == 0 or step == setup.total_steps:
                 now = time.time()

@@ -90,7 +90,7 @@ def _fmt(value, spec: str = "") -> str:
     return "" if value is None else format(value, spec)
 
 
-def _event_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:
+def event_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tensorboard"))
@@ -111,9 +111,9 @@ def plot_losses(save_dir: Path, rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5))
     for i, row in enumerate(r for r in rows if "tokens" in r):
         color = f"C{i % 10}"
-        steps, values = _event_scalars(save_dir / row["step"], "train/loss")
+        steps, values = event_scalars(save_dir / row["step"], "train/loss")
         ax.plot(steps, values, color=color, alpha=0.5, linewidth=1, label=f"{row['step']} train")
-        steps, values = _event_scalars(save_dir / row["step"], "eval/loss")
+        steps, values = event_scalars(save_dir / row["step"], "eval/loss")
         ax.plot(steps, values, "o-", color=color, linewidth=2, label=f"{row['step']} validation")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token; MLM: masked tokens)")

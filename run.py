@@ -112,6 +112,10 @@ ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_trai
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
     args = parse_args(argv)
+    if args.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
     try:
         ACTIONS[args.action](args)
     except UserError as e:

@@ -231,6 +231,7 @@ CASES = {
                             "--learning_rate must be greater than 0", "--help", proc=True, usage=True),
     "epochs_negative": numeric("--num_train_epochs", "-1"),
     "max_steps_0": numeric("--max_steps", "0"),
+    "num_threads_0": numeric("--num_threads", "0"),
     "warmup_ratio_1": numeric("--warmup_ratio", "1"),
     "num_heads_0": numeric("--num_heads", "0"),
     "patience_negative": numeric("--early_stopping_patience", "-1"),

@@ -184,7 +184,14 @@ def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_
             seen.append(int(i))
         return real_getitem(self, i)
 
+    real_batch = training_setup.BlockDataset.batch
+
+    def recording_batch(self, indices):  # the custom loop reads whole batches
+        seen.extend(int(i) for i in indices)
+        return real_batch(self, indices)
+
     monkeypatch.setattr(training_setup.BlockDataset, "__getitem__", recording_getitem)
+    monkeypatch.setattr(training_setup.BlockDataset, "batch", recording_batch)
     captured = {}
     real_prepare = training_setup.prepare_training
 

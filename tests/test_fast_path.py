@@ -1,0 +1,80 @@
+"""The custom loop's fast path and the bench's measuring tools: the uint16 cache and
+batch reads, torch.compile in both loops (same numbers as eager in float32, a
+normal model folder saved), the per-step clock `make bench` reads, and its
+memory sampler."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLE, TINY_MODEL
+from transformers import AutoModelForCausalLM
+
+import bench
+from pretraining_dataset import BlockDataset, load_blocks, resolve_files
+from report import event_scalars
+from training_setup import load_tokenizer
+
+
+def test_cache_is_uint16_and_a_batch_read_equals_the_items(tok_dirs, tmp_path):
+    tok = load_tokenizer(tok_dirs["clm"])
+    blocks, _ = load_blocks(resolve_files(SAMPLE, "train", None), tok, 32, tmp_path / "cache", "train")
+    assert blocks.dtype == np.uint16 and isinstance(blocks, np.memmap)  # read from disk by windows
+    data = BlockDataset(blocks)
+    idx = torch.tensor([5, 0, len(data) - 1, 5])
+    batch = data.batch(idx)
+    assert batch.dtype == torch.int64
+    assert torch.equal(batch, torch.stack([data[int(i)]["input_ids"] for i in idx]))
+    assert int(batch.max()) < len(tok)
+
+
+def train_tiny(tok_dirs, tmp_path, name: str, *options: str, steps: int = 6):
+    return bench.train_run([*TINY_MODEL, "--batch_size", "8", "--learning_rate", "3e-3", *options], steps, SAMPLE,
+                           tmp_path / name, tok_dirs["clm"], logging_steps=1)
+
+
+@pytest.mark.parametrize("loop", ["custom", "trainer"])
+def test_compiled_training_matches_eager_in_float32(loop, tok_dirs, tmp_path):
+    flag = ["--torch_training"] if loop == "custom" else []
+    eager, _ = train_tiny(tok_dirs, tmp_path, "eager", *flag)
+    compiled, _ = train_tiny(tok_dirs, tmp_path, "compiled", *flag, "--compile")
+    eager_losses = event_scalars(tmp_path / "eager", "train/loss")[1]
+    compiled_losses = event_scalars(tmp_path / "compiled", "train/loss")[1]
+    assert len(compiled_losses) == 6
+    assert compiled_losses[-1] < compiled_losses[0]  # it trains
+    # Inductor may reorder float32 sums; anything beyond that would be a different computation.
+    assert compiled_losses == pytest.approx(eager_losses, abs=2e-4)
+    # The saved model is a plain transformers folder (no compile wrapper in its weights) ...
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "compiled" / "best_model")
+    assert not any("_orig_mod" in k for k in saved.state_dict())
+    # ... holding the weights the compiled run trained.
+    x = torch.randint(0, 600, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(saved(x).logits, compiled.model.eval()(x).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("loop", ["custom", "trainer"])
+def test_step_clock_marks_the_start_and_every_step(loop, tok_dirs, tmp_path):
+    setup, peak_mb = train_tiny(tok_dirs, tmp_path, "run", *(["--torch_training"] if loop == "custom" else []),
+                                steps=5)
+    clock = setup.step_clock
+    assert len(clock) == 6 and all(a < b for a, b in zip(clock, clock[1:], strict=False))
+    assert peak_mb > 0
+
+
+def test_peak_memory_sees_an_allocation():
+    with bench.PeakMemory("cpu") as memory:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
+        time.sleep(0.1)  # the sampler looks every 2 ms
+        del block
+    assert 48 < memory.peak_mb < 1024
+
+
+def test_ratios_compare_the_fast_path_with_each_loop():
+    rows = [{"size": "s", "model": "gpt2", "loop": loop, "tokens_per_second": tps}
+            for loop, tps in (("trainer", 100.0), ("plain_fp32", 50.0), ("fast", 300.0))]
+    assert bench.ratios(rows) == [{"size": "s", "model": "gpt2", "fast_over_trainer": 3.0,
+                                   "fast_over_plain_fp32": 6.0}]
