@@ -14,7 +14,7 @@ from typing import NoReturn
 EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
 HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
 ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats")
-MODEL_TYPES = ("gpt2", "llama", "bert")
+MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("model")
     g.add_argument("--model_type", choices=MODEL_TYPES, default="gpt2",
-                   help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM)")
+                   help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM, gpt_bert: "
+                   "hybrid causal + masked next-token LM, see hybrid_model.py; it needs a tokenizer with a mask "
+                   "token: --tokenizer_type mlm)")
     g.add_argument("--init_model", default=None,
                    help="continue training from this saved model folder instead of a fresh model")
     g.add_argument("--hidden_size", type=int, default=256, help="model width")
@@ -153,8 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     g.add_argument("--objective_schedule", default=None, metavar="STEP:KEY=VALUE,...",
                    help="objective settings by optimizer step, each holding until the next, e.g. "
-                   "'0:mlm_probability=0.3,2000:mlm_probability=0.15' (masked LMs; default: --mlm_probability "
-                   "throughout)")
+                   "'0:mlm_probability=0.3,2000:mlm_probability=0.15' (masked LMs and gpt_bert) or "
+                   "'0:masked_share=1,1000:masked_share=0' (gpt_bert: share of masked steps, 0 to 1; default: "
+                   "--mlm_probability and --hybrid_ratio throughout)")
+
+    g = p.add_argument_group("distillation and the hybrid objective (training; see losses.py)")
+    g.add_argument("--teacher_models", nargs="+", default=None, metavar="DIR",
+                   help="distil from these saved models (best_model folders trained with the same tokenizer): "
+                   "loss = alpha * CE + (1 - alpha) * T^2 * KL(average of the teachers' softmax(logits / T) || "
+                   "student) per predicted token (default: no distillation)")
+    g.add_argument("--distill_alpha", type=float, default=0.5,
+                   help="weight of the cross-entropy with the data (1: plain training, 0: teachers only)")
+    g.add_argument("--distill_temperature", type=float, default=2.0,
+                   help="softmax temperature T of teachers and student in the KL term")
+    g.add_argument("--hybrid_ratio", default="15:1", metavar="MASKED:CAUSAL",
+                   help="gpt_bert: optimizer steps of masked next-token prediction to causal LM steps, e.g. 15:1 "
+                   "or 1:1 (each step's batch is one or the other, evenly interleaved; the objective_schedule key "
+                   "masked_share overrides it by step)")
 
     g = p.add_argument_group("BLiMP (blimp action; the test action too when --blimp_dir is given)")
     g.add_argument("--blimp_dir", default=None,
@@ -167,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pll_variant", choices=("within_word_l2r", "token"), default="within_word_l2r",
                    help="masked-LM pseudo-log-likelihood: mask each token alone (token) or also the "
                    "later sub-tokens of its word (within_word_l2r)")
+    g.add_argument("--hybrid_scoring", choices=("causal", "masked"), default="causal",
+                   help="gpt_bert models: causal log-likelihood, or masked next-token pseudo-log-likelihood (each "
+                   "token masked in turn as --pll_variant says, bidirectional attention, its log-probability read "
+                   "at the position before it)")
 
     g = p.add_argument_group("fine-tuning (finetune action)")
     g.add_argument("--glue_dir", default=None,
@@ -185,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SCHEDULE_KEYS = ("mlm_probability",)
+SCHEDULE_KEYS = ("mlm_probability", "masked_share")
 
 
 def _parse_schedule(parser: argparse.ArgumentParser, text: str) -> list[tuple[int, dict[str, float]]]:
@@ -200,7 +221,7 @@ def _parse_schedule(parser: argparse.ArgumentParser, text: str) -> list[tuple[in
             parser.error(f"--objective_schedule entry '{item}' is not STEP:KEY=VALUE, e.g. 0:mlm_probability=0.3")
         if key not in SCHEDULE_KEYS:
             parser.error(f"--objective_schedule key '{key}' is not one of {', '.join(SCHEDULE_KEYS)}")
-        if not 0.0 < number < 1.0:
+        if not (0.0 <= number <= 1.0 if key == "masked_share" else 0.0 < number < 1.0):
             parser.error(f"--objective_schedule {key}={value} must be between 0 and 1")
         entries.append((step_n, {key: number}))
     steps = [s for s, _ in entries]
@@ -238,7 +259,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("curriculum options need 0 <= --start_percent <= --end_percent <= 1 and 0 < --start_share <= 1")
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
+    args.hybrid_masked_share = _parse_ratio(parser, args.hybrid_ratio)
     return args
+
+
+def _parse_ratio(parser: argparse.ArgumentParser, text: str) -> float:
+    """--hybrid_ratio 'MASKED:CAUSAL' (whole numbers, not both 0) -> the share of masked steps."""
+    masked, _, causal = text.partition(":")
+    try:
+        m, c = int(masked), int(causal)
+    except ValueError:
+        m = c = -1
+    if m < 0 or c < 0 or m + c == 0:
+        parser.error(f"--hybrid_ratio {text} is not MASKED:CAUSAL with whole numbers >= 0, not both 0, e.g. 15:1")
+    return m / (m + c)
 
 
 def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -271,5 +305,9 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
         if not 0.0 <= getattr(args, name) < 1.0:
             parser.error(f"--{name} must be at least 0 and below 1, got {getattr(args, name)}")
+    if not 0.0 <= args.distill_alpha <= 1.0:
+        parser.error(f"--distill_alpha must be between 0 and 1, got {args.distill_alpha}")
+    if not (math.isfinite(args.distill_temperature) and args.distill_temperature > 0):
+        parser.error(f"--distill_temperature must be greater than 0, got {args.distill_temperature}")
     if not 0.0 < args.mlm_probability < 1.0:
         parser.error(f"--mlm_probability must be between 0 and 1, got {args.mlm_probability}")

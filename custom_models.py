@@ -1,9 +1,12 @@
 """Build GPT-2, Llama and BERT models from the size options, or load a saved one.
 
 Configs are built locally (never fetched) with the vocabulary size and special
-token ids of the project's own tokenizer. Every model is a stock transformers
-architecture, so a saved folder loads through AutoModelForCausalLM /
-AutoModelForMaskedLM / AutoModelForSequenceClassification with no custom code."""
+token ids of the project's own tokenizer. GPT-2, Llama and BERT are stock
+transformers architectures, so a saved folder loads through AutoModelForCausalLM /
+AutoModelForMaskedLM / AutoModelForSequenceClassification with no custom code.
+The one exception is the hybrid GPT-BERT model (`gpt_bert`, hybrid_model.py): its
+folder carries its own code and loads with AutoModelForCausalLM and
+trust_remote_code=True (passed here for that model type only)."""
 
 from __future__ import annotations
 
@@ -25,13 +28,21 @@ from transformers.utils import logging as hf_logging
 
 from utils import UserError
 
-CAUSAL_TYPES = ("gpt2", "llama")
+# gpt_bert is causal by default (validation loss, test loss and BLiMP score it as a causal LM);
+# it also has a masked next-token mode (training batches, --hybrid_scoring masked).
+CAUSAL_TYPES = ("gpt2", "llama", "gpt_bert")
 MASKED_TYPES = ("bert",)
+HYBRID_TYPES = ("gpt_bert",)
 
 
 def is_causal(model_type: str) -> bool:
-    """True for causal LMs (gpt2, llama), False for masked LMs (bert)."""
+    """True for causal LMs (gpt2, llama, the hybrid gpt_bert), False for masked LMs (bert)."""
     return model_type in CAUSAL_TYPES
+
+
+def is_hybrid(model_type: str) -> bool:
+    """True for the hybrid causal + masked next-token model (gpt_bert)."""
+    return model_type in HYBRID_TYPES
 
 
 def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
@@ -62,6 +73,18 @@ def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
             hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
             max_position_embeddings=args.max_position_embeddings, **ids,
         )
+    if args.model_type == "gpt_bert":
+        from hybrid_model import GPTBertConfig
+
+        if tokenizer.mask_token_id is None:
+            raise UserError("--model_type gpt_bert needs a tokenizer with a mask token: "
+                            "train it with --tokenizer_type mlm")
+        return GPTBertConfig(
+            vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
+            num_attention_heads=args.num_heads, intermediate_size=inner,
+            max_position_embeddings=args.max_position_embeddings, dropout=args.dropout,
+            mask_token_id=tokenizer.mask_token_id, **ids,
+        )
     raise UserError(f"unknown --model_type {args.model_type}")
 
 
@@ -91,6 +114,8 @@ def load_model(folder: str | Path, attn_implementation: str = "eager") -> PreTra
     try:
         # float32 whatever the folder was saved in: scores and test losses are never computed
         # in a lower precision (bf16 autocast stays an explicit option of the training loops).
+        if is_hybrid(model_type):  # its own code, saved in the folder (hybrid_model.py)
+            return auto.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
         return auto.from_pretrained(folder, attn_implementation=attn_implementation, dtype=torch.float32)
     # Broad on purpose: transformers and safetensors raise many unrelated types for a damaged
     # folder (OSError, ValueError, RuntimeError, SafetensorError, ...); all mean "not a usable model".
@@ -115,7 +140,8 @@ def check_tokenizer_fits(config: PretrainedConfig, tokenizer, model_dir: str | P
     if vocab is not None and len(tokenizer) > vocab:
         raise UserError(f"the tokenizer of {option} {model_dir} has {len(tokenizer)} tokens but the model's "
                         f"vocabulary has {vocab}: save the model with the tokenizer it was trained with")
-    if needs_mask and not is_causal(config.model_type) and tokenizer.mask_token_id is None:
+    needs_mask = needs_mask and (not is_causal(config.model_type) or is_hybrid(config.model_type))
+    if needs_mask and tokenizer.mask_token_id is None:
         raise UserError(f"{option} {model_dir} is a masked LM ({config.model_type}) but its tokenizer has no mask "
                         "token: save it with the tokenizer it was trained with (--tokenizer_type mlm)")
     positions = getattr(config, "max_position_embeddings", None)
@@ -137,6 +163,10 @@ def build_model(args: argparse.Namespace, tokenizer) -> PreTrainedModel:
                             f"({model.config.max_position_embeddings})")
         return model
     config = build_config(args, tokenizer)
+    if is_hybrid(args.model_type):
+        from hybrid_model import GPTBertForCausalLM
+
+        return GPTBertForCausalLM(config)
     auto = AutoModelForCausalLM if is_causal(args.model_type) else AutoModelForMaskedLM
     return auto.from_config(config, attn_implementation=args.attn_implementation)
 

@@ -18,7 +18,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
 from curriculum import CurriculumIndexSampler
-from evaluation import evaluate_lm
+from evaluation import autocast, evaluate_lm
+from losses import make_objective
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
@@ -28,6 +29,7 @@ from training_setup import (
     log_eval,
     make_optimizer,
     make_scheduler,
+    masked_share_at,
     mlm_probability_at,
     prepare_training,
     training_batch,
@@ -42,6 +44,28 @@ class _SharedEvalTrainer(Trainer):
     def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup = setup
+        # Distillation and the hybrid objective: the loss is the pipeline's own (losses.py,
+        # as in the custom loop), a mean per micro-batch that the Trainer divides by the
+        # accumulation steps, like the custom loop. Otherwise the stock Trainer loss.
+        self.own_loss = bool(setup.teachers) or setup.hybrid
+        if self.own_loss:
+            self.loss_is_scaled_for_ga = False
+        self.objective, self.objective_model = None, None
+        self.window_parts: dict[str, list[float]] = {}  # tag -> [sum, micro-batches] since the last log
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.own_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.objective_model is not model:  # the model the Trainer hands over (compiled with --compile)
+            s = self.setup
+            self.objective = make_objective(model, s.teachers, s.args.distill_alpha, s.args.distill_temperature)
+            self.objective_model = model
+        with autocast(self.setup.device, self.setup.args.bf16):  # teachers and heads too, not only forward()
+            loss, parts = self.objective(inputs)
+        for tag, value in parts.items():
+            total = self.window_parts.setdefault(tag, [0.0, 0])
+            total[0], total[1] = total[0] + value.item(), total[1] + 1
+        return (loss, None) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
         # --difficulty: the curriculum's block order (the same blocks per step as the custom loop).
@@ -81,6 +105,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.last_time = time.time()
         self.last_step = 0
         self.last_saved_step = -1
+        self.trainer: _SharedEvalTrainer | None = None
 
     def state(self) -> dict:
         return {"args": {}, "attributes": self.tracker.state_dict()}
@@ -118,7 +143,11 @@ class _PipelineCallback(TrainerCallback, ExportableState):
                if self.setup.curriculum else {}),
             **({"train/mlm_probability": mlm_probability_at(self.setup.args, state.global_step - 1)}
                if self.setup.args.objective_schedule else {}),
+            **({"train/masked_share": masked_share_at(self.setup.args, state.global_step - 1)}
+               if self.setup.hybrid else {}),
+            **{tag: total / n for tag, (total, n) in self.trainer.window_parts.items()},
         })
+        self.trainer.window_parts = {}
         self.last_time, self.last_step = now, state.global_step
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -187,6 +216,7 @@ def _train(setup: TrainingSetup) -> dict:
         callbacks=[callback],
         setup=setup,
     )
+    callback.trainer = trainer  # the loss parts it gathers are logged with the loss
     # Validates at its last step too (eval_strategy="steps"); the Trainer's own
     # resume restores model, optimizer, scheduler, RNG states and the data position.
     trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)

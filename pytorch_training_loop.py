@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from custom_models import load_model
 from evaluation import autocast, evaluate_lm
-from losses import make_loss_fn
+from losses import make_objective
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
@@ -42,6 +42,7 @@ from training_setup import (
     log_eval,
     make_optimizer,
     make_scheduler,
+    masked_share_at,
     mlm_probability_at,
     prepare_training,
     training_batch,
@@ -78,6 +79,7 @@ class _Progress:
         self.window_micro = 0
         self.window_tokens = 0
         self.skipped = 0  # non-finite batches skipped (--skip_nonfinite)
+        self.window_parts = {}  # loss parts (distillation, hybrid): tag -> [sum, micro-batches]
 
 
 def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, tracker: BestTracker, progress: _Progress) -> None:
@@ -140,7 +142,7 @@ def _train(setup: TrainingSetup) -> dict:
 
     # --compile: the compiled modules share their parameters with `model`, which stays
     # uncompiled for validation and saving (no recompiling for eval mode or new shapes).
-    loss_fn = make_loss_fn(model, args.compile)
+    loss_fn = make_objective(model, setup.teachers, args.distill_alpha, args.distill_temperature, args.compile)
     first_step_started = time.time()
     n_blocks, accum = len(setup.train_dataset), args.gradient_accumulation_steps
     curriculum = setup.curriculum
@@ -159,9 +161,9 @@ def _train(setup: TrainingSetup) -> dict:
         batches = order.split(args.batch_size)
         for i in range(progress.micro, micro_batches):
             batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(batches[i])}, progress.step)
-            batch = {k: v.to(setup.device) for k, v in batch.items()}
+            batch = {k: v.to(setup.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             with autocast(setup.device, args.bf16):
-                loss = loss_fn(batch)
+                loss, parts = loss_fn(batch)
             progress.micro = i + 1
             if not torch.isfinite(loss):
                 if not args.skip_nonfinite:
@@ -176,6 +178,9 @@ def _train(setup: TrainingSetup) -> dict:
                 progress.window_loss += loss.item()
                 progress.window_micro += 1
                 progress.window_tokens += batch["input_ids"].numel()
+                for tag, value in parts.items():
+                    total = progress.window_parts.setdefault(tag, [0.0, 0])
+                    total[0], total[1] = total[0] + value.item(), total[1] + 1
             if (i + 1) % accum and i + 1 != micro_batches:
                 continue
             clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
@@ -208,6 +213,10 @@ def _train(setup: TrainingSetup) -> dict:
                     metrics["train/curriculum_share"] = curriculum.share(step - 1)
                 if args.objective_schedule:
                     metrics["train/mlm_probability"] = mlm_probability_at(args, step - 1)
+                if setup.hybrid:
+                    metrics["train/masked_share"] = masked_share_at(args, step - 1)
+                metrics.update({tag: total / n for tag, (total, n) in progress.window_parts.items()})
+                progress.window_parts = {}
                 setup.logger.metrics(step, metrics)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",
                                 tok_s=f"{metrics['train/tokens_per_second']:.0f}")

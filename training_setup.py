@@ -18,7 +18,15 @@ from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_wit
 from transformers.utils import logging as hf_logging
 
 from curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
-from custom_models import build_model, count_parameters, is_causal, saved_model_type
+from custom_models import (
+    build_model,
+    check_tokenizer_fits,
+    count_parameters,
+    is_causal,
+    is_hybrid,
+    load_model,
+    saved_model_type,
+)
 from evaluation import eval_collator, eval_dataset
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
 from utils import RunLogger, UserError, get_device, replace_dir, set_seed, temp_dir_beside, write_json_atomic
@@ -60,6 +68,8 @@ class TrainingSetup:
     train_meta: dict
     resume_from: Path | None = None
     curriculum: CurriculumSampler | None = None  # --difficulty: which blocks each optimizer step trains on
+    hybrid: bool = False  # gpt_bert: each step's batch is masked next-token or causal (`training_batch`)
+    teachers: list = field(default_factory=list)  # --teacher_models: eval mode, no gradients
     steps_per_epoch: int = 0
     # time.perf_counter() when this process starts training, then at the end of each
     # optimizer step (both loops): what `make bench` turns into step times.
@@ -149,18 +159,24 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     resume_from = _check_run_dir(args, run_dir)
     tokenizer = load_tokenizer(args.tokenizer_dir)
     model_type = saved_model_type(args.init_model) if args.init_model else args.model_type
-    causal = is_causal(model_type)
-    if causal and args.objective_schedule:
+    causal, hybrid = is_causal(model_type), is_hybrid(model_type)
+    schedule_keys = {key for _, setting in args.objective_schedule or [] for key in setting}
+    if causal and not hybrid and schedule_keys:
         raise UserError(f"--objective_schedule sets masking, but {model_type} is a causal LM: drop the option "
                         "or train a masked LM")
-    if not causal and tokenizer.mask_token_id is None:
-        raise UserError(f"{model_type} is a masked LM and needs a tokenizer with a mask token: "
-                        "train it with --tokenizer_type mlm")
+    if not hybrid and "masked_share" in schedule_keys:
+        raise UserError(f"--objective_schedule key masked_share needs --model_type gpt_bert, not {model_type}: "
+                        "drop that key")
+    if (not causal or hybrid) and tokenizer.mask_token_id is None:
+        raise UserError(f"{model_type} {'is a masked LM and ' if not causal else ''}needs a tokenizer with a mask "
+                        "token: train it with --tokenizer_type mlm")
+    teacher_dirs = load_teacher_checks(args, tokenizer, model_type)
     train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
     val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
     device = get_device(args.device)
 
     logger = RunLogger(None)  # console only until every input has been checked
+    teachers = [_teacher(folder, args, tokenizer, device) for folder in teacher_dirs]
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
     (train_blocks, train_meta), (val_blocks, _) = load_splits(
@@ -203,7 +219,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         eval_collator=eval_collator(tokenizer, causal),
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
         tokens_per_step=args.batch_size * args.gradient_accumulation_steps * args.block_size,
-        train_meta=train_meta, resume_from=resume_from, curriculum=curriculum,
+        train_meta=train_meta, resume_from=resume_from, curriculum=curriculum, hybrid=hybrid, teachers=teachers,
         steps_per_epoch=math.ceil(math.ceil(len(train_blocks) / args.batch_size) / args.gradient_accumulation_steps),
     )
     start = f"from {args.init_model}" if args.init_model else "from scratch"
@@ -212,8 +228,48 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     logger.info(f"{model_type} ({count_parameters(model) / 1e6:.2f}M parameters, {start}) on {device}; "
                 f"{len(train_blocks)} training blocks, {len(val_blocks)} validation blocks; "
                 f"{total} optimizer steps of {setup.tokens_per_step} tokens")
+    if teachers:
+        logger.info(f"distilling from {len(teachers)} teachers ({', '.join(teacher_dirs)}): alpha "
+                    f"{args.distill_alpha}, temperature {args.distill_temperature}")
+    if hybrid:
+        logger.info(f"hybrid objective: masked:causal steps {args.hybrid_ratio} "
+                    f"({args.hybrid_masked_share:.1%} masked next-token steps)")
     logger.hparams(vars(args))
     return setup
+
+
+def load_teacher_checks(args: argparse.Namespace, tokenizer, model_type: str) -> list[str]:
+    """The --teacher_models folders, checked without loading their weights: each holds a
+    model of the student's kind (causal or masked) with the student's tokenizer."""
+    if not args.teacher_models:
+        return []
+    if is_hybrid(model_type):
+        raise UserError("distillation into a gpt_bert model is not supported: drop --teacher_models or train a "
+                        "gpt2, llama or bert student")
+    student_vocab = tokenizer.get_vocab()
+    for folder in args.teacher_models:
+        teacher_type = saved_model_type(folder)
+        if is_causal(teacher_type) != is_causal(model_type) or is_hybrid(teacher_type):
+            kind = lambda t: "a masked LM" if not is_causal(t) else f"a causal LM ({t})"  # noqa: E731
+            raise UserError(f"--teacher_models {folder} is {kind(teacher_type)} but the student ({model_type}) is "
+                            f"{kind(model_type)}: distil from teachers that predict what the student predicts")
+        teacher_tok = load_tokenizer(folder, "--teacher_models")
+        if (teacher_tok.get_vocab() != student_vocab or teacher_tok.all_special_tokens != tokenizer.all_special_tokens):
+            raise UserError(f"--teacher_models {folder} was trained with another tokenizer than --tokenizer_dir "
+                            f"{args.tokenizer_dir} ({len(teacher_tok)} vs {len(tokenizer)} tokens, or different "
+                            "tokens): teachers and student must share the tokenizer; train the teachers with it")
+    return [str(f) for f in args.teacher_models]
+
+
+def _teacher(folder: str, args: argparse.Namespace, tokenizer, device: torch.device) -> PreTrainedModel:
+    """A teacher model: loaded, checked, in eval mode without gradients, in bf16 with --bf16."""
+    teacher = load_model(folder, args.attn_implementation)
+    check_tokenizer_fits(teacher.config, tokenizer, folder, args.block_size, option="--teacher_models")
+    if teacher.config.vocab_size != len(tokenizer):
+        raise UserError(f"--teacher_models {folder} has a vocabulary of {teacher.config.vocab_size} but the "
+                        f"tokenizer has {len(tokenizer)} tokens: teachers and student must share the tokenizer")
+    teacher.requires_grad_(False)
+    return teacher.to(device, dtype=torch.bfloat16 if args.bf16 else torch.float32).eval()
 
 
 def mlm_probability_at(args: argparse.Namespace, step: int) -> float:
@@ -226,12 +282,41 @@ def mlm_probability_at(args: argparse.Namespace, step: int) -> float:
     return value
 
 
+def masked_share_at(args: argparse.Namespace, step: int) -> float:
+    """gpt_bert: the share of masked next-token steps at optimizer `step`: the last
+    --objective_schedule masked_share at or before it, else from --hybrid_ratio."""
+    value = args.hybrid_masked_share
+    for start, setting in args.objective_schedule or []:
+        if start <= step:
+            value = setting.get("masked_share", value)
+    return value
+
+
+def hybrid_step_is_masked(args: argparse.Namespace, step: int) -> bool:
+    """Whether optimizer `step` of a gpt_bert run trains masked next-token prediction.
+    Evenly interleaved: step t is masked when floor((t + 1) p) > floor(t p) for the
+    share p, so every run of 1/p steps holds its share exactly (15:1: 15 masked steps,
+    then a causal one; 1:1: alternating, causal first). A function of the step only,
+    so both loops and a resumed run agree."""
+    p = masked_share_at(args, step)
+    return math.floor((step + 1) * p + 1e-9) > math.floor(step * p + 1e-9)
+
+
 def training_batch(setup: TrainingSetup, batch: dict, step: int) -> dict:
     """A training batch ({'input_ids'} at least) as the model takes it at optimizer
     `step` (0-based): causal blocks with labels; masked-LM blocks masked with that
-    step's probability.
+    step's probability; gpt_bert blocks either (`hybrid_step_is_masked`), with
+    'bidirectional' saying which.
     Both loops call this in the step itself, so a schedule switches at the same step
     in both (a DataLoader collates ahead of the step)."""
+    if setup.hybrid:
+        ids = batch["input_ids"]
+        if not hybrid_step_is_masked(setup.args, step):
+            return {"input_ids": ids, "labels": ids, "bidirectional": False}
+        masked, labels = mask_tokens(ids, setup.tokenizer, mlm_probability_at(setup.args, step))
+        # Token j is predicted at position j-1, so the first position of a block is never a target.
+        masked[:, 0], labels[:, 0] = ids[:, 0], -100
+        return {"input_ids": masked, "labels": labels, "bidirectional": True}
     if setup.causal:  # labels are the inputs; the model shifts them
         return batch if "labels" in batch else {**batch, "labels": batch["input_ids"]}
     ids, labels = mask_tokens(batch["input_ids"], setup.tokenizer, mlm_probability_at(setup.args, step))

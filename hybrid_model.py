@@ -1,0 +1,163 @@
+"""GPT-BERT-style hybrid language model (model_type "gpt_bert"): one transformer,
+one output head, trained on causal language modelling AND masked next-token
+prediction (Charpentier & Samuel, 2024).
+
+The head always predicts the NEXT token: the output at position t is a
+distribution over token t+1. What changes between the two objectives is the
+attention and the input:
+- causal (`bidirectional=False`, the default, what `AutoModelForCausalLM`
+  callers and lm-eval get): each position attends to itself and the positions
+  before it; the labels are the inputs (shifted inside `forward`, as in GPT-2);
+- masked next-token (`bidirectional=True`): some tokens are replaced by the mask
+  token, every position attends to every other (not to padding), and masked
+  token j is predicted at position j-1; the labels are the original tokens at
+  the masked positions and -100 elsewhere, shifted the same way.
+
+This file is self-contained (torch + transformers only) on purpose: it is
+registered with `register_for_auto_class`, so `save_pretrained` writes it beside
+the weights with an `auto_map` in config.json, and any folder loads with
+`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
+
+Architecture: learned absolute positions, pre-LayerNorm blocks (multi-head
+attention through `scaled_dot_product_attention`, GELU MLP), a final LayerNorm
+and an LM head tied to the token embeddings."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+
+class GPTBertConfig(PretrainedConfig):
+    """Sizes of the hybrid model; `mask_token_id` is the token masked inputs carry."""
+
+    model_type = "gpt_bert"
+
+    def __init__(self, vocab_size: int = 16000, hidden_size: int = 256, num_hidden_layers: int = 4,
+                 num_attention_heads: int = 4, intermediate_size: int | None = None,
+                 max_position_embeddings: int = 512, dropout: float = 0.0, layer_norm_eps: float = 1e-5,
+                 initializer_range: float = 0.02, mask_token_id: int | None = None,
+                 tie_word_embeddings: bool = True, **kwargs) -> None:
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size or 4 * hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.dropout = dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.mask_token_id = mask_token_id
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+
+class _Attention(nn.Module):
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__()
+        self.heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        # `mask` (boolean, True = may attend) already holds the causal part when there is padding.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class _Block(nn.Module):
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = _Attention(config)
+        self.ln2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = nn.Sequential(nn.Linear(config.hidden_size, config.intermediate_size), nn.GELU(),
+                                 nn.Linear(config.intermediate_size, config.hidden_size))
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), mask, causal))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class GPTBertModel(nn.Module):
+    """Embeddings + blocks + final norm: the hidden states, one per position."""
+
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(_Block(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                bidirectional: bool = False) -> torch.Tensor:
+        n = input_ids.size(1)
+        positions = torch.arange(n, device=input_ids.device)
+        x = self.drop(self.embed_tokens(input_ids) + self.embed_positions(positions))
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            # [batch, 1, query, key]: no query attends to padding (nor, causally, to later keys).
+            mask = attention_mask.bool()[:, None, None, :].expand(-1, 1, n, n)
+            if not bidirectional:
+                mask = mask & torch.ones(n, n, dtype=torch.bool, device=input_ids.device).tril()
+            # A padding query would attend to nothing (NaN); let it see itself. Its output is ignored.
+            mask = mask | torch.eye(n, dtype=torch.bool, device=input_ids.device)
+        for layer in self.layers:
+            x = layer(x, mask, not bidirectional)
+        return self.norm(x)
+
+
+class GPTBertPreTrainedModel(PreTrainedModel):
+    config_class = GPTBertConfig
+    base_model_prefix = "model"
+    _supports_sdpa = True
+
+
+class GPTBertForCausalLM(GPTBertPreTrainedModel):
+    """The hybrid model with its next-token head. `forward(..., bidirectional=True)`
+    is the masked mode; the default is causal, so causal-LM tools use it unchanged."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = False  # forward returns a per-batch mean loss
+
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__(config)
+        self.model = GPTBertModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, bidirectional: bool = False, **kwargs) -> CausalLMOutput:
+        """Logits [batch, length, vocab]: position t predicts token t+1. With `labels`,
+        the mean cross-entropy of logits[:, :-1] against labels[:, 1:] (-100 ignored)."""
+        hidden = self.model(input_ids, attention_mask, bidirectional)
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)),
+                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+
+GPTBertConfig.register_for_auto_class()
+GPTBertForCausalLM.register_for_auto_class("AutoModelForCausalLM")
