@@ -19,6 +19,10 @@ Scores (always float32, whatever precision the model was trained in):
   pieces from each other, which inflates the scores of rare, long words; the
   within-word variant removes that leak and tracks human judgements better, so
   it is the default. Special tokens (<s>, </s>) are never scored.
+- hybrid GPT-BERT model (gpt_bert): causal log-likelihood as above by default
+  (its causal mode); `--hybrid_scoring masked` gives the masked next-token PLL:
+  token j masked in turn (with the same variants), bidirectional attention, and
+  its log-probability read at position j-1, where the model predicts it.
 
 Speed: sentences are deduplicated, sorted by length and batched; for PLL the
 masked copies of many sentences are batched together.
@@ -38,7 +42,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from custom_models import check_tokenizer_fits, is_causal, load_model
+from custom_models import check_tokenizer_fits, is_causal, is_hybrid, load_model
 from training_setup import load_tokenizer
 from utils import RunLogger, UserError, get_device, numbered_lines, write_json_atomic, write_text_atomic
 
@@ -160,9 +164,13 @@ def masked_copies(tokenizer, sentence: str,
 
 def _logits_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
               positions: torch.Tensor) -> torch.Tensor:
-    """Logits at one position per row. For BERT the vocabulary head (about half
-    of a small model's compute) runs on that position only; the result is the
-    same as taking it from the full output."""
+    """Logits predicting the token at one position per row. For BERT (and gpt_bert) the
+    vocabulary head (about half of a small model's compute) runs on that position only;
+    the result is the same as taking it from the full output. gpt_bert (masked
+    next-token): bidirectional attention, the token read at the position before it."""
+    if is_hybrid(model.config.model_type):
+        hidden = model.model(ids, mask, bidirectional=True)
+        return model.lm_head(hidden[rows, positions - 1])
     if model.config.model_type == "bert":
         hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
         return model.cls(hidden[rows, positions])
@@ -180,6 +188,9 @@ def pll_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_si
     for i, sentence in enumerate(sentences):
         ids, copies = masked_copies(tokenizer, sentence, variant)
         jobs.extend((i, masked, pos, ids[pos]) for masked, pos in copies)
+    if is_hybrid(model.config.model_type) and any(job[2] == 0 for job in jobs):
+        raise UserError("masked next-token scoring reads token j at position j-1, so the tokenizer must start each "
+                        "text with a special token (<s>): use the mlm tokenizer the gpt_bert model was trained with")
     jobs.sort(key=lambda job: len(job[1]))
     scores = [0.0] * len(sentences)
     model.eval()
@@ -199,13 +210,19 @@ def pll_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_si
 # --------------------------------------------------------------------------- evaluation and report
 
 
+def uses_pll(model_type: str, hybrid_scoring: str = "causal") -> bool:
+    """Whether BLiMP scores a model of `model_type` by pseudo-log-likelihood (masked LMs,
+    and gpt_bert with hybrid_scoring 'masked') rather than causal log-likelihood."""
+    return not is_causal(model_type) or (is_hybrid(model_type) and hybrid_scoring == "masked")
+
+
 def score_sentences(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int,
                     device: torch.device | str, variant: str = "within_word_l2r",
-                    progress: bool = False) -> list[float]:
-    """Scores of `sentences` by the model's kind (causal LL or masked PLL); each
-    distinct sentence is scored once."""
+                    progress: bool = False, hybrid_scoring: str = "causal") -> list[float]:
+    """Scores of `sentences` by the model's kind (causal LL or masked PLL; gpt_bert:
+    `hybrid_scoring`); each distinct sentence is scored once."""
     unique = list(dict.fromkeys(sentences))
-    if is_causal(model.config.model_type):
+    if not uses_pll(model.config.model_type, hybrid_scoring):
         values = causal_scores(model, tokenizer, unique, batch_size, device, progress)
     else:
         values = pll_scores(model, tokenizer, unique, batch_size, device, variant, progress)
@@ -238,7 +255,7 @@ def summarize(paradigms: list[Paradigm], accuracies: dict[str, float]) -> dict:
 
 def evaluate_blimp(model: PreTrainedModel, tokenizer, paradigms: list[Paradigm], batch_size: int = 64,
                    device: torch.device | str = "cpu", variant: str = "within_word_l2r",
-                   progress: bool = False, prefix_space: bool = False) -> dict:
+                   progress: bool = False, prefix_space: bool = False, hybrid_scoring: str = "causal") -> dict:
     """Score every pair of every paradigm in one batched pass; return the summary.
 
     `prefix_space` scores " " + sentence, as lm-eval 0.4's blimp tasks do (their
@@ -246,7 +263,8 @@ def evaluate_blimp(model: PreTrainedModel, tokenizer, paradigms: list[Paradigm],
     training line starts after an EOS."""
     lead = " " if prefix_space else ""
     sentences = [lead + s for p in paradigms for pair in p.pairs for s in pair]
-    scores = iter(score_sentences(model, tokenizer, sentences, batch_size, device, variant, progress))
+    scores = iter(score_sentences(model, tokenizer, sentences, batch_size, device, variant, progress,
+                                  hybrid_scoring))
     accuracies = {}
     for p in paradigms:
         values = [(next(scores), next(scores)) for _ in p.pairs]
@@ -287,13 +305,19 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
     own_logger = logger is None
     logger = logger or RunLogger(args.output_dir)
     try:
-        causal = is_causal(model.config.model_type)
+        model_type = model.config.model_type
         summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device,
-                                 args.pll_variant, progress=True, prefix_space=args.blimp_prefix_space)
-        summary.update(model_dir=str(model_dir), blimp_dir=str(args.blimp_dir),
-                       method="causal log-likelihood, BOS-conditioned" if causal
-                       else f"masked-LM pseudo-log-likelihood ({args.pll_variant})",
-                       prefix_space=args.blimp_prefix_space)
+                                 args.pll_variant, progress=True, prefix_space=args.blimp_prefix_space,
+                                 hybrid_scoring=args.hybrid_scoring)
+        if is_hybrid(model_type) and args.hybrid_scoring == "masked":
+            method = f"masked next-token pseudo-log-likelihood ({args.pll_variant})"
+        elif is_causal(model_type):
+            method = "causal log-likelihood, BOS-conditioned"
+        else:
+            method = f"masked-LM pseudo-log-likelihood ({args.pll_variant})"
+        summary.update(model_dir=str(model_dir), blimp_dir=str(args.blimp_dir), method=method,
+                       prefix_space=args.blimp_prefix_space,
+                       hybrid_scoring=args.hybrid_scoring if is_hybrid(model_type) else None)
         out = Path(args.output_dir)
         write_json_atomic(out / "blimp_results.json", summary)
         write_text_atomic(out / "blimp_results.md", markdown_table(summary))

@@ -295,8 +295,8 @@ def masked_share_at(args: argparse.Namespace, step: int) -> float:
 def hybrid_step_is_masked(args: argparse.Namespace, step: int) -> bool:
     """Whether optimizer `step` of a gpt_bert run trains masked next-token prediction.
     Evenly interleaved: step t is masked when floor((t + 1) p) > floor(t p) for the
-    share p, so every run of 1/p steps holds its share exactly (15:1: 15 masked steps,
-    then a causal one; 1:1: alternating, causal first). A function of the step only,
+    share p, so every 1/p steps hold their share exactly (15:1: a causal step, then 15
+    masked ones, repeated; 1:1: alternating, causal first). A function of the step only,
     so both loops and a resumed run agree."""
     p = masked_share_at(args, step)
     return math.floor((step + 1) * p + 1e-9) > math.floor(step * p + 1e-9)

@@ -118,6 +118,15 @@ def jsonl(tmp: Path, name: str, rows: list) -> Path:
 GOOD_PAIR = {"sentence_good": "the dog runs .", "sentence_bad": "the dog run ."}
 
 
+def other_tokenizer_model(tmp: Path) -> Path:
+    """A saved tiny GPT-2 whose tokenizer (vocabulary 400, qed only) is not the student's."""
+    from pretraining_dataset import resolve_files
+    from tokenizer import train_tokenizer
+
+    train_tokenizer(resolve_files(SAMPLE, "train", ["qed"]), tmp / "tok_other", "clm", vocab_size=400)
+    return tiny_model(tmp, tmp / "tok_other")
+
+
 def glue_task(tmp: Path, train: list, valid: list) -> Path:
     jsonl(tmp, "rte.train.jsonl", train)
     return jsonl(tmp, "rte.valid.jsonl", valid)
@@ -251,6 +260,29 @@ CASES = {
     "unknown_model_type": Case(lambda t, k: train_argv(t, k["clm"], "--model_type", "gpt3"),
                                "invalid choice: 'gpt3'", "--help", proc=True, usage=True),
     "unknown_action": Case(lambda t, k: ["trian"], "invalid choice: 'trian'", "--help", usage=True),
+    # 13. distillation: a teacher with another tokenizer, of another kind, not a model; option ranges
+    "teacher_other_tokenizer": Case(lambda t, k: train_argv(t, k["clm"], "--teacher_models",
+                                                            str(other_tokenizer_model(t))),
+                                    "was trained with another tokenizer than --tokenizer_dir",
+                                    "train the teachers with it", proc=True),
+    "teacher_masked_for_causal": Case(lambda t, k: train_argv(t, k["clm"], "--teacher_models",
+                                                              str(tiny_model(t, k["mlm"], "bert"))),
+                                      "is a masked LM but the student (gpt2)", "distil from teachers that predict"),
+    "teacher_not_a_model": Case(lambda t, k: train_argv(t, k["clm"], "--teacher_models", str(t / "nothing")),
+                                "is not a saved model folder", "best_model folder"),
+    "distill_alpha_above_1": numeric("--distill_alpha", "1.5"),
+    "distill_temperature_0": numeric("--distill_temperature", "0"),
+    # 14. the hybrid model: no mask token, a bad ratio, masked_share for another model
+    "hybrid_without_mask": Case(lambda t, k: train_argv(t, k["clm"], "--model_type", "gpt_bert"),
+                                "needs a tokenizer with a mask token", "--tokenizer_type mlm"),
+    "hybrid_ratio_format": Case(lambda t, k: train_argv(t, k["mlm"], "--model_type", "gpt_bert", "--hybrid_ratio",
+                                                        "15-1"), "--hybrid_ratio 15-1 is not MASKED:CAUSAL", "--help",
+                                usage=True),
+    "hybrid_ratio_zero": Case(lambda t, k: train_argv(t, k["mlm"], "--hybrid_ratio", "0:0"), "not both 0", "--help",
+                              usage=True),
+    "masked_share_for_bert": Case(lambda t, k: train_argv(t, k["mlm"], "--model_type", "bert",
+                                                          "--objective_schedule", "0:masked_share=0.5"),
+                                  "masked_share needs --model_type gpt_bert", "drop that key"),
 }
 
 

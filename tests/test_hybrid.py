@@ -1,0 +1,194 @@
+"""The GPT-BERT hybrid model: causal mode never looks ahead, masked mode does; the
+saved folder reloads through AutoModelForCausalLM (trust_remote_code) to the same
+logits; the step schedule of masked and causal batches; both loops train it and
+log both losses; BLiMP's masked next-token PLL against a one-sentence brute force."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import ROOT
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import huggingface_trainer_loop
+import pytorch_training_loop
+from blimp import load_paradigms, masked_copies, run_blimp, score_sentences
+from custom_models import build_model, is_causal, load_model
+from training_setup import hybrid_step_is_masked, load_tokenizer, masked_share_at, save_model_folder, training_batch
+
+LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
+SENTENCES = ["the dog sees the ball .", "a cat runs", "the children were playing outside ."]
+
+
+def scalars(run_dir, tag):
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+@pytest.fixture
+def hybrid(make_args, tmp_path):
+    """An untrained tiny gpt_bert model (random weights), its tokenizer and its args."""
+    args = make_args("train", "--model_type", "gpt_bert", "--output_dir", tmp_path / "unused", kind="mlm")
+    tok = load_tokenizer(args.tokenizer_dir)
+    torch.manual_seed(0)
+    return build_model(args, tok).eval(), tok, args
+
+
+def test_causal_mode_never_attends_ahead_and_masked_mode_does(hybrid):
+    model, tok, _ = hybrid
+    ids = tok(["the dog sees the ball and the cat ."], return_tensors="pt")["input_ids"]
+    later = ids.clone()
+    later[0, 5:] = tok.convert_tokens_to_ids("a") if "a" in tok.get_vocab() else 100  # change the later tokens
+    assert not torch.equal(ids, later)
+    with torch.no_grad():
+        causal, causal_changed = model(ids).logits, model(later).logits
+        masked, masked_changed = model(ids, bidirectional=True).logits, model(later, bidirectional=True).logits
+    # Causal: every position before the change is exactly unaffected (the default mode).
+    assert torch.allclose(causal[0, :5], causal_changed[0, :5], atol=1e-6)
+    assert not torch.allclose(causal[0, 5:], causal_changed[0, 5:], atol=1e-3)
+    # Masked (bidirectional): the earlier positions see the change.
+    assert (masked[0, :5] - masked_changed[0, :5]).abs().amax(dim=-1).min() > 1e-4
+    assert not torch.allclose(causal[0], masked[0], atol=1e-3)  # same weights, two modes
+
+
+def test_padding_does_not_change_the_real_positions(hybrid):
+    model, tok, _ = hybrid
+    enc = tok(["the dog sees the ball .", "a cat"], padding=True, return_tensors="pt")
+    short = tok(["a cat"], return_tensors="pt")["input_ids"]
+    n = short.size(1)
+    with torch.no_grad():
+        for bidirectional in (False, True):
+            batched = model(enc["input_ids"], attention_mask=enc["attention_mask"], bidirectional=bidirectional)
+            alone = model(short, bidirectional=bidirectional)
+            assert torch.allclose(batched.logits[1, :n], alone.logits[0], atol=1e-5)
+
+
+def test_save_and_reload_through_auto_classes_gives_the_same_logits(hybrid, tmp_path):
+    model, tok, args = hybrid
+    folder = tmp_path / "saved"
+    save_model_folder(model, tok, args, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "gpt_bert" and (folder / "hybrid_model.py").is_file()
+    assert config["auto_map"]["AutoModelForCausalLM"] == "hybrid_model.GPTBertForCausalLM"
+    assert config["mask_token_id"] == tok.mask_token_id
+    ids = tok(SENTENCES[:1], return_tensors="pt")["input_ids"]
+    # An external harness: the Auto class with the folder's own code, and its tokenizer.
+    external = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert AutoTokenizer.from_pretrained(folder).mask_token_id == tok.mask_token_id
+    ours = load_model(folder)  # the pipeline's loader passes trust_remote_code for gpt_bert only
+    with torch.no_grad():
+        for reloaded in (external, ours):
+            for bidirectional in (False, True):
+                assert torch.allclose(model(ids, bidirectional=bidirectional).logits,
+                                      reloaded(ids, bidirectional=bidirectional).logits, atol=1e-6)
+    assert external.lm_head.weight.data_ptr() == external.model.embed_tokens.weight.data_ptr()  # still tied
+
+
+def test_hybrid_needs_a_mask_token(make_args, tmp_path):
+    from utils import UserError
+
+    args = make_args("train", "--model_type", "gpt_bert", "--output_dir", tmp_path / "unused")
+    with pytest.raises(UserError, match="needs a tokenizer with a mask token"):
+        build_model(args, load_tokenizer(args.tokenizer_dir))
+
+
+@pytest.mark.parametrize(("ratio", "pattern"), [("15:1", [False] + [True] * 15), ("1:1", [False, True]),
+                                                 ("1:0", [True]), ("0:1", [False]), ("1:2", [False, False, True])])
+def test_masked_steps_are_evenly_interleaved(make_args, tmp_path, ratio, pattern):
+    args = make_args("train", "--model_type", "gpt_bert", "--hybrid_ratio", ratio, "--output_dir", tmp_path,
+                     kind="mlm")
+    steps = [hybrid_step_is_masked(args, t) for t in range(4 * len(pattern))]
+    assert steps == pattern * 4
+
+
+def test_objective_schedule_switches_the_masked_share(make_args, tmp_path):
+    args = make_args("train", "--model_type", "gpt_bert", "--output_dir", tmp_path, "--objective_schedule",
+                     "0:masked_share=1,6:masked_share=0,10:mlm_probability=0.3", kind="mlm")
+    assert [masked_share_at(args, t) for t in (0, 5, 6, 12)] == [1.0, 1.0, 0.0, 0.0]
+    assert [hybrid_step_is_masked(args, t) for t in range(12)] == [True] * 6 + [False] * 6
+
+
+def test_training_batch_masks_for_next_token_prediction(make_args, tmp_path):
+    args = make_args("train", "--model_type", "gpt_bert", "--hybrid_ratio", "1:1", "--mlm_probability", "0.5",
+                     "--output_dir", tmp_path, kind="mlm")
+    tok = load_tokenizer(args.tokenizer_dir)
+    setup = SimpleNamespace(args=args, tokenizer=tok, hybrid=True, causal=True)
+    ids = torch.randint(10, len(tok), (4, 32))
+    causal = training_batch(setup, {"input_ids": ids}, 0)
+    assert causal["bidirectional"] is False and torch.equal(causal["labels"], ids)
+    torch.manual_seed(0)
+    masked = training_batch(setup, {"input_ids": ids}, 1)
+    assert masked["bidirectional"] is True
+    targets = masked["labels"] != -100
+    assert not targets[:, 0].any() and torch.equal(masked["input_ids"][:, 0], ids[:, 0])  # j-1 must exist
+    assert torch.equal(masked["labels"][targets], ids[targets])
+    assert (masked["input_ids"][targets] == tok.mask_token_id).float().mean() > 0.6  # 80% <mask>
+    assert torch.equal(masked["input_ids"][~targets], ids[~targets])
+
+
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_both_loops_train_the_hybrid_and_log_both_losses(loop, make_args, tmp_path):
+    out = tmp_path / "run"
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", *flag, "--model_type", "gpt_bert", "--hybrid_ratio", "1:1", "--output_dir", out,
+                     "--max_steps", "60", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "30",
+                     "--logging_steps", "10", "--objective_schedule", "0:mlm_probability=0.3,30:masked_share=0.75",
+                     kind="mlm")
+    LOOPS[loop](args)
+    for tag in ("train/masked_loss", "train/causal_loss"):
+        values = scalars(out, tag)
+        assert len(values) == 6 and values[-1] < values[0] - 0.5, (tag, values)
+    assert scalars(out, "train/masked_share") == [0.5, 0.5, 0.5, 0.75, 0.75, 0.75]
+    assert is_causal(json.loads((out / "best_model" / "config.json").read_text())["model_type"])
+    assert (out / "best_model" / "hybrid_model.py").is_file()
+    AutoModelForCausalLM.from_pretrained(out / "best_model", trust_remote_code=True)
+
+
+def brute_force_scores(model, tok, sentence: str, variant: str) -> tuple[float, float]:
+    """One sentence, no batching or padding: causal LL and masked next-token PLL."""
+    ids = tok(sentence)["input_ids"]  # <s> ... </s>
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()  # causal mode
+        words = ids[1:-1]
+        causal = sum(torch.log_softmax(logits[j - 1], -1)[ids[j]].item() for j in range(1, len(ids) - 1))
+        assert len(words) > 0
+        _, copies = masked_copies(tok, sentence, variant)
+        pll = 0.0
+        for masked, j in copies:
+            out = model(torch.tensor([masked]), bidirectional=True).logits[0].float()
+            pll += torch.log_softmax(out[j - 1], -1)[ids[j]].item()
+    return causal, pll
+
+
+@pytest.mark.parametrize("variant", ["within_word_l2r", "token"])
+def test_blimp_scores_match_a_brute_force_computation(hybrid, variant):
+    model, tok, _ = hybrid
+    causal = score_sentences(model, tok, SENTENCES, batch_size=4, device="cpu", variant=variant)
+    masked = score_sentences(model, tok, SENTENCES, batch_size=4, device="cpu", variant=variant,
+                             hybrid_scoring="masked")
+    for sentence, c, m in zip(SENTENCES, causal, masked, strict=True):
+        # The pipeline's causal score conditions on <s>: the same as the brute force over <s> words.
+        want_c, want_m = brute_force_scores(model, tok, sentence, variant)
+        assert c == pytest.approx(want_c, abs=1e-4) and m == pytest.approx(want_m, abs=1e-4)
+        assert c != pytest.approx(m, abs=1e-3)
+
+
+def test_blimp_action_scores_the_hybrid_both_ways(hybrid, make_args, tmp_path):
+    model, tok, args = hybrid
+    save_model_folder(model, tok, args, tmp_path / "model")
+    blimp_dir = ROOT / "data" / "sample_eval" / "blimp"
+    results = {}
+    for scoring in ("causal", "masked"):
+        run_args = make_args("blimp", "--model_dir", tmp_path / "model", "--blimp_dir", blimp_dir,
+                             "--output_dir", tmp_path / scoring, "--hybrid_scoring", scoring, kind="mlm")
+        results[scoring] = run_blimp(run_args)
+        saved = json.loads((tmp_path / scoring / "blimp_results.json").read_text())
+        assert saved["hybrid_scoring"] == scoring
+    assert results["causal"]["method"].startswith("causal")
+    assert results["masked"]["method"].startswith("masked next-token")
+    assert len(load_paradigms(blimp_dir)) == len(results["masked"]["paradigms"])
