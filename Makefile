@@ -69,21 +69,22 @@ $(SAVE_DIR)/step1/tokenizer_%/tokenizer.json: | $(VENV_STAMP)
 	$(RUN) tokenizer $(COMMON) --tokenizer_type $* --vocab_size $(VOCAB) --tokenizer_dir $(@D)
 
 # ----------------------------------------------------------------------------- step templates
-# $(call TRAIN_STEP,step,tokenizer.json,step to continue from or empty,options)
+# $(call TRAIN_STEP,step,tokenizer.json,step to continue from or empty,options[,steps it also needs, e.g. teachers])
 define TRAIN_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/train_results.json
-$(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) | $(VENV_STAMP)
+$(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) \
+		$(foreach s,$(5),$(SAVE_DIR)/$(s)/train_results.json) | $(VENV_STAMP)
 	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(call resume_or_restart,$$(@D)) \
 		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $$(FAST) $(4)
 endef
 
-# $(call TEST_STEP,step,training step whose best model it tests)
+# $(call TEST_STEP,step,training step whose best model it tests[,options])
 define TEST_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/test_results.json
 $(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS)
+	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS) $(3)
 endef
 
 # ----------------------------------------------------------------------------- the experiment
@@ -139,6 +140,31 @@ endef
 $(foreach m,$(CURRIC_MODELS),$(eval $(call CURRIC_MODEL,$(m))))
 .PHONY: step9
 step9: $(foreach m,$(CURRIC_MODELS),$(foreach v,none files $(CURRIC_DATA),step9_$(m)_$(v)_test))
+
+# ----------------------------------------------------------------------------- distillation and the hybrid objective
+# step10 (BabyLlama-style ensemble distillation): two larger teachers, a GPT-2 and a Llama
+# (TEACHER_SIZE, TEACHER_STEPS optimizer steps each), then a step2-size GPT-2 student distilled
+# from both for CURRIC_STEPS steps: the same tokens seen as step9_gpt2_none, its undistilled twin.
+# step11 (GPT-BERT-style hybrid): a step2-size gpt_bert model (mlm tokenizer: it needs <mask>)
+# trained on masked next-token prediction and causal LM, masked:causal steps 15:1 and 1:1, for
+# CURRIC_STEPS steps (as step9_gpt2_none and step9_bert_none). Every model is tested with BLiMP
+# (<step>_test; the hybrids also with masked next-token PLL, <step>_test_masked).
+# `make step10 step11` runs them all and `make report` lists them beside step9.
+TEACHER_SIZE  ?= $(LARGE)
+TEACHER_STEPS ?= $(CURRIC_STEPS)
+DISTILL_OPTS  ?= --distill_alpha 0.5 --distill_temperature 2.0
+HYBRID_RATIOS ?= 15:1 1:1
+TEACHERS      = step10_teacher_gpt2 step10_teacher_llama
+hybrid_step   = step11_hybrid_$(subst :,to,$(1))
+$(foreach m,gpt2 llama,$(eval $(call TRAIN_STEP,step10_teacher_$(m),$(TOK_CLM),,$(GPT_LOOP) --model_type $(m) $(TEACHER_SIZE) --max_steps $(TEACHER_STEPS) $(CURRIC_TRAIN))))
+$(eval $(call TRAIN_STEP,step10_student,$(TOK_CLM),,$(GPT_LOOP) --model_type gpt2 $(SMALL) $(CURRIC_OPTS) $(DISTILL_OPTS) --teacher_models $(foreach t,$(TEACHERS),$(SAVE_DIR)/$(t)/best_model),$(TEACHERS)))
+$(foreach s,$(TEACHERS) step10_student,$(eval $(call TEST_STEP,$(s)_test,$(s))))
+$(foreach r,$(HYBRID_RATIOS),$(eval $(call TRAIN_STEP,$(call hybrid_step,$(r)),$(TOK_MLM),,$(GPT_LOOP) --model_type gpt_bert $(SMALL) $(CURRIC_OPTS) --hybrid_ratio $(r))))
+$(foreach r,$(HYBRID_RATIOS),$(eval $(call TEST_STEP,$(call hybrid_step,$(r))_test,$(call hybrid_step,$(r)))))
+$(foreach r,$(HYBRID_RATIOS),$(eval $(call TEST_STEP,$(call hybrid_step,$(r))_test_masked,$(call hybrid_step,$(r)),--hybrid_scoring masked)))
+.PHONY: step10 step11
+step10: $(foreach s,$(TEACHERS) step10_student,$(s)_test)
+step11: $(foreach r,$(HYBRID_RATIOS),$(call hybrid_step,$(r))_test $(call hybrid_step,$(r))_test_masked)
 
 # ----------------------------------------------------------------------------- downloads
 # make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms

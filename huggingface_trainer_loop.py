@@ -50,16 +50,16 @@ class _SharedEvalTrainer(Trainer):
         self.own_loss = bool(setup.teachers) or setup.hybrid
         if self.own_loss:
             self.loss_is_scaled_for_ga = False
-        self.objective, self.objective_model = None, None
+        self.objective = None
         self.window_parts: dict[str, list[float]] = {}  # tag -> [sum, micro-batches] since the last log
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.own_loss:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if self.objective_model is not model:  # the model the Trainer hands over (compiled with --compile)
+        if self.objective is None:  # built like the custom loop's, on the model (compiling its parts with --compile)
             s = self.setup
-            self.objective = make_objective(model, s.teachers, s.args.distill_alpha, s.args.distill_temperature)
-            self.objective_model = model
+            self.objective = make_objective(s.model, s.teachers, s.args.distill_alpha, s.args.distill_temperature,
+                                            s.args.compile)
         with autocast(self.setup.device, self.setup.args.bf16):  # teachers and heads too, not only forward()
             loss, parts = self.objective(inputs)
         for tag, value in parts.items():

@@ -7,11 +7,15 @@ events) and writes `<save_dir>/report.md` with a table of all steps, plus
 and `blimp_fields.png` (BLiMP accuracy per field, grouped bars per step).
 Test, BLiMP and fine-tuning results are joined to the training step whose
 best model they scored (their `model_dir`). A step that has not run yet is a
-blank row."""
+blank row. The steps after step8 (step9 curriculum, step10 distillation, step11
+hybrid) follow in step order, so runs of equal tokens seen sit together; a
+hybrid model's masked next-token BLiMP score (`--hybrid_scoring masked`) gets
+its own column."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from safetensors import safe_open
@@ -42,14 +46,32 @@ def count_parameters(model_dir: Path) -> int | None:
     return total
 
 
-def _results_by_model(save_dir: Path, filename: str) -> dict[str, dict]:
-    """Every `filename` under save_dir/*/, keyed by the resolved model folder it scored."""
+def _results_by_model(save_dir: Path, filename: str, masked_hybrid: bool = False) -> dict[str, dict]:
+    """Every `filename` under save_dir/*/, keyed by the resolved model folder it scored.
+    BLiMP results of a hybrid model scored with masked next-token PLL are kept apart
+    (`masked_hybrid=True` returns those, otherwise the rest)."""
     found = {}
     for path in sorted(save_dir.glob(f"*/{filename}")):
         data = json.loads(path.read_text())
-        if "model_dir" in data:
+        if "model_dir" in data and (data.get("hybrid_scoring") == "masked") == masked_hybrid:
             found[str(Path(data["model_dir"]).resolve())] = data
     return found
+
+
+def _step_order(name: str) -> tuple:
+    """step9_x < step10_x < step11_x (numbers compared as numbers), then the name."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _objective(config: dict, args: dict) -> str:
+    model_type = config.get("model_type")
+    if model_type == "gpt_bert":
+        return f"hybrid masked:causal {args.get('hybrid_ratio', '?')}"
+    objective = "masked LM" if model_type == "bert" else "causal LM"
+    if args.get("teacher_models"):
+        teachers = " + ".join(Path(t).parent.name for t in args["teacher_models"])
+        objective += f", distilled from {teachers} (alpha {args['distill_alpha']}, T {args['distill_temperature']})"
+    return objective
 
 
 def collect(save_dir: str | Path) -> list[dict]:
@@ -57,8 +79,10 @@ def collect(save_dir: str | Path) -> list[dict]:
     save_dir = Path(save_dir)
     tests = _results_by_model(save_dir, "test_results.json")
     blimps = _results_by_model(save_dir, "blimp_results.json")
+    blimps_masked = _results_by_model(save_dir, "blimp_results.json", masked_hybrid=True)
     finetunes = _results_by_model(save_dir, "finetune_results.json")
-    others = sorted(p.parent.name for p in save_dir.glob("*/train_results.json") if p.parent.name not in TRAIN_STEPS)
+    others = sorted((p.parent.name for p in save_dir.glob("*/train_results.json") if p.parent.name not in TRAIN_STEPS),
+                    key=_step_order)
     rows = []
     for step in (*TRAIN_STEPS, *others):
         run = save_dir / step
@@ -77,10 +101,11 @@ def collect(save_dir: str | Path) -> list[dict]:
             row.update(
                 architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
                              f"x{config.get('hidden_size', config.get('n_embd'))}",
-                objective="masked LM" if config.get("model_type") == "bert" else "causal LM",
+                objective=_objective(config, args),
                 data=data, parameters=count_parameters(model_dir), tokens=train["tokens_seen"],
                 seconds=train["train_seconds"], loop=train["loop"], best_eval_loss=train["best_eval_loss"],
-                test=tests.get(key), blimp=blimps.get(key), finetune=finetunes.get(key),
+                test=tests.get(key), blimp=blimps.get(key), blimp_masked=blimps_masked.get(key),
+                finetune=finetunes.get(key),
             )
         rows.append(row)
     return rows
@@ -155,8 +180,10 @@ def write_report(save_dir: str | Path) -> Path:
     rows = collect(save_dir)
     fields = sorted({f for r in rows if r.get("blimp") for f in r["blimp"]["fields"]})
     tasks = sorted({t for r in rows if r.get("finetune") for t in r["finetune"].get("tasks", {})})
+    masked_column = any(r.get("blimp_masked") for r in rows)
     head = ["step", "architecture", "objective", "training data", "parameters", "tokens seen", "train time (s)",
             "best val loss", "test perplexity", "BLiMP overall", *[f"BLiMP {f}" for f in fields],
+            *(["BLiMP overall, masked next-token PLL (hybrid)"] if masked_column else []),
             *[f"{t} (fine-tuned)" for t in tasks]]
     lines = [f"# Results in {save_dir}", "",
              "BLiMP in %, unweighted mean over paradigms (per field: over that field's paradigms). "
@@ -171,6 +198,8 @@ def write_report(save_dir: str | Path) -> Path:
                  _fmt(r.get("best_eval_loss"), ".3f"), _fmt(test.get("test_perplexity"), ".2f"),
                  _fmt(100 * bl["overall"], ".1f") if bl else "",
                  *[_fmt(100 * bl["fields"][f], ".1f") if f in bl.get("fields", {}) else "" for f in fields],
+                 *([_fmt(100 * r["blimp_masked"]["overall"], ".1f") if r.get("blimp_masked") else ""]
+                   if masked_column else []),
                  *[_finetune_cell(ft.get(t)) for t in tasks]]
         lines.append("| " + " | ".join(cells) + " |")
     if any("tokens" in r for r in rows):

@@ -38,3 +38,35 @@ def test_report_gathers_finished_steps(tok_dirs, tmp_path):
 def test_report_on_an_empty_folder(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "| step2_1 |" in text and not (tmp_path / "loss_curves.png").exists()
+
+
+def test_report_lists_distillation_and_hybrid_steps_in_step_order(tok_dirs, tmp_path):
+    save = tmp_path / "save"
+    blimp = str(ROOT / "data" / "sample_eval" / "blimp")
+    common = ["--data_dir", str(SAMPLE), "--cache_dir", str(tmp_path / "cache"), *TINY_MODEL, "--max_steps", "4",
+              "--eval_steps", "4", "--logging_steps", "2", "--torch_training"]
+    clm, mlm = ["--tokenizer_dir", str(tok_dirs["clm"])], ["--tokenizer_dir", str(tok_dirs["mlm"])]
+    assert run.main(["train", *common, *clm, "--output_dir", str(save / "step9_gpt2_none")]) == 0
+    assert run.main(["train", *common, *clm, "--output_dir", str(save / "step10_student"), "--teacher_models",
+                     str(save / "step9_gpt2_none" / "best_model")]) == 0
+    assert run.main(["train", *common, *mlm, "--output_dir", str(save / "step11_hybrid_1to1"), "--model_type",
+                     "gpt_bert", "--hybrid_ratio", "1:1"]) == 0
+    model = str(save / "step11_hybrid_1to1" / "best_model")
+    for scoring, out in (("causal", "step11_hybrid_1to1_test"), ("masked", "step11_hybrid_1to1_test_masked")):
+        assert run.main(["blimp", "--model_dir", model, "--blimp_dir", blimp, "--output_dir", str(save / out),
+                         "--hybrid_scoring", scoring]) == 0
+    text = report.write_report(save).read_text()
+    lines = text.splitlines()
+    steps = [line.split("|")[1].strip() for line in lines if line.startswith("| step")][1:]
+    assert steps[-3:] == ["step9_gpt2_none", "step10_student", "step11_hybrid_1to1"]  # numeric step order
+    student = next(line for line in lines if line.startswith("| step10_student |"))
+    assert "causal LM, distilled from step9_gpt2_none (alpha 0.5, T 2.0)" in student
+    hybrid = next(line for line in lines if line.startswith("| step11_hybrid_1to1 |"))
+    assert "gpt_bert 2x32" in hybrid and "hybrid masked:causal 1:1" in hybrid
+    causal = json.loads((save / "step11_hybrid_1to1_test" / "blimp_results.json").read_text())
+    masked = json.loads((save / "step11_hybrid_1to1_test_masked" / "blimp_results.json").read_text())
+    cells = [c.strip() for c in hybrid.split("|")]
+    head = [c.strip() for c in next(line for line in lines if line.startswith("| step |")).split("|")]
+    assert cells[head.index("BLiMP overall")] == f"{100 * causal['overall']:.1f}"
+    assert cells[head.index("BLiMP overall, masked next-token PLL (hybrid)")] == f"{100 * masked['overall']:.1f}"
+    assert hybrid.count("|") == len(head) - 1
