@@ -64,7 +64,7 @@ from transformers import (
 from transformers import get_cosine_schedule_with_warmup as cosine_schedule
 from transformers.utils import logging as hf_logging
 
-from custom_models import check_tokenizer_fits, saved_model_type
+from custom_models import check_tokenizer_fits, is_hybrid, saved_model_type
 from evaluation import autocast
 from training_setup import load_tokenizer as load_saved_tokenizer
 from training_setup import make_optimizer
@@ -232,7 +232,9 @@ def first_line(error: Exception) -> str:
 def check_model_dir(model_dir: Path) -> PretrainedConfig:
     """The config of `model_dir`; UserError unless the folder holds a config, weights and a
     tokenizer (checked before anything is written)."""
-    saved_model_type(model_dir)  # UserError when there is no config.json
+    if is_hybrid(saved_model_type(model_dir)):  # UserError when there is no config.json
+        raise UserError(f"'{model_dir}' is a hybrid gpt_bert model, which fine-tuning does not support yet (it has "
+                        "no sequence-classification head): fine-tune a GPT-2, Llama or BERT step")
     if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("pytorch_model*.bin")):
         raise UserError(f"'{model_dir}' has a config.json but no weights (*.safetensors): "
                         "pass a complete saved model folder, e.g. save_dir/step2_1/best_model")

@@ -280,6 +280,8 @@ CASES = {
                                 usage=True),
     "hybrid_ratio_zero": Case(lambda t, k: train_argv(t, k["mlm"], "--hybrid_ratio", "0:0"), "not both 0", "--help",
                               usage=True),
+    "finetune_hybrid": Case(lambda t, k: (tiny_model(t, k["mlm"], "gpt_bert"), eval_argv("finetune", t, GLUE))[1],
+                            "is a hybrid gpt_bert model", "fine-tune a GPT-2, Llama or BERT step", proc=True),
     "masked_share_for_bert": Case(lambda t, k: train_argv(t, k["mlm"], "--model_type", "bert",
                                                           "--objective_schedule", "0:masked_share=0.5"),
                                   "masked_share needs --model_type gpt_bert", "drop that key"),

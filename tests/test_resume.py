@@ -25,7 +25,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def argv(tok_dirs, tmp_path, out, loop="pytorch", model_type="gpt2", *extra):
-    kind = "mlm" if model_type == "bert" else "clm"
+    kind = "mlm" if model_type in ("bert", "gpt_bert") else "clm"
     flag = ["--torch_training"] if loop == "pytorch" else []
     return ["train", *flag, "--data_dir", str(SAMPLE), "--cache_dir", str(tmp_path / "cache"),
             "--tokenizer_dir", str(tok_dirs[kind]), *TINY_MODEL, "--model_type", model_type,
@@ -58,6 +58,7 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
 @pytest.mark.parametrize(("loop", "model_type", "extra"), [
     ("pytorch", "gpt2", ()), ("pytorch", "bert", ()), ("huggingface", "gpt2", ()),
     ("pytorch", "gpt2", ("--difficulty", "unigram")),  # the curriculum's order is rebuilt on resume too
+    ("pytorch", "gpt_bert", ("--hybrid_ratio", "1:1")),  # the hybrid's masked/causal steps continue in step
 ])
 def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, extra, tok_dirs, tmp_path):
     from argument_parser import parse_args
@@ -78,6 +79,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, ex
     reference = logged(whole, "train/loss")
     assert len(reference) == 120 and training_setup.checkpoint_step(resumed_from) < 120
     assert logged(killed, "train/loss") == pytest.approx(reference, abs=1e-6)
+    if model_type == "gpt_bert":  # the resumed steps are masked and causal exactly as in the whole run
+        for tag in ("train/masked_loss", "train/causal_loss"):
+            assert logged(killed, tag) == pytest.approx(logged(whole, tag), abs=1e-6)
     assert logged(killed, "eval/loss") == pytest.approx(logged(whole, "eval/loss"), abs=1e-6)
     assert results["steps"] == 120
 
