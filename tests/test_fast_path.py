@@ -78,3 +78,24 @@ def test_ratios_compare_the_fast_path_with_each_loop():
             for loop, tps in (("trainer", 100.0), ("plain_fp32", 50.0), ("fast", 300.0))]
     assert bench.ratios(rows) == [{"size": "s", "model": "gpt2", "fast_over_trainer": 3.0,
                                    "fast_over_plain_fp32": 6.0}]
+
+
+def test_masked_lm_loss_at_masked_positions_only_equals_the_models_loss(tok_dirs, make_args):
+    from custom_models import build_model
+    from losses import make_loss_fn
+    from pretraining_dataset import mask_tokens
+
+    tok = load_tokenizer(tok_dirs["mlm"])
+    torch.manual_seed(0)
+    model = build_model(make_args("train", "--model_type", "bert", "--output_dir", "-", kind="mlm"), tok)
+    ids, labels = mask_tokens(torch.randint(5, len(tok), (4, 32)), tok, 0.15, torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "labels": labels}
+    ours = make_loss_fn(model)(batch)
+    ours.backward()
+    our_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reference = model(**batch).loss  # the vocabulary head at every position
+    reference.backward()
+    assert ours.item() == pytest.approx(reference.item(), abs=1e-6)
+    for mine, theirs in zip(our_grads, (p.grad for p in model.parameters()), strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-6)
