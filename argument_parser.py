@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from decimal import Decimal
 from typing import NoReturn
 
 # The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
@@ -134,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip_nonfinite", action="store_true",
                    help="skip batches whose loss is NaN/inf, counting them, instead of stopping "
                    "(custom loop only)")
+    g.add_argument("--checkpoint_words", nargs="+", default=None, metavar="WORDS",
+                   help="also save a model folder <output_dir>/chck_<mark> when the words seen (of the source text, "
+                   "counted over all processes) cross each mark, e.g. 1M 2M 5M 10M (suffixes K, M, B); 'babylm' "
+                   "stands for the BabyLM checkpoints: every 1M words up to 10M, then every 10M up to 100M "
+                   "(default: none)")
     g.add_argument("--seed", type=int, default=42, help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
 
@@ -230,6 +236,38 @@ def _parse_schedule(parser: argparse.ArgumentParser, text: str) -> list[tuple[in
     return entries
 
 
+# --checkpoint_words babylm: every 1M words up to 10M, then every 10M up to 100M (BabyLM 2024/2025).
+BABYLM_WORD_MARKS = tuple(n * 1_000_000 for n in range(1, 10)) + tuple(n * 10_000_000 for n in range(1, 11))
+WORD_SUFFIXES = {"": 1, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
+
+
+def word_mark_name(words: int) -> str:
+    """A mark's folder label: 1000000 -> '1M', 500000 -> '500K', 1500000 -> '1500K', 999 -> '999'."""
+    for suffix in ("B", "M", "K"):
+        if words % WORD_SUFFIXES[suffix] == 0:
+            return f"{words // WORD_SUFFIXES[suffix]}{suffix}"
+    return str(words)
+
+
+def _parse_word_marks(parser: argparse.ArgumentParser, items: list[str]) -> list[int]:
+    """['1M', '1.5M', '20M'] -> [1000000, 1500000, 20000000]; 'babylm' adds BABYLM_WORD_MARKS.
+    The numbers given must be whole, positive and ascending."""
+    given = []
+    for item in items:
+        if item.lower() == "babylm":
+            continue
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMB]?)", item.strip().upper())
+        value = Decimal(match.group(1)) * WORD_SUFFIXES[match.group(2)] if match else Decimal(-1)
+        if not match or value != int(value) or value < 1:
+            parser.error(f"--checkpoint_words {item} is not a positive whole number of words, e.g. 500K, 1M, 1.5M "
+                         "or 1000000")
+        given.append(int(value))
+    if given != sorted(set(given)):
+        parser.error(f"--checkpoint_words {' '.join(items)}: the marks must be distinct and ascending")
+    babylm = BABYLM_WORD_MARKS if any(item.lower() == "babylm" for item in items) else ()
+    return sorted(set(given) | set(babylm))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line and check the options that depend on each other."""
     parser = build_parser()
@@ -260,6 +298,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
     args.hybrid_masked_share = _parse_ratio(parser, args.hybrid_ratio)
+    if args.checkpoint_words is not None:
+        args.checkpoint_words = _parse_word_marks(parser, args.checkpoint_words)
     return args
 
 

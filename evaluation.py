@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import PreTrainedModel
 
+import distributed
 from custom_models import check_tokenizer_fits, is_causal, load_model
 from pretraining_dataset import BlockDataset, CLMCollator, load_blocks, resolve_files, stack_blocks
 from utils import RunLogger, get_device, write_json_atomic
@@ -35,11 +36,17 @@ def autocast(device: torch.device, enabled: bool):
 @torch.no_grad()
 def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: int,
                 device: torch.device, bf16: bool = False) -> dict[str, float]:
-    """Token-weighted mean loss and perplexity of `model` on `dataset`."""
+    """Token-weighted mean loss and perplexity of `model` on `dataset`.
+
+    With several processes (see distributed.py) every rank scores every world_size-th
+    block and the sums are added up, so every rank gets the same whole-split result."""
     was_training = model.training
     model.eval()
     causal = is_causal(model.config.model_type)
     total_nll, total_tokens = 0.0, 0
+    world = distributed.world_size()
+    if world > 1:
+        dataset = Subset(dataset, range(distributed.rank(), len(dataset), world))
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator):
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast(device, bf16):
@@ -52,6 +59,8 @@ def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: 
         total_nll += nll.item()
         total_tokens += int((labels != -100).sum())
     model.train(was_training)
+    total_nll, total_tokens = distributed.sum_across([total_nll, total_tokens])
+    total_tokens = int(total_tokens)
     loss = total_nll / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens}
 

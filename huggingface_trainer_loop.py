@@ -5,7 +5,13 @@ the optimizer, its parameter groups and the warm-up/cosine schedule are built by
 training_setup.py and handed to the Trainer; validation uses the same
 `evaluate_lm`; the best model, early stopping, TensorBoard tags and
 train_results.json go through the same helpers. The Trainer drives the steps,
-gradient accumulation, clipping (`max_grad_norm`) and bf16 autocast."""
+gradient accumulation, clipping (`max_grad_norm`) and bf16 autocast.
+
+Under torchrun the Trainer trains data-parallel itself (DDP through accelerate, on
+the process group distributed.py initialised; --batch_size per process); the
+pipeline's callback logs, saves the best model and the chck_* folders on rank 0 only.
+Its resume is the Trainer's own and needs the number of processes that wrote the
+checkpoint."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+import distributed
 from curriculum import CurriculumIndexSampler
 from evaluation import autocast, evaluate_lm
 from losses import make_objective
@@ -25,6 +32,7 @@ from training_setup import (
     BestTracker,
     NonFiniteLoss,
     TrainingSetup,
+    WordMarks,
     finish_run,
     log_eval,
     make_optimizer,
@@ -52,6 +60,7 @@ class _SharedEvalTrainer(Trainer):
             self.loss_is_scaled_for_ga = False
         self.objective = None
         self.window_parts: dict[str, list[float]] = {}  # tag -> [sum, micro-batches] since the last log
+        self.step_words = 0  # words of this process's blocks in the current optimizer step
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.own_loss:
@@ -74,6 +83,9 @@ class _SharedEvalTrainer(Trainer):
         return CurriculumIndexSampler(self.setup.curriculum, self.setup.steps_per_epoch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        words = inputs.pop("words", None)  # the blocks' source words (BlockDataset), counted for --checkpoint_words
+        if words is not None:
+            self.step_words += int(words.sum())
         inputs = training_batch(self.setup, inputs, self.state.global_step)  # MLM: masked at this step
         loss = super().training_step(model, inputs, num_items_in_batch)
         # Checked per micro-batch, before the optimizer step and any save, so no
@@ -99,16 +111,18 @@ class _PipelineCallback(TrainerCallback, ExportableState):
     stored in each checkpoint's trainer_state.json, which the Trainer writes
     after the model, optimizer and RNG states: the file marks a complete checkpoint."""
 
-    def __init__(self, setup: TrainingSetup, tracker: BestTracker) -> None:
+    def __init__(self, setup: TrainingSetup, tracker: BestTracker, marks: WordMarks) -> None:
         self.setup = setup
         self.tracker = tracker
+        self.marks = marks
         self.last_time = time.time()
         self.last_step = 0
         self.last_saved_step = -1
         self.trainer: _SharedEvalTrainer | None = None
 
     def state(self) -> dict:
-        return {"args": {}, "attributes": self.tracker.state_dict()}
+        return {"args": {}, "attributes": {**self.tracker.state_dict(), "word_marks": self.marks.state_dict(),
+                                           "world_size": distributed.world_size()}}
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # Validate at each epoch end, as the custom loop does, unless this step
@@ -124,6 +138,9 @@ class _PipelineCallback(TrainerCallback, ExportableState):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.setup.step_clock.append(time.perf_counter())
+        # The words of the step's blocks on every process (one small all-reduce per step).
+        self.marks.add(int(distributed.sum_across([self.trainer.step_words])[0]), state.global_step)
+        self.trainer.step_words = 0
 
     def on_save(self, args, state, control, **kwargs):
         self.last_saved_step = state.global_step
@@ -133,6 +150,9 @@ class _PipelineCallback(TrainerCallback, ExportableState):
             return
         now = time.time()
         tokens = (state.global_step - self.last_step) * self.setup.tokens_per_step
+        # The Trainer's loss is already averaged over processes; loss parts (distillation, hybrid) exist only
+        # in one-process runs (prepare_training refuses them under torchrun with this loop).
+        parts = self.trainer.window_parts
         self.setup.logger.metrics(state.global_step, {
             "train/loss": logs["loss"],
             "train/lr": logs.get("learning_rate", 0.0),
@@ -145,7 +165,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
                if self.setup.args.objective_schedule else {}),
             **({"train/masked_share": masked_share_at(self.setup.args, state.global_step - 1)}
                if self.setup.hybrid else {}),
-            **{tag: total / n for tag, (total, n) in self.trainer.window_parts.items()},
+            **{tag: total / n for tag, (total, n) in parts.items()},
         })
         self.trainer.window_parts = {}
         self.last_time, self.last_step = now, state.global_step
@@ -153,7 +173,8 @@ class _PipelineCallback(TrainerCallback, ExportableState):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         step = state.global_step
         log_eval(self.setup, step, {"loss": metrics["eval_loss"], "perplexity": metrics["eval_perplexity"]})
-        if self.tracker.update(step, metrics["eval_loss"]):
+        # Every process has the same loss (evaluate_lm sums over them); rank 0's decision goes to all.
+        if distributed.broadcast_flag(self.tracker.update(step, metrics["eval_loss"])):
             control.should_training_stop = True
         self.last_time = time.time()  # do not count validation time in tokens/s
         return control
@@ -172,14 +193,15 @@ def _train(setup: TrainingSetup) -> dict:
     args = setup.args
     optimizer = make_optimizer(setup.model, args)
     scheduler = make_scheduler(optimizer, setup)
-    tracker = BestTracker(setup)
-    callback = _PipelineCallback(setup, tracker)
+    tracker, marks = BestTracker(setup), WordMarks(setup)
+    callback = _PipelineCallback(setup, tracker, marks)
     if setup.resume_from is not None:
         state_file = setup.resume_from / "trainer_state.json"
         if not state_file.is_file():
             raise UserError(f"'{setup.resume_from}' was written by the custom loop: resume with --torch_training")
         stored = json.loads(state_file.read_text())["stateful_callbacks"][_PipelineCallback.__name__]
         tracker.load_state_dict(stored["attributes"])
+        marks.load_state_dict(stored["attributes"].get("word_marks"))
         callback.last_step = json.loads(state_file.read_text())["global_step"]
     training_args = TrainingArguments(
         output_dir=str(setup.run_dir / CHECKPOINTS_DIR),
@@ -204,6 +226,7 @@ def _train(setup: TrainingSetup) -> dict:
         use_cpu=setup.device.type == "cpu",
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every parameter gets a gradient
         logging_nan_inf_filter=False,  # never hide a NaN/inf loss in the logs
     )
     trainer = _SharedEvalTrainer(
@@ -220,4 +243,4 @@ def _train(setup: TrainingSetup) -> dict:
     # Validates at its last step too (eval_strategy="steps"); the Trainer's own
     # resume restores model, optimizer, scheduler, RNG states and the data position.
     trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)
-    return finish_run(setup, tracker, trainer.state.global_step, loop="huggingface")
+    return finish_run(setup, tracker, trainer.state.global_step, loop="huggingface", marks=marks)

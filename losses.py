@@ -122,3 +122,21 @@ def _distillation(model: PreTrainedModel, teachers: list[PreTrainedModel], alpha
         return loss, {"train/ce_loss": ce.detach(), "train/distill_kl": kl.detach()}
 
     return distillation_loss
+
+
+class ObjectiveModule(torch.nn.Module):
+    """The model and its training objective as one module, forward(batch) -> (loss, parts):
+    what DistributedDataParallel wraps in the custom loop. DDP prepares its gradient
+    all-reduce in its own forward, and the objective may call parts of the model (BERT's
+    body and head, the hybrid's) rather than the model itself, so the whole objective
+    runs inside DDP's forward. The model is a submodule, so DDP sees its parameters; the
+    (compiled) pieces the objective calls share them. Teachers are not registered: they
+    have no gradients to synchronise."""
+
+    def __init__(self, model: PreTrainedModel, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.objective(batch)

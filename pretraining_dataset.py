@@ -5,6 +5,9 @@ with `datasets` (batched map, `num_proc` processes), end every line with the EOS
 token, concatenate everything and cut it into blocks of `block_size` tokens.
 Only the final remainder (< block_size tokens of the whole split) is dropped.
 
+Each block also records the words (whitespace-separated, of the source text) of
+the lines whose last token falls in it: what `--checkpoint_words` counts.
+
 The packed blocks are cached under `cache_dir/<split>-<key>/` where the key
 hashes the files' contents, the tokenizer and the block size, so the second run
 with the same inputs loads the blocks instead of tokenizing again."""
@@ -30,7 +33,7 @@ SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
 # split name -> (folder under data_dir, file extension); the train folder is an option.
 SPLIT_EXT = {"train": ".train", "validation": ".dev", "test": ".test"}
 SPLIT_DIR = {"validation": "babylm_dev", "test": "babylm_test"}
-CACHE_VERSION = 3  # bump when the packing format changes, to invalidate old caches
+CACHE_VERSION = 4  # bump when the packing format changes, to invalidate old caches
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +153,26 @@ def split_lines(files: list[Path], split: str, clean: bool = True) -> tuple[list
 
 
 def build_blocks(files: list[Path], lines: list[str], counts: dict | None, lines_per_file: list[int], tokenizer,
-                 block_size: int, split: str, num_proc: int = 1) -> tuple[np.ndarray, dict]:
-    """Tokenize and pack `lines` (read from `files`) in memory; writes nothing."""
+                 block_size: int, split: str, num_proc: int = 1) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Tokenize and pack `lines` (read from `files`) in memory; writes nothing.
+    Returns (blocks, meta, words of each block)."""
     blocks, dropped, line_tokens = tokenize_and_pack(lines, tokenizer, block_size, num_proc)
     ends = np.cumsum(lines_per_file)
     if len(blocks) == 0:
         raise UserError(f"the {split} files hold fewer than --block_size {block_size} tokens: "
                         "use a smaller --block_size or more files")
+    # Words per block: a line's words count in the block holding its last token (its EOS); the
+    # lines ending in the dropped remainder count nowhere, so the blocks sum to the words trained on.
+    line_words = np.array([len(line.split()) for line in lines], dtype=np.int64)
+    last_block = (np.cumsum(line_tokens) - 1) // block_size
+    kept = last_block < len(blocks)
+    words = np.bincount(last_block[kept], weights=line_words[kept], minlength=len(blocks)).astype(np.int32)
     meta = {
         "split": split,
         "files": [str(p) for p in files],
         "lines": len(lines),
-        "words": sum(len(line.split()) for line in lines),
+        "words": int(line_words.sum()),
+        "block_words": int(words.sum()),
         "tokens": int(blocks.size + dropped),
         "blocks": int(len(blocks)),
         "block_size": block_size,
@@ -170,7 +181,7 @@ def build_blocks(files: list[Path], lines: list[str], counts: dict | None, lines
         # Which file each stretch of the packed stream came from (the `source` curriculum).
         "tokens_per_file": [int(line_tokens[a:b].sum()) for a, b in zip(ends - lines_per_file, ends, strict=True)],
     }
-    return blocks, meta
+    return blocks, meta, words
 
 
 def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int, cache_dir: str | Path,
@@ -180,7 +191,8 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
     Every split that is not cached is built in memory first; the cache is written
     only once all of them succeeded, so a bad file in any split leaves nothing behind.
     Returns (blocks, meta) per split; meta records files, line/word/token counts and
-    how many lines each cleaning rule changed."""
+    how many lines each cleaning rule changed, and (in memory only, not in meta.json)
+    'words_per_block', the words of each block (`build_blocks`), memory-mapped."""
     folders = [Path(cache_dir) / f"{split}-{cache_key(files, tokenizer, block_size, clean)}" for split, files in specs]
     # All text is read and checked before anything is tokenized, then all is packed before anything is cached.
     todo = {folder: (split, files, *split_lines(files, split, clean))
@@ -190,10 +202,11 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
     results = []
     for (split, _), folder in zip(specs, folders, strict=True):
         if folder in built:
-            blocks, meta = built[folder]
+            blocks, meta, words = built[folder]
             # Written under a temporary name and renamed: a killed build leaves no cache entry.
             tmp = temp_dir_beside(folder)
             np.save(tmp / "blocks.npy", blocks)
+            np.save(tmp / "words.npy", words)
             write_json_atomic(tmp / "meta.json", meta)
             replace_dir(tmp, folder)
             logger.info(f"{split}: tokenized {meta['lines']} lines ({meta['words']} words, {meta['tokens']} tokens) "
@@ -204,6 +217,7 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
             logger.info(f"{split}: used cached dataset {folder} ({meta['blocks']} blocks of {block_size})")
         if meta.get("cleaning"):
             logger.info(f"{split}: cleaning changed lines: {format_counts(meta['cleaning'])}")
+        meta["words_per_block"] = np.load(folder / "words.npy", mmap_mode="r")
         results.append((np.load(folder / "blocks.npy", mmap_mode="r"), meta))
     return results
 
@@ -240,14 +254,16 @@ class BlockDataset(Dataset):
     """Packed blocks as {'input_ids'}. With `fixed_mask_seed` set (MLM evaluation),
     each block also gets 'labels' from a masking that depends only on the seed and
     the block's index, so validation and test losses are comparable across runs,
-    batch sizes and training loops."""
+    batch sizes and training loops. With `words` (the words of each block, see
+    `build_blocks`), items also carry 'words', which the training step removes and counts."""
 
     def __init__(self, blocks: np.ndarray, tokenizer=None, mlm_probability: float = 0.15,
-                 fixed_mask_seed: int | None = None) -> None:
+                 fixed_mask_seed: int | None = None, words: np.ndarray | None = None) -> None:
         self.blocks = blocks
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
         self.fixed_mask_seed = fixed_mask_seed
+        self.words = words
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -259,6 +275,8 @@ class BlockDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         ids = torch.from_numpy(np.asarray(self.blocks[i], dtype=np.int64))
+        if self.words is not None:
+            return {"input_ids": ids, "words": torch.tensor(int(self.words[i]))}
         if self.fixed_mask_seed is None:
             return {"input_ids": ids}
         g = torch.Generator().manual_seed(self.fixed_mask_seed * 1_000_003 + i)
@@ -271,6 +289,8 @@ class CLMCollator:
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         ids = torch.stack([e["input_ids"] for e in examples])
+        if "words" in examples[0]:
+            return {"input_ids": ids, "labels": ids.clone(), "words": torch.stack([e["words"] for e in examples])}
         return {"input_ids": ids, "labels": ids.clone()}
 
 

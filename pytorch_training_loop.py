@@ -13,7 +13,21 @@ best-model/early-stopping state; `--resume` continues from the newest one and
 reproduces the uninterrupted run's losses exactly (CPU, float32). This works
 because each epoch's data order is a permutation drawn from its own generator
 seeded by (--seed, epoch), so the rest of an epoch can be rebuilt from the
-number of micro-batches already consumed."""
+number of optimizer steps already done.
+
+Several processes (`torchrun --nproc_per_node=N run.py train --torch_training ...`,
+see distributed.py): the objective runs inside DistributedDataParallel. Every rank
+computes the same epoch order (or curriculum draws); optimizer step k of an epoch
+trains on the global batch order[k*G:(k+1)*G], G = --batch_size x
+--gradient_accumulation_steps x N, of which rank r takes the r-th slice, cut into
+micro-batches; gradients are all-reduced (averaged) on each step's last micro-batch
+only (`no_sync` on the others). So N processes of batch B see, per step, exactly the
+blocks one process of batch N x B sees, and the same mean loss. When the epoch's last
+global batch is short, several processes fill it up with blocks from the start of the
+epoch's order (as DistributedSampler does; one process keeps it short), so every
+micro-batch has --batch_size blocks and the step count does not depend on N. Only
+rank 0 logs and saves; a checkpoint counts steps, so a run resumes with any number
+of processes whose global batch is the checkpoint's."""
 
 from __future__ import annotations
 
@@ -29,15 +43,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import distributed
 from custom_models import load_model
 from evaluation import autocast, evaluate_lm
-from losses import make_objective
+from losses import ObjectiveModule, make_objective
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
     NonFiniteLoss,
     TrainingSetup,
+    WordMarks,
     finish_run,
+    global_batch,
     list_checkpoints,
     log_eval,
     make_optimizer,
@@ -67,14 +84,24 @@ def epoch_order(n_blocks: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def step_blocks(order: torch.Tensor, k: int, size: int, fill: bool) -> torch.Tensor:
+    """The global batch of optimizer step `k` of an epoch: order[k*size:(k+1)*size]. The
+    epoch's last one may be short; with `fill` (several processes) it is filled up from the
+    start of `order`, so it splits into equal micro-batches."""
+    blocks = order[k * size:(k + 1) * size]
+    if fill and len(blocks) < size:
+        blocks = torch.cat([blocks, order.repeat(math.ceil(size / len(order)))[:size - len(blocks)]])
+    return blocks
+
+
 class _Progress:
     """Where the loop is, plus the running sums of the current logging window:
     everything besides tensors and RNG that a checkpoint must restore."""
 
-    def __init__(self) -> None:
+    def __init__(self, global_batch: int) -> None:
         self.step = 0
-        self.epoch = 0
-        self.micro = 0  # micro-batches of this epoch already consumed
+        self.epoch = 0  # the epoch's own steps done are step - epoch x steps per epoch
+        self.global_batch = global_batch  # blocks per optimizer step over all processes: a resume must keep it
         self.window_loss = 0.0
         self.window_micro = 0
         self.window_tokens = 0
@@ -82,107 +109,133 @@ class _Progress:
         self.window_parts = {}  # loss parts (distillation, hybrid): tag -> [sum, micro-batches]
 
 
-def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, tracker: BestTracker, progress: _Progress) -> None:
-    """Write checkpoints/checkpoint-<step> atomically, then drop the oldest beyond the limit."""
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, tracker: BestTracker, progress: _Progress,
+                     marks: WordMarks) -> None:
+    """Write checkpoints/checkpoint-<step> atomically (rank 0; with several processes it
+    holds every rank's RNG state), then drop the oldest beyond the limit."""
+    rng_ranks = distributed.gather_objects(_rng_state()) if distributed.world_size() > 1 else None
+    if not distributed.is_main():
+        return
     final = setup.run_dir / CHECKPOINTS_DIR / f"checkpoint-{progress.step}"
     tmp = temp_dir_beside(final)
     setup.model.save_pretrained(tmp)
     torch.save({
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": _rng_state(),
+        "rng_ranks": rng_ranks,
     }, tmp / TENSORS_FILE)
-    write_json_atomic(tmp / STATE_FILE, {"progress": vars(progress), "tracker": tracker.state_dict()})
+    write_json_atomic(tmp / STATE_FILE, {"progress": vars(progress), "tracker": tracker.state_dict(),
+                                         "word_marks": marks.state_dict()})
     replace_dir(tmp, final)
     for old in list_checkpoints(setup.run_dir)[: -setup.args.save_total_limit]:
         shutil.rmtree(old)
 
 
-def _load_checkpoint(setup: TrainingSetup, path: Path, tracker: BestTracker, progress: _Progress):
-    """Restore model, progress and tracker; returns the tensor state (optimizer, scheduler, RNG)."""
+def _load_checkpoint(setup: TrainingSetup, path: Path, tracker: BestTracker, progress: _Progress,
+                     marks: WordMarks):
+    """Restore model, progress, tracker and word count; returns the tensor state (optimizer, scheduler, RNG)."""
     if not (path / STATE_FILE).is_file():
         raise UserError(f"'{path}' was written by the HF Trainer loop: resume without --torch_training")
     setup.model = load_model(path, setup.args.attn_implementation).to(setup.device)
     state = json.loads((path / STATE_FILE).read_text())
-    vars(progress).update(state["progress"])
+    vars(progress).update({k: v for k, v in state["progress"].items() if k != "micro"})  # micro: older checkpoints
     tracker.load_state_dict(state["tracker"])
+    marks.load_state_dict(state.get("word_marks"))
+    progress.global_batch = global_batch(setup.args, distributed.world_size())  # checked equal in prepare_training
     return torch.load(path / TENSORS_FILE, weights_only=False)
 
 
-def _restore_rng(rng: dict) -> None:
+def _restore_rng(saved: dict, seed: int, step: int) -> None:
+    """This rank's RNG states from the checkpoint. Resumed with another number of
+    processes, rank 0 continues rank 0's states and the others are seeded afresh
+    (from the seed, the step and the rank)."""
+    world, rank = distributed.world_size(), distributed.rank()
+    ranks = saved.get("rng_ranks")
+    rng = ranks[rank] if ranks is not None and len(ranks) == world else saved["rng"]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None:
         torch.cuda.set_rng_state_all(rng["cuda"])
+    if rank > 0 and (ranks is None or len(ranks) != world):
+        torch.manual_seed(seed + rank * 1_000_003 + step)
 
 
 def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
     metrics = evaluate_lm(setup.model, setup.eval_dataset, setup.eval_collator, setup.args.eval_batch_size,
                           setup.device, setup.args.bf16)
     log_eval(setup, step, metrics)
-    return tracker.update(step, metrics["loss"])
+    # Every rank has the same summed loss; rank 0's decision is broadcast all the same, so all stop together.
+    return distributed.broadcast_flag(tracker.update(step, metrics["loss"]))
 
 
 def _train(setup: TrainingSetup) -> dict:
     args = setup.args
-    # A save killed half-way leaves a temporary folder (never a checkpoint): drop it.
-    for stale in (setup.run_dir / CHECKPOINTS_DIR).glob(".checkpoint-*.tmp"):
-        shutil.rmtree(stale)
-    tracker, progress = BestTracker(setup), _Progress()
-    saved = _load_checkpoint(setup, setup.resume_from, tracker, progress) if setup.resume_from else None
+    world, rank = distributed.world_size(), distributed.rank()
+    if distributed.is_main():  # a save killed half-way leaves a temporary folder (never a checkpoint): drop it
+        for stale in (setup.run_dir / CHECKPOINTS_DIR).glob(".checkpoint-*.tmp"):
+            shutil.rmtree(stale)
+    tracker, progress, marks = BestTracker(setup), _Progress(global_batch(args, world)), WordMarks(setup)
+    saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
     model = setup.model  # after a resume, the checkpoint's weights
     optimizer = make_optimizer(model, args)
     scheduler = make_scheduler(optimizer, setup)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _restore_rng(saved["rng"])  # last: dropout and MLM masking continue where they were
+        _restore_rng(saved, args.seed, progress.step)  # last: dropout and MLM masking continue where they were
 
     # --compile: the compiled modules share their parameters with `model`, which stays
     # uncompiled for validation and saving (no recompiling for eval mode or new shapes).
     loss_fn = make_objective(model, setup.teachers, args.distill_alpha, args.distill_temperature, args.compile)
+    # Several processes: the objective runs inside DDP (which also broadcasts rank 0's weights now).
+    objective = distributed.wrap_ddp(ObjectiveModule(model, loss_fn), setup.device) if world > 1 else loss_fn
     first_step_started = time.time()
-    n_blocks, accum = len(setup.train_dataset), args.gradient_accumulation_steps
+    per_epoch, size = setup.steps_per_epoch, global_batch(args, world)
     curriculum = setup.curriculum
-    # With a curriculum every optimizer step is a full group of micro-batches drawn by the sampler.
-    micro_batches = setup.steps_per_epoch * accum if curriculum else math.ceil(n_blocks / args.batch_size)
+    words_per_block = setup.train_meta["words_per_block"]
     model.train()
     stop = False
     last_log = time.time()
     setup.step_clock.append(time.perf_counter())
-    bar = tqdm(total=setup.total_steps, initial=progress.step, desc="training", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=setup.total_steps, initial=progress.step, desc="training", unit="step", dynamic_ncols=True,
+               disable=not distributed.is_main())
     while not stop and progress.step < setup.total_steps:
         if curriculum:  # determined by (seed, step): resume rebuilds it like the plain order
-            order = torch.from_numpy(curriculum.epoch_indices(progress.epoch, setup.steps_per_epoch))
+            order = torch.from_numpy(curriculum.epoch_indices(progress.epoch, per_epoch))
         else:
-            order = epoch_order(n_blocks, args.seed, progress.epoch)
-        batches = order.split(args.batch_size)
-        for i in range(progress.micro, micro_batches):
-            batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(batches[i])}, progress.step)
-            batch = {k: v.to(setup.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with autocast(setup.device, args.bf16):
-                loss, parts = loss_fn(batch)
-            progress.micro = i + 1
-            if not torch.isfinite(loss):
-                if not args.skip_nonfinite:
-                    raise NonFiniteLoss.at(setup, loss.item(), progress.step + 1, skippable=True)
-                progress.skipped += 1
-                setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
-            else:
-                # Average over the micro-batches of this optimizer step (the last group
-                # of an epoch may be short).
-                group = min(accum, micro_batches - (i // accum) * accum)
-                (loss / group).backward()
+            order = epoch_order(len(setup.train_dataset), args.seed, progress.epoch)
+        for k in range(progress.step - progress.epoch * per_epoch, per_epoch):
+            blocks = step_blocks(order, k, size, fill=world > 1)  # the same on every rank
+            share = len(blocks) // world
+            micro_batches = blocks[rank * share:(rank + 1) * share].split(args.batch_size)
+            for j, indices in enumerate(micro_batches):
+                batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(indices)}, progress.step)
+                batch = {key: v.to(setup.device) if torch.is_tensor(v) else v for key, v in batch.items()}
+                # Gradients are all-reduced on the step's last micro-batch only.
+                with distributed.no_sync(objective, j + 1 < len(micro_batches)):
+                    with autocast(setup.device, args.bf16):
+                        loss, parts = objective(batch)
+                    if not torch.isfinite(loss):
+                        if not args.skip_nonfinite:
+                            raise NonFiniteLoss.at(setup, loss.item(), progress.step + 1, skippable=True)
+                        progress.skipped += 1
+                        setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
+                        continue
+                    # Average over the micro-batches of this step (the epoch's last may have fewer).
+                    (loss / len(micro_batches)).backward()
                 progress.window_loss += loss.item()
                 progress.window_micro += 1
                 progress.window_tokens += batch["input_ids"].numel()
                 for tag, value in parts.items():
                     total = progress.window_parts.setdefault(tag, [0.0, 0])
                     total[0], total[1] = total[0] + value.item(), total[1] + 1
-            if (i + 1) % accum and i + 1 != micro_batches:
-                continue
             clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
             optimizer.step()
@@ -192,6 +245,7 @@ def _train(setup: TrainingSetup) -> dict:
             step = progress.step
             bar.update(1)
             setup.step_clock.append(time.perf_counter())
+            marks.add(int(words_per_block[blocks.numpy()].sum()), step)  # the global batch's words
             if first_step_started is not None:
                 what = "compiling + first step" if args.compile else "first step"
                 setup.logger.info(f"{what} took {time.time() - first_step_started:.1f} s")
@@ -199,39 +253,53 @@ def _train(setup: TrainingSetup) -> dict:
                 last_log, progress.window_tokens = time.time(), 0  # compile time is not throughput
 
             if step % args.logging_steps == 0 or step == setup.total_steps:
-                now = time.time()
-                metrics = {
-                    "train/loss": progress.window_loss / max(progress.window_micro, 1),
-                    "train/lr": scheduler.get_last_lr()[0],
-                    "train/grad_norm": grad_norm,
-                    "train/tokens_per_second": progress.window_tokens / max(now - last_log, 1e-9),
-                    "train/epoch": progress.epoch + (i + 1) / micro_batches,
-                }
-                if args.skip_nonfinite:
-                    metrics["train/skipped_batches"] = progress.skipped
-                if curriculum:
-                    metrics["train/curriculum_share"] = curriculum.share(step - 1)
-                if args.objective_schedule:
-                    metrics["train/mlm_probability"] = mlm_probability_at(args, step - 1)
-                if setup.hybrid:
-                    metrics["train/masked_share"] = masked_share_at(args, step - 1)
-                metrics.update({tag: total / n for tag, (total, n) in progress.window_parts.items()})
-                progress.window_parts = {}
-                setup.logger.metrics(step, metrics)
-                bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",
-                                tok_s=f"{metrics['train/tokens_per_second']:.0f}")
-                progress.window_loss, progress.window_micro, progress.window_tokens = 0.0, 0, 0
-                last_log = now
+                metrics = _log_window(setup, progress, scheduler, grad_norm, time.time() - last_log, k + 1)
+                bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['train/tokens_per_second']:.0f}")
+                last_log = time.time()
 
-            epoch_end = i + 1 == micro_batches
+            epoch_end = k + 1 == per_epoch
             if step % args.eval_steps == 0 or epoch_end or step == setup.total_steps:
                 stop = _validate(setup, tracker, step)
                 last_log = time.time()  # do not count validation time in tokens/s
             if epoch_end:  # the checkpoint then starts the next epoch
-                progress.epoch, progress.micro = progress.epoch + 1, 0
+                progress.epoch += 1
             if step % args.save_steps == 0 or epoch_end or step == setup.total_steps:  # as the HF Trainer
-                _save_checkpoint(setup, optimizer, scheduler, tracker, progress)
+                _save_checkpoint(setup, optimizer, scheduler, tracker, progress, marks)
             if stop or step >= setup.total_steps:
                 break
     bar.close()
-    return finish_run(setup, tracker, progress.step, loop="pytorch")
+    return finish_run(setup, tracker, progress.step, loop="pytorch", marks=marks)
+
+
+def _log_window(setup: TrainingSetup, progress: _Progress, scheduler, grad_norm: float, seconds: float,
+                steps_in_epoch: int) -> dict[str, float]:
+    """Log the training metrics of the window since the last log (sums over all processes), reset it, and
+    return them."""
+    args = setup.args
+    tags = sorted(progress.window_parts)
+    sums = distributed.sum_across([progress.window_loss, progress.window_micro, progress.window_tokens,
+                                   *(progress.window_parts[t][0] for t in tags),
+                                   *(progress.window_parts[t][1] for t in tags)])
+    loss, micro, tokens = sums[:3]
+    part_sums, part_counts = sums[3:3 + len(tags)], sums[3 + len(tags):]
+    step = progress.step
+    metrics = {
+        "train/loss": loss / max(micro, 1),
+        "train/lr": scheduler.get_last_lr()[0],
+        "train/grad_norm": grad_norm,
+        "train/tokens_per_second": tokens / max(seconds, 1e-9),
+        "train/epoch": progress.epoch + steps_in_epoch / setup.steps_per_epoch,
+    }
+    if args.skip_nonfinite:
+        metrics["train/skipped_batches"] = progress.skipped
+    if setup.curriculum:
+        metrics["train/curriculum_share"] = setup.curriculum.share(step - 1)
+    if args.objective_schedule:
+        metrics["train/mlm_probability"] = mlm_probability_at(args, step - 1)
+    if setup.hybrid:
+        metrics["train/masked_share"] = masked_share_at(args, step - 1)
+    metrics.update({tag: total / n for tag, total, n in zip(tags, part_sums, part_counts, strict=True)})
+    setup.logger.metrics(step, metrics)
+    progress.window_parts = {}
+    progress.window_loss, progress.window_micro, progress.window_tokens = 0.0, 0, 0
+    return metrics

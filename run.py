@@ -3,7 +3,10 @@
 Actions: `tokenizer` (train one on the train files), `dataset` (tokenize, pack
 and cache the train/validation/test files), `stats` (corpus statistics), `train` (with the HF Trainer, or the
 custom loop with --torch_training; fresh or from --init_model), `test` (loss and
-perplexity of --model_dir on the test files). See `python run.py --help`."""
+perplexity of --model_dir on the test files). See `python run.py --help`.
+
+`torchrun --nproc_per_node=N run.py train ...` trains data-parallel in N processes
+(distributed.py); the other actions run in one process."""
 
 from __future__ import annotations
 
@@ -51,12 +54,18 @@ def run_dataset(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    """Train with the loop --torch_training selects."""
+    """Train with the loop --torch_training selects (data-parallel when started by torchrun)."""
+    import distributed
+
     if args.torch_training:
         from pytorch_training_loop import train
     else:
         from huggingface_trainer_loop import train
-    train(args)
+    distributed.init_distributed(args.device)
+    try:
+        train(args)
+    finally:
+        distributed.shutdown()
 
 
 def run_test(args: argparse.Namespace) -> None:
@@ -112,16 +121,21 @@ ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_trai
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
     args = parse_args(argv)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if args.num_threads is not None:
         import torch
 
         torch.set_num_threads(args.num_threads)
     try:
+        if world > 1 and args.action != "train":
+            raise UserError(f"the {args.action} action runs in one process: start it with python, not torchrun "
+                            "(only train runs in several)")
         ACTIONS[args.action](args)
     except UserError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        # Under torchrun every process reports; torchrun then stops the others.
+        print(f"error{f' (rank {rank})' if world > 1 else ''}: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,11 +1,19 @@
 """What both training loops share, so they cannot drift apart: the run folder,
 tokenizer, model, datasets and collators, the step count, AdamW with its
 parameter groups, the warm-up + cosine schedule, the best-model folder and the
-final results file. The loops differ only in who drives the steps."""
+final results file, the words-seen checkpoints (--checkpoint_words). The loops
+differ only in who drives the steps.
+
+With several processes (torchrun, see distributed.py) every rank runs all of this
+(so every rank checks the inputs and fails with the same message), but only rank 0
+writes: the run folder, log.txt, TensorBoard, best_model/, chck_*/ and
+train_results.json. The global batch of an optimizer step is --batch_size x
+--gradient_accumulation_steps x processes."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import time
@@ -17,6 +25,8 @@ from torch.utils.data import Dataset
 from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
+import distributed
+from argument_parser import word_mark_name
 from curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from custom_models import (
     build_model,
@@ -29,7 +39,7 @@ from custom_models import (
 )
 from evaluation import eval_collator, eval_dataset
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
-from utils import RunLogger, UserError, get_device, replace_dir, set_seed, temp_dir_beside, write_json_atomic
+from utils import RunLogger, UserError, replace_dir, set_seed, temp_dir_beside, write_json_atomic
 
 RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
 BEST_MODEL_DIR = "best_model"
@@ -99,10 +109,21 @@ def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
                         f"the files are damaged; {fix}") from None
 
 
-def count_steps(args: argparse.Namespace, n_blocks: int) -> int:
+def global_batch(args: argparse.Namespace, world: int = 1) -> int:
+    """Blocks per optimizer step over all `world` processes: batch x accumulation x processes."""
+    return args.batch_size * args.gradient_accumulation_steps * world
+
+
+def steps_per_epoch(args: argparse.Namespace, n_blocks: int, world: int = 1) -> int:
+    """Optimizer steps of one pass over `n_blocks` blocks: the last one may hold fewer blocks
+    than a global batch (one process) or be filled up from the epoch's start (several; see
+    pytorch_training_loop.step_blocks), so the count is the same for any number of processes."""
+    return math.ceil(n_blocks / global_batch(args, world))
+
+
+def count_steps(args: argparse.Namespace, n_blocks: int, world: int = 1) -> int:
     """Optimizer steps of the run: --max_steps if set, else epochs x steps per epoch."""
-    micro_batches = math.ceil(n_blocks / args.batch_size)
-    per_epoch = math.ceil(micro_batches / args.gradient_accumulation_steps)
+    per_epoch = steps_per_epoch(args, n_blocks, world)
     return args.max_steps if args.max_steps is not None else max(1, math.ceil(args.num_train_epochs * per_epoch))
 
 
@@ -111,7 +132,8 @@ CHECKPOINTS_DIR = "checkpoints"
 # pipeline_state.json (its whole folder is renamed into place) or the HF Trainer's
 # trainer_state.json (written after model, optimizer and RNG states).
 COMPLETE_MARKERS = ("pipeline_state.json", "trainer_state.json")
-# What a run writes; --overwrite_output_dir clears exactly these.
+WORD_CHECKPOINT_PREFIX = "chck_"  # --checkpoint_words folders: chck_1M, chck_500K, ...
+# What a run writes; --overwrite_output_dir clears exactly these (and the chck_* folders).
 RUN_OUTPUTS = (CHECKPOINTS_DIR, BEST_MODEL_DIR, "tensorboard", "log.txt", RESULTS_FILE)
 
 
@@ -127,7 +149,7 @@ def checkpoint_step(path: Path) -> int:
     return int(path.name.split("-")[-1])
 
 
-def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> Path | None:
+def _check_run_dir(args: argparse.Namespace, run_dir: Path, world: int = 1) -> Path | None:
     """Refuse to clobber a run unless told to; returns the checkpoint to resume from."""
     if args.resume and args.overwrite_output_dir:
         raise UserError("--resume and --overwrite_output_dir contradict each other: pass one of them")
@@ -143,6 +165,7 @@ def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> Path | None:
         if not (checkpoints[-1] / marker).is_file():
             other = "the HF Trainer loop: resume without" if args.torch_training else "the custom loop: resume with"
             raise UserError(f"'{checkpoints[-1]}' was written by {other} --torch_training")
+        _check_resume_processes(args, checkpoints[-1], world)
         return checkpoints[-1]
     started = [name for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR) if (run_dir / name).exists()]
     if started and not args.overwrite_output_dir:
@@ -151,12 +174,46 @@ def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> Path | None:
     return None
 
 
+def _check_resume_processes(args: argparse.Namespace, checkpoint: Path, world: int) -> None:
+    """The custom loop resumes with any number of processes whose global batch is the
+    checkpoint's (its position is counted in optimizer steps); the HF Trainer's own resume
+    needs the number of processes that wrote the checkpoint."""
+    if args.torch_training:
+        progress = json.loads((checkpoint / "pipeline_state.json").read_text())["progress"]
+        saved = progress.get("global_batch")  # absent in checkpoints older than this check: one process
+        if saved is not None and saved != global_batch(args, world):
+            raise UserError(f"'{checkpoint}' was written with a global batch of {saved} blocks (--batch_size x "
+                            f"--gradient_accumulation_steps x processes), this run's is {global_batch(args, world)} "
+                            f"({args.batch_size} x {args.gradient_accumulation_steps} x {world}): resume with the "
+                            "same global batch")
+        return
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    saved = state.get("stateful_callbacks", {}).get("_PipelineCallback", {}).get("attributes", {}).get("world_size", 1)
+    if saved != world:
+        raise UserError(f"'{checkpoint}' was written by the HF Trainer in {saved} processes and this run has {world}: "
+                        f"the Trainer resumes with the same number of processes (torchrun --nproc_per_node), "
+                        "or train with --torch_training, which resumes with any number")
+
+
+def _check_distributed(args: argparse.Namespace, hybrid: bool, world: int) -> None:
+    """What several processes do not support, refused before anything is written."""
+    if world == 1:
+        return
+    if args.skip_nonfinite:
+        raise UserError(f"--skip_nonfinite works in one process only (this run has {world}): every process would "
+                        "have to skip the same step; drop the option")
+    if not args.torch_training and (args.teacher_models or hybrid):
+        raise UserError("distillation and gpt_bert models train with the HF Trainer in one process only: under "
+                        "torchrun pass --torch_training (the custom loop)")
+
+
 def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     """Check the inputs, then build the run folder, data, model and step counts.
 
-    All checks that can fail on bad input run before anything is written."""
+    All checks that can fail on bad input run before anything is written (on every rank)."""
     run_dir = Path(args.output_dir)
-    resume_from = _check_run_dir(args, run_dir)
+    world, main = distributed.world_size(), distributed.is_main()
+    resume_from = _check_run_dir(args, run_dir, world)
     tokenizer = load_tokenizer(args.tokenizer_dir)
     model_type = saved_model_type(args.init_model) if args.init_model else args.model_type
     causal, hybrid = is_causal(model_type), is_hybrid(model_type)
@@ -170,19 +227,26 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     if (not causal or hybrid) and tokenizer.mask_token_id is None:
         raise UserError(f"{model_type} {'is a masked LM and ' if not causal else ''}needs a tokenizer with a mask "
                         "token: train it with --tokenizer_type mlm")
+    _check_distributed(args, hybrid, world)
     teacher_dirs = load_teacher_checks(args, tokenizer, model_type)
     train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
     val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
-    device = get_device(args.device)
+    device = distributed.process_device(args.device)
 
     logger = RunLogger(None)  # console only until every input has been checked
+    if not main:  # rank 0 speaks for all
+        logger.silence()
+        hf_logging.set_verbosity_error()
     teachers = [_teacher(folder, args, tokenizer, device) for folder in teacher_dirs]
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
-    (train_blocks, train_meta), (val_blocks, _) = load_splits(
-        [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
-        args.num_proc, logger, clean=not args.no_cleaning)
-    total = count_steps(args, len(train_blocks))
+    if world > 1:  # the same initial weights on every rank, then each rank its own dropout and masking draws
+        set_seed(args.seed + distributed.rank())
+    with distributed.main_first():  # rank 0 builds the cache, the others then read it
+        (train_blocks, train_meta), (val_blocks, _) = load_splits(
+            [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
+            args.num_proc, logger, clean=not args.no_cleaning)
+    total = count_steps(args, len(train_blocks), world)
     curriculum = None
     if args.difficulty:
         try:
@@ -196,38 +260,44 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
                 }
             curriculum = curriculum_for(
                 train_blocks, args.difficulty, tokenizer.eos_token_id, total,
-                args.batch_size * args.gradient_accumulation_steps, args.pacing, args.seed,
+                global_batch(args, world), args.pacing, args.seed,
                 start_percent=args.start_percent, end_percent=args.end_percent, start_share=args.start_share,
                 vocab_size=len(tokenizer), **sources)
         except ValueError as e:
             raise UserError(f"cannot build the curriculum: {e}") from None
-    if args.overwrite_output_dir:  # only now: bad input must not cost the old run
-        for name in RUN_OUTPUTS:
-            path = run_dir / name
+    if args.overwrite_output_dir and main:  # only now: bad input must not cost the old run
+        for path in [run_dir / name for name in RUN_OUTPUTS] + list(run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*")):
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    # On resume, TensorBoard hides what the killed run logged after the checkpoint.
-    logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
+    if main:  # on resume, TensorBoard hides what the killed run logged after the checkpoint
+        logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
     setup = TrainingSetup(
         args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,
-        train_dataset=BlockDataset(train_blocks),
+        train_dataset=BlockDataset(train_blocks, words=train_meta["words_per_block"]),
         eval_dataset=eval_dataset(val_blocks, tokenizer, causal, args.mlm_probability),
         # MLM blocks are masked in the training step (`training_batch`), where the step is known.
         train_collator=CLMCollator() if causal else stack_blocks,
         eval_collator=eval_collator(tokenizer, causal),
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
-        tokens_per_step=args.batch_size * args.gradient_accumulation_steps * args.block_size,
+        tokens_per_step=global_batch(args, world) * args.block_size,
         train_meta=train_meta, resume_from=resume_from, curriculum=curriculum, hybrid=hybrid, teachers=teachers,
-        steps_per_epoch=math.ceil(math.ceil(len(train_blocks) / args.batch_size) / args.gradient_accumulation_steps),
+        steps_per_epoch=steps_per_epoch(args, len(train_blocks), world),
     )
     start = f"from {args.init_model}" if args.init_model else "from scratch"
     if resume_from:
         start = f"resuming from {resume_from}"
     logger.info(f"{model_type} ({count_parameters(model) / 1e6:.2f}M parameters, {start}) on {device}; "
                 f"{len(train_blocks)} training blocks, {len(val_blocks)} validation blocks; "
-                f"{total} optimizer steps of {setup.tokens_per_step} tokens")
+                f"{total} optimizer steps of {setup.tokens_per_step} tokens"
+                + (f" ({world} processes of {args.batch_size} x {args.gradient_accumulation_steps} blocks)"
+                   if world > 1 else ""))
+    if args.checkpoint_words:
+        planned = total * global_batch(args, world) * train_meta["block_words"] / max(len(train_blocks), 1)
+        reached = sum(mark <= planned for mark in args.checkpoint_words)
+        logger.info(f"--checkpoint_words: {len(args.checkpoint_words)} marks, about {reached} of them within the "
+                    f"run's ~{planned:,.0f} words")
     if teachers:
         logger.info(f"distilling from {len(teachers)} teachers ({', '.join(teacher_dirs)}): alpha "
                     f"{args.distill_alpha}, temperature {args.distill_temperature}")
@@ -387,7 +457,8 @@ class BestTracker:
         self.last_eval_step = step
         if eval_loss < self.best_loss:
             self.best_loss, self.best_step, self.bad_evals = eval_loss, step, 0
-            save_model_folder(s.model, s.tokenizer, s.args, s.run_dir / BEST_MODEL_DIR)
+            if distributed.is_main():
+                save_model_folder(s.model, s.tokenizer, s.args, s.run_dir / BEST_MODEL_DIR)
             s.logger.info(f"step {step}: new best validation loss {eval_loss:.4f}, saved {BEST_MODEL_DIR}/")
             return False
         self.bad_evals += 1
@@ -403,8 +474,45 @@ def log_eval(setup: TrainingSetup, step: int, metrics: dict[str, float]) -> None
     setup.logger.metrics(step, {"eval/loss": metrics["loss"], "eval/perplexity": metrics["perplexity"]}, echo=True)
 
 
-def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop: str) -> dict:
-    """Write `train_results.json` (last, atomically: it marks the run finished)."""
+class WordMarks:
+    """--checkpoint_words: counts the words of the source text the run has trained on
+    (of every block of every optimizer step, over all processes; a block's words are
+    those of the lines ending in it, see pretraining_dataset.build_blocks) and saves a
+    model folder `chck_<mark>` (model + tokenizer + run_args, like best_model) at the
+    optimizer step where the count reaches each mark. Stored in every checkpoint."""
+
+    def __init__(self, setup: TrainingSetup) -> None:
+        self.setup = setup
+        self.marks = setup.args.checkpoint_words or []
+        self.words = 0  # words seen so far, across resumes
+        self.saved: dict[str, dict] = {}  # folder name -> {"words": mark, "step": step, "words_seen": count}
+
+    def add(self, words: int, step: int) -> None:
+        """Count the words optimizer `step` (1-based, done) trained on; save the folders of the marks it reached."""
+        before, self.words = self.words, self.words + int(words)
+        for mark in self.marks:
+            if before < mark <= self.words:
+                name = WORD_CHECKPOINT_PREFIX + word_mark_name(mark)
+                self.saved[name] = {"words": mark, "step": step, "words_seen": self.words}
+                s = self.setup
+                if distributed.is_main():
+                    save_model_folder(s.model, s.tokenizer, s.args, s.run_dir / name)
+                s.logger.info(f"step {step}: {self.words} words seen, saved {name}/")
+
+    def state_dict(self) -> dict:
+        return {"words": self.words, "saved": self.saved}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None:  # a checkpoint older than the words count
+            if self.marks:
+                self.setup.logger.warning("the checkpoint holds no word count: --checkpoint_words counts from 0")
+            return
+        self.words, self.saved = state["words"], state["saved"]
+
+
+def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop: str,
+               marks: WordMarks | None = None) -> dict:
+    """Write `train_results.json` (last, atomically: it marks the run finished; rank 0 only)."""
     results = {
         "loop": loop,
         "best_eval_loss": tracker.best_loss,
@@ -417,8 +525,13 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "train_files": setup.train_meta["files"],
         "train_seconds": round(tracker.seconds(), 1),  # across resumes
         "best_model": str(setup.run_dir / BEST_MODEL_DIR),
+        "processes": distributed.world_size(),
     }
-    write_json_atomic(setup.run_dir / RESULTS_FILE, results)
+    if marks is not None:
+        results["words_seen"] = marks.words
+        results["checkpoint_words"] = marks.saved  # chck_<mark> -> the mark, the step that reached it, words then
+    if distributed.is_main():
+        write_json_atomic(setup.run_dir / RESULTS_FILE, results)
     setup.logger.info(f"done: best validation loss {tracker.best_loss:.4f} at step {tracker.best_step}; "
                       f"model in {setup.run_dir / BEST_MODEL_DIR}; TensorBoard: {setup.run_dir / 'tensorboard'}")
     return results

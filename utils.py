@@ -70,6 +70,10 @@ class RunLogger:
         # purge_step: a resumed run hides the events the killed run wrote after its checkpoint.
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
 
+    def silence(self) -> None:
+        """Errors only: for the ranks other than 0 of a run in several processes."""
+        self.log.setLevel(logging.ERROR)
+
     def info(self, msg: str) -> None:
         self.log.info(msg)
 
