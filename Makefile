@@ -44,8 +44,15 @@ FINETUNE_OPTS ?=
 RESTART     ?=
 resume_or_restart = $(if $(and $(if $(RESTART),,1),$(wildcard $(1)/checkpoints/checkpoint-*),$(if $(wildcard $(1)/train_results.json),,1)),--resume,--overwrite_output_dir)
 EXTRA       ?=
+# Training in NPROC processes, data-parallel (torchrun; one per GPU, or CPU processes with gloo).
+# --batch_size stays per process: keep the global batch (batch x accumulation x NPROC) by
+# dividing --batch_size (in TRAIN_OPTS) by NPROC. RDZV is torchrun's rendezvous: --standalone
+# on one machine; several: RDZV="--nnodes 2 --rdzv_backend c10d --rdzv_endpoint HOST:29500 --rdzv_id ID".
+NPROC       ?= 1
+RDZV        ?= --standalone
 
 RUN    = $(PY) run.py
+TRAIN_RUN = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun $(RDZV) --nproc_per_node=$(NPROC),$(PY)) run.py
 COMMON = --data_dir $(DATA_DIR) --train_split $(TRAIN_SPLIT) --cache_dir $(SAVE_DIR)/cache --block_size $(BLOCK) $(EXTRA)
 # Test steps also score BLiMP when BLIMP_DIR holds jsonl files.
 BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
@@ -76,7 +83,7 @@ define TRAIN_STEP
 $(1): $(SAVE_DIR)/$(1)/train_results.json
 $(SAVE_DIR)/$(1)/train_results.json: $(2) $(if $(3),$(SAVE_DIR)/$(3)/train_results.json) \
 		$(foreach s,$(5),$(SAVE_DIR)/$(s)/train_results.json) | $(VENV_STAMP)
-	$$(RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(call resume_or_restart,$$(@D)) \
+	$$(TRAIN_RUN) train $$(COMMON) --tokenizer_dir $$(dir $(2)) --output_dir $$(@D) $$(call resume_or_restart,$$(@D)) \
 		$(if $(3),--init_model $(SAVE_DIR)/$(3)/best_model) $$(FAST) $(4)
 endef
 

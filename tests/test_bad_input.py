@@ -127,6 +127,14 @@ def other_tokenizer_model(tmp: Path) -> Path:
     return tiny_model(tmp, tmp / "tok_other")
 
 
+def checkpoint_of_global_batch(tmp: Path, blocks: int) -> Path:
+    """A run folder whose custom-loop checkpoint was written with a global batch of `blocks`."""
+    folder = tmp / "prev" / "checkpoints" / "checkpoint-5"
+    folder.mkdir(parents=True)
+    (folder / "pipeline_state.json").write_text(json.dumps({"progress": {"step": 5, "global_batch": blocks}}))
+    return tmp / "prev"
+
+
 def glue_task(tmp: Path, train: list, valid: list) -> Path:
     jsonl(tmp, "rte.train.jsonl", train)
     return jsonl(tmp, "rte.valid.jsonl", valid)
@@ -285,6 +293,17 @@ CASES = {
     "masked_share_for_bert": Case(lambda t, k: train_argv(t, k["mlm"], "--model_type", "bert",
                                                           "--objective_schedule", "0:masked_share=0.5"),
                                   "masked_share needs --model_type gpt_bert", "drop that key"),
+    # 15. --checkpoint_words marks; resuming with another global batch (batch x accumulation x processes)
+    "checkpoint_words_descending": Case(lambda t, k: train_argv(t, k["clm"], "--checkpoint_words", "2M", "1M"),
+                                        "the marks must be distinct and ascending", "--help", usage=True),
+    "checkpoint_words_format": Case(lambda t, k: train_argv(t, k["clm"], "--checkpoint_words", "1X"),
+                                    "--checkpoint_words 1X is not a positive whole number", "e.g. 500K", proc=True,
+                                    usage=True),
+    "checkpoint_words_zero": Case(lambda t, k: train_argv(t, k["clm"], "--checkpoint_words", "0"),
+                                  "--checkpoint_words 0 is not a positive", "--help", usage=True),
+    "resume_other_global_batch": Case(lambda t, k: train_argv(t, k["clm"], "--torch_training", "--resume",
+                                                              "--output_dir", str(checkpoint_of_global_batch(t, 64))),
+                                      "written with a global batch of 64 blocks", "resume with the same global batch"),
 }
 
 
