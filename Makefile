@@ -6,6 +6,7 @@
 #   make data / make eval_data download the BabyLM corpus into $(DATA_DIR) / BLiMP into $(BLIMP_DIR)
 #   make test                  the test suite (and ruff)
 #   make step2_2               tokenizer -> small GPT-2 -> its test, on $(DATA_DIR)
+#   make step2_1 NPROC=4       train data-parallel in 4 processes (torchrun; README "Several processes")
 #   make tensorboard           serve $(SAVE_DIR) in TensorBoard
 #
 # Any variable can be overridden: make step2_1 DATA_DIR=/data/babylm_data SAVE_DIR=runs
