@@ -225,3 +225,10 @@ def test_hf_trainer_under_torchrun(runs, tok_dirs):
     assert len(list((root / "hf2" / "tensorboard").iterdir())) == 1
     assert two["checkpoint_words"] == one["checkpoint_words"] and chck_folders(root / "hf2") == chck_folders(
         root / "hf1")
+    # Resumed by two processes from its checkpoint-6 (the Trainer's own resume): the same losses.
+    interrupted_copy(root / "hf2", root / "hf2_again", 6)
+    done = torchrun([*train_argv(tok_dirs, root / "cache", root / "hf2_again", 4, 1, loop="huggingface"), "--resume"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed, whole = logged(root / "hf2_again", "train/loss"), logged(root / "hf2", "train/loss")
+    assert sorted(resumed) == list(range(7, STEPS + 1))
+    assert resumed == pytest.approx({s: whole[s] for s in resumed}, abs=1e-4)
