@@ -63,10 +63,10 @@ def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
             max_position_embeddings=args.max_position_embeddings, attention_dropout=args.dropout,
             tie_word_embeddings=True, **ids,
         )
+    if args.model_type in ("bert", "gpt_bert") and tokenizer.mask_token_id is None:
+        raise UserError(f"--model_type {args.model_type} needs a tokenizer with a mask token: "
+                        "train it with --tokenizer_type mlm")
     if args.model_type == "bert":
-        if tokenizer.mask_token_id is None:
-            raise UserError("--model_type bert needs a tokenizer with a mask token: "
-                            "train it with --tokenizer_type mlm")
         return BertConfig(
             vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
             num_attention_heads=args.num_heads, intermediate_size=inner,
@@ -76,9 +76,6 @@ def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
     if args.model_type == "gpt_bert":
         from hybrid_model import GPTBertConfig
 
-        if tokenizer.mask_token_id is None:
-            raise UserError("--model_type gpt_bert needs a tokenizer with a mask token: "
-                            "train it with --tokenizer_type mlm")
         return GPTBertConfig(
             vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
             num_attention_heads=args.num_heads, intermediate_size=inner,

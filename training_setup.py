@@ -342,24 +342,24 @@ def _teacher(folder: str, args: argparse.Namespace, tokenizer, device: torch.dev
     return teacher.to(device, dtype=torch.bfloat16 if args.bf16 else torch.float32).eval()
 
 
-def mlm_probability_at(args: argparse.Namespace, step: int) -> float:
-    """The masking probability at optimizer `step`: the last --objective_schedule entry
-    at or before it, else --mlm_probability."""
-    value = args.mlm_probability
+def _scheduled(args: argparse.Namespace, key: str, default: float, step: int) -> float:
+    """`key` at optimizer `step`: its last --objective_schedule entry at or before the step, else `default`."""
+    value = default
     for start, setting in args.objective_schedule or []:
         if start <= step:
-            value = setting.get("mlm_probability", value)
+            value = setting.get(key, value)
     return value
+
+
+def mlm_probability_at(args: argparse.Namespace, step: int) -> float:
+    """The masking probability at optimizer `step` (--objective_schedule, else --mlm_probability)."""
+    return _scheduled(args, "mlm_probability", args.mlm_probability, step)
 
 
 def masked_share_at(args: argparse.Namespace, step: int) -> float:
-    """gpt_bert: the share of masked next-token steps at optimizer `step`: the last
-    --objective_schedule masked_share at or before it, else from --hybrid_ratio."""
-    value = args.hybrid_masked_share
-    for start, setting in args.objective_schedule or []:
-        if start <= step:
-            value = setting.get("masked_share", value)
-    return value
+    """gpt_bert: the share of masked next-token steps at optimizer `step` (--objective_schedule
+    masked_share, else from --hybrid_ratio)."""
+    return _scheduled(args, "masked_share", args.hybrid_masked_share, step)
 
 
 def hybrid_step_is_masked(args: argparse.Namespace, step: int) -> bool:
