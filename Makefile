@@ -238,7 +238,7 @@ test: $(VENV_STAMP)
 
 # Throughput side by side in one process (training tokens/s, peak memory and MFU per loop,
 # data loading, loss curves, BLiMP pairs/s, tokenization MB/s): printed and saved in
-# $(SAVE_DIR)/bench/. About 30 minutes on 2 CPU cores; BENCH_OPTS="--models gpt2 --sizes step2" is quicker.
+# $(SAVE_DIR)/bench/. Tens of minutes on 2 CPU cores (see README); BENCH_OPTS="--models gpt2 --sizes step2" is quicker.
 BENCH_OPTS ?=
 bench: $(VENV_STAMP)
 	$(PY) bench.py --out_dir $(SAVE_DIR)/bench $(BENCH_OPTS)
