@@ -101,9 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite_output_dir", action="store_true",
                    help="train even if --output_dir already holds a finished run")
     g.add_argument("--model_dir", default=None, help="saved model to test (test action)")
-    g.add_argument("--num_train_epochs", type=float, default=1.0, help="passes over the training blocks")
+    g.add_argument("--num_train_epochs", type=float, default=None, help="passes over the training blocks (default 1)")
     g.add_argument("--max_steps", type=int, default=None,
                    help="optimizer steps, overriding --num_train_epochs (default: from the epochs)")
+    g.add_argument("--max_minutes", type=float, default=None,
+                   help="train for this many minutes of wall-clock time inside optimizer steps (compiling "
+                        "included; validation and checkpoint writing not) instead of a number of steps or "
+                        "epochs: the warm-up + cosine schedule runs on the share of the budget used, so it "
+                        "ends when the budget does")
     g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
     g.add_argument("--eval_batch_size", type=int, default=64, help="blocks per validation/test batch")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1,
@@ -334,6 +339,15 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     for name in ("early_stopping_patience", "finetune_patience"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must be 0 (never stop early) or more, got {getattr(args, name)}")
+    if args.max_minutes is not None:
+        if not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
+            parser.error(f"--max_minutes must be greater than 0, got {args.max_minutes}")
+        given = [f"--{n}" for n in ("max_steps", "num_train_epochs") if getattr(args, n) is not None]
+        if given:
+            parser.error(f"--max_minutes sets the length of the run, so {' and '.join(given)} cannot: drop "
+                         f"{'them' if len(given) > 1 else 'it'} or --max_minutes")
+    if args.num_train_epochs is None:
+        args.num_train_epochs = 1.0
     for name in ("learning_rate", "finetune_learning_rate", "num_train_epochs"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):

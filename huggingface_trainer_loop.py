@@ -33,6 +33,7 @@ from training_setup import (
     NonFiniteLoss,
     TrainingSetup,
     WordMarks,
+    advance_bar,
     finish_run,
     log_eval,
     make_optimizer,
@@ -40,6 +41,7 @@ from training_setup import (
     masked_share_at,
     mlm_probability_at,
     prepare_training,
+    progress_bar,
     training_batch,
 )
 from utils import UserError
@@ -119,6 +121,8 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.last_step = 0
         self.last_saved_step = -1
         self.trainer: _SharedEvalTrainer | None = None
+        # With --max_minutes the bar shows the budget (the Trainer's own counts steps to a cap).
+        self.bar = progress_bar(setup) if setup.clock.budget is not None else None
 
     def state(self) -> dict:
         return {"args": {}, "attributes": {**self.tracker.state_dict(), "word_marks": self.marks.state_dict(),
@@ -136,7 +140,20 @@ class _PipelineCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args, state, control, **kwargs):
         self.setup.step_clock.append(time.perf_counter())
 
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.setup.clock.start()
+
     def on_step_end(self, args, state, control, **kwargs):
+        clock = self.setup.clock
+        clock.stop()
+        if self.bar is not None:
+            advance_bar(self.bar, self.setup)
+        if clock.expired():  # the budget is used up: validate and save this last step, then stop
+            control.should_training_stop = control.should_evaluate = control.should_save = True
         self.setup.step_clock.append(time.perf_counter())
         # The words of the step's blocks on every process (one small all-reduce per step).
         self.marks.add(int(distributed.sum_across([self.trainer.step_words])[0]), state.global_step)
@@ -208,7 +225,8 @@ def _train(setup: TrainingSetup) -> dict:
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.eval_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_steps=setup.total_steps,  # the same step count as the custom loop
+        max_steps=setup.total_steps,  # the same step count as the custom loop (with --max_minutes a cap)
+        disable_tqdm=setup.clock.budget is not None,  # the callback's bar shows the time budget
         max_grad_norm=args.grad_norm_clip,  # 0 turns clipping off, as in the custom loop
         bf16=args.bf16,
         torch_compile=args.compile,

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import distributed
 from custom_models import load_model
@@ -53,6 +52,7 @@ from training_setup import (
     NonFiniteLoss,
     TrainingSetup,
     WordMarks,
+    advance_bar,
     finish_run,
     global_batch,
     list_checkpoints,
@@ -62,6 +62,7 @@ from training_setup import (
     masked_share_at,
     mlm_probability_at,
     prepare_training,
+    progress_bar,
     training_batch,
 )
 from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
@@ -204,14 +205,15 @@ def _train(setup: TrainingSetup) -> dict:
     stop = False
     last_log = time.time()
     setup.step_clock.append(time.perf_counter())
-    bar = tqdm(total=setup.total_steps, initial=progress.step, desc="training", unit="step", dynamic_ncols=True,
-               disable=not distributed.is_main())
-    while not stop and progress.step < setup.total_steps:
+    clock = setup.clock
+    bar = progress_bar(setup, progress.step)
+    while not stop and progress.step < setup.total_steps and not clock.expired():
         if curriculum:  # determined by (seed, step): resume rebuilds it like the plain order
             order = torch.from_numpy(curriculum.epoch_indices(progress.epoch, per_epoch))
         else:
             order = epoch_order(len(setup.train_dataset), args.seed, progress.epoch)
         for k in range(progress.step - progress.epoch * per_epoch, per_epoch):
+            clock.start()
             blocks = step_blocks(order, k, size, fill=world > 1)  # the same on every rank
             share = len(blocks) // world
             micro_batches = blocks[rank * share:(rank + 1) * share].split(args.batch_size)
@@ -241,9 +243,11 @@ def _train(setup: TrainingSetup) -> dict:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            clock.stop()
             progress.step += 1
             step = progress.step
-            bar.update(1)
+            last = step == setup.total_steps or clock.expired()
+            advance_bar(bar, setup)
             setup.step_clock.append(time.perf_counter())
             marks.add(int(words_per_block[blocks.numpy()].sum()), step)  # the global batch's words
             if first_step_started is not None:
@@ -252,20 +256,20 @@ def _train(setup: TrainingSetup) -> dict:
                 first_step_started = None
                 last_log, progress.window_tokens = time.time(), 0  # compile time is not throughput
 
-            if step % args.logging_steps == 0 or step == setup.total_steps:
+            if step % args.logging_steps == 0 or last:
                 metrics = _log_window(setup, progress, scheduler, grad_norm, time.time() - last_log, k + 1)
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['train/tokens_per_second']:.0f}")
                 last_log = time.time()
 
             epoch_end = k + 1 == per_epoch
-            if step % args.eval_steps == 0 or epoch_end or step == setup.total_steps:
+            if step % args.eval_steps == 0 or epoch_end or last:
                 stop = _validate(setup, tracker, step)
                 last_log = time.time()  # do not count validation time in tokens/s
             if epoch_end:  # the checkpoint then starts the next epoch
                 progress.epoch += 1
-            if step % args.save_steps == 0 or epoch_end or step == setup.total_steps:  # as the HF Trainer
+            if step % args.save_steps == 0 or epoch_end or last:  # as the HF Trainer
                 _save_checkpoint(setup, optimizer, scheduler, tracker, progress, marks)
-            if stop or step >= setup.total_steps:
+            if stop or last:
                 break
     bar.close()
     return finish_run(setup, tracker, progress.step, loop="pytorch", marks=marks)

@@ -1,8 +1,8 @@
 """What both training loops share, so they cannot drift apart: the run folder,
 tokenizer, model, datasets and collators, the step count, AdamW with its
 parameter groups, the warm-up + cosine schedule, the best-model folder and the
-final results file, the words-seen checkpoints (--checkpoint_words). The loops
-differ only in who drives the steps.
+final results file, the words-seen checkpoints (--checkpoint_words), the clock
+of the time budget (--max_minutes). The loops differ only in who drives the steps.
 
 With several processes (torchrun, see distributed.py) every rank runs all of this
 (so every rank checks the inputs and fails with the same message), but only rank 0
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
+from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
@@ -57,6 +59,41 @@ class NonFiniteLoss(UserError):
                    "from the last checkpoint")
 
 
+class TrainingClock:
+    """Wall-clock seconds spent inside optimizer steps (compiling included; validation,
+    checkpoint writing and logging not, so how often a run validates does not change
+    what it trains), across resumes. With --max_minutes its share of the budget drives
+    the learning-rate schedule and ends the run.
+
+    `used` only moves when a step ends (`stop`); under several processes it is then
+    rank 0's value on every rank, so all ranks schedule the same LR and stop together."""
+
+    def __init__(self, budget_minutes: float | None) -> None:
+        self.budget = budget_minutes * 60.0 if budget_minutes is not None else None
+        self.used = 0.0
+        self._since: float | None = None
+
+    def start(self) -> None:
+        """An optimizer step begins."""
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def stop(self) -> None:
+        """An optimizer step ended: add its time (rank 0's total under several processes)."""
+        if self._since is not None:
+            self.used += time.perf_counter() - self._since
+            self._since = None
+        if distributed.world_size() > 1:
+            self.used = distributed.sum_across([self.used if distributed.is_main() else 0.0])[0]
+
+    def fraction(self) -> float:
+        """Share of the budget used by the steps ended so far (0 without a budget)."""
+        return min(self.used / self.budget, 1.0) if self.budget else 0.0
+
+    def expired(self) -> bool:
+        return self.budget is not None and self.used >= self.budget
+
+
 @dataclass
 class TrainingSetup:
     """Everything a training loop needs, built once from the argparse namespace."""
@@ -80,6 +117,7 @@ class TrainingSetup:
     curriculum: CurriculumSampler | None = None  # --difficulty: which blocks each optimizer step trains on
     hybrid: bool = False  # gpt_bert: each step's batch is masked next-token or causal (`training_batch`)
     teachers: list = field(default_factory=list)  # --teacher_models: eval mode, no gradients
+    clock: TrainingClock = field(default_factory=lambda: TrainingClock(None))
     steps_per_epoch: int = 0
     # time.perf_counter() when this process starts training, then at the end of each
     # optimizer step (both loops): what `make bench` turns into step times.
@@ -121,8 +159,15 @@ def steps_per_epoch(args: argparse.Namespace, n_blocks: int, world: int = 1) -> 
     return math.ceil(n_blocks / global_batch(args, world))
 
 
+# With --max_minutes the clock ends the run; the step count is only the loops' upper bound.
+BUDGET_STEP_CAP = 2**31 - 1
+
+
 def count_steps(args: argparse.Namespace, n_blocks: int, world: int = 1) -> int:
-    """Optimizer steps of the run: --max_steps if set, else epochs x steps per epoch."""
+    """Optimizer steps of the run: --max_steps if set, else epochs x steps per epoch
+    (with --max_minutes: BUDGET_STEP_CAP, the clock decides)."""
+    if args.max_minutes is not None:
+        return BUDGET_STEP_CAP
     per_epoch = steps_per_epoch(args, n_blocks, world)
     return args.max_steps if args.max_steps is not None else max(1, math.ceil(args.num_train_epochs * per_epoch))
 
@@ -238,6 +283,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         logger.silence()
         hf_logging.set_verbosity_error()
     teachers = [_teacher(folder, args, tokenizer, device) for folder in teacher_dirs]
+    if args.max_minutes is not None and args.difficulty:
+        raise UserError("--difficulty paces the data over a known number of steps, which --max_minutes leaves "
+                        "open: train the curriculum with --max_steps or --num_train_epochs")
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
     if world > 1:  # the same initial weights on every rank, then each rank its own dropout and masking draws
@@ -283,17 +331,18 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
         tokens_per_step=global_batch(args, world) * args.block_size,
         train_meta=train_meta, resume_from=resume_from, curriculum=curriculum, hybrid=hybrid, teachers=teachers,
-        steps_per_epoch=steps_per_epoch(args, len(train_blocks), world),
+        steps_per_epoch=steps_per_epoch(args, len(train_blocks), world), clock=TrainingClock(args.max_minutes),
     )
     start = f"from {args.init_model}" if args.init_model else "from scratch"
     if resume_from:
         start = f"resuming from {resume_from}"
     logger.info(f"{model_type} ({count_parameters(model) / 1e6:.2f}M parameters, {start}) on {device}; "
                 f"{len(train_blocks)} training blocks, {len(val_blocks)} validation blocks; "
-                f"{total} optimizer steps of {setup.tokens_per_step} tokens"
+                + (f"{args.max_minutes:g} minutes of optimizer steps" if args.max_minutes is not None
+                   else f"{total} optimizer steps") + f" of {setup.tokens_per_step} tokens"
                 + (f" ({world} processes of {args.batch_size} x {args.gradient_accumulation_steps} blocks)"
                    if world > 1 else ""))
-    if args.checkpoint_words:
+    if args.checkpoint_words and args.max_minutes is None:
         planned = total * global_batch(args, world) * train_meta["block_words"] / max(len(train_blocks), 1)
         reached = sum(mark <= planned for mark in args.checkpoint_words)
         logger.info(f"--checkpoint_words: {len(args.checkpoint_words)} marks, about {reached} of them within the "
@@ -407,9 +456,38 @@ def make_optimizer(model: PreTrainedModel, args: argparse.Namespace) -> torch.op
                              eps=args.adam_epsilon, fused=params[0].device.type in ("cpu", "cuda"))
 
 
+def lr_factor(fraction: float, warmup_ratio: float) -> float:
+    """The LR multiplier when `fraction` of the run is done: linear warm-up over the first
+    `warmup_ratio`, then cosine decay to 0 at the end (get_cosine_schedule_with_warmup's shape)."""
+    if fraction < warmup_ratio:
+        return fraction / warmup_ratio
+    return 0.5 * (1.0 + math.cos(math.pi * min((fraction - warmup_ratio) / (1.0 - warmup_ratio), 1.0)))
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, setup: TrainingSetup):
-    """Linear warm-up to the peak LR, then cosine decay to 0 at the last step."""
+    """Linear warm-up to the peak LR, then cosine decay to 0 at the last step; with
+    --max_minutes over the share of the time budget used instead of the steps done."""
+    if setup.args.max_minutes is not None:
+        return LambdaLR(optimizer, lambda _: lr_factor(setup.clock.fraction(), setup.args.warmup_ratio))
     return get_cosine_schedule_with_warmup(optimizer, setup.warmup_steps, setup.total_steps)
+
+
+def progress_bar(setup: TrainingSetup, done_steps: int = 0) -> tqdm:
+    """The training bar (rank 0): optimizer steps, or with --max_minutes the budget's seconds."""
+    hidden = not distributed.is_main()
+    if setup.clock.budget is not None:
+        return tqdm(total=round(setup.clock.budget), initial=round(setup.clock.used), desc="training (time budget)",
+                    unit="s", dynamic_ncols=True, disable=hidden)
+    return tqdm(total=setup.total_steps, initial=done_steps, desc="training", unit="step", dynamic_ncols=True,
+                disable=hidden)
+
+
+def advance_bar(bar: tqdm, setup: TrainingSetup) -> None:
+    """One optimizer step ended (after `setup.clock.stop()`)."""
+    if setup.clock.budget is not None:
+        bar.update(round(min(setup.clock.used, setup.clock.budget)) - bar.n)
+    else:
+        bar.update(1)
 
 
 def save_model_folder(model: PreTrainedModel, tokenizer, args: argparse.Namespace, folder: str | Path) -> None:
@@ -443,12 +521,13 @@ class BestTracker:
     def state_dict(self) -> dict:
         """What a resumed run needs to continue early stopping, best-model keeping and its clock."""
         return {"best_loss": self.best_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
-                "last_eval_step": self.last_eval_step, "seconds": self.seconds()}
+                "last_eval_step": self.last_eval_step, "seconds": self.seconds(), "step_seconds": self.setup.clock.used}
 
     def load_state_dict(self, state: dict) -> None:
         self.seconds_before, self.started = state["seconds"], time.time()
         self.best_loss, self.best_step = state["best_loss"], state["best_step"]
         self.bad_evals, self.last_eval_step = state["bad_evals"], state["last_eval_step"]
+        self.setup.clock.used = state.get("step_seconds", 0.0)  # absent in checkpoints older than the clock
 
     def update(self, step: int, eval_loss: float) -> bool:
         """Record a validation result; save the model if it is the best so far.
@@ -519,7 +598,9 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "best_eval_perplexity": math.exp(min(tracker.best_loss, 50.0)),
         "best_step": tracker.best_step,
         "steps": steps_done,
-        "planned_steps": setup.total_steps,
+        "planned_steps": None if setup.args.max_minutes is not None else setup.total_steps,
+        "max_minutes": setup.args.max_minutes,
+        "step_seconds": round(setup.clock.used, 1),  # inside optimizer steps (the --max_minutes clock)
         "tokens_seen": steps_done * setup.tokens_per_step,
         "train_words": setup.train_meta["words"],
         "train_files": setup.train_meta["files"],
