@@ -30,7 +30,9 @@ VOCAB       ?= 16000
 BLOCK       ?= 128
 SMALL       ?= --hidden_size 256 --num_layers 4 --num_heads 4
 LARGE       ?= --hidden_size 512 --num_layers 8 --num_heads 8
-TRAIN_OPTS  ?= --num_train_epochs 2 --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+# TRAIN_CORE: every training option but the run's length (steps that set their own length use it).
+TRAIN_CORE  ?= --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+TRAIN_OPTS  ?= --num_train_epochs 2 $(TRAIN_CORE)
 # The fast path of every training step (see `make bench`): bf16 autocast + torch.compile.
 # FAST= trains in plain float32 without compiling (e.g. on a CPU without native bf16).
 FAST        ?= --bf16 --compile
@@ -131,7 +133,7 @@ $(eval $(call TEST_STEP,step8_3,step8_2))
 # and unigram difficulty. Each is tested with BLiMP (step9_..._test); `make step9` runs them all
 # and `make report` puts them side by side.
 CURRIC_STEPS ?= 2000
-CURRIC_TRAIN  = --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
+CURRIC_TRAIN  = $(TRAIN_CORE)
 CURRIC_OPTS   = --max_steps $(CURRIC_STEPS) $(CURRIC_TRAIN)
 CURRIC_HALF   = --max_steps $(shell echo $$(( $(CURRIC_STEPS) / 2 ))) $(CURRIC_TRAIN)
 CURRIC_MODELS = gpt2 bert
@@ -174,6 +176,55 @@ $(foreach r,$(HYBRID_RATIOS),$(eval $(call TEST_STEP,$(call hybrid_step,$(r))_te
 .PHONY: step10 step11
 step10: $(foreach s,$(TEACHERS) step10_student,$(s)_test)
 step11: $(foreach r,$(HYBRID_RATIOS),$(call hybrid_step,$(r))_test $(call hybrid_step,$(r))_test_masked)
+
+# ----------------------------------------------------------------------------- the best model per CPU-hour
+# make best: the recipe (BEST_OPTS, tokenizer vocabulary BEST_VOCAB) trained for BUDGET_MINUTES of
+# wall-clock time inside optimizer steps (--max_minutes: the LR schedule ends with the budget), keeping
+# the best checkpoint and chck_* folders at BabyLM's words-seen marks; then its test (+ BLiMP) and
+# learning curve (BLiMP and validation loss per chck_* folder). make baseline: the same for the step2
+# GPT-2 with the core pipeline's settings. make sweep: the experiments that chose the recipe, each one
+# change to the baseline's settings (SWEEP_<name>), SWEEP_MINUTES each, scored with BLiMP. make report
+# shows them all.
+BUDGET_MINUTES ?= 60
+SWEEP_MINUTES  ?= 10
+BASE_OPTS      = $(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_CORE)
+BEST_VOCAB     ?= $(VOCAB)
+BEST_OPTS      ?= $(BASE_OPTS)
+CURVE_MARKS    ?= --checkpoint_words babylm
+# One change each to BASE_OPTS (options given later win); SWEEP_VOCAB_<name> trains with another tokenizer.
+SWEEP          ?= base lr2e-3 vocab8k llama wide block256 batch16 dropout hybrid
+SWEEP_base     =
+SWEEP_lr2e-3   = --learning_rate 2e-3
+SWEEP_VOCAB_vocab8k = 8000
+SWEEP_vocab8k  =
+SWEEP_llama    = --model_type llama
+SWEEP_wide     = --hidden_size 384 --num_layers 6 --num_heads 6
+SWEEP_block256 = --block_size 256 --batch_size 16
+SWEEP_batch16  = --batch_size 16
+SWEEP_dropout  = --dropout 0.1
+SWEEP_hybrid   = --model_type gpt_bert --hybrid_ratio 1:1
+# Tokenizers of other vocabulary sizes: $(SAVE_DIR)/tok<size>/tokenizer_{clm,mlm}/
+tok_of = $(if $(filter $(VOCAB),$(1)),$(SAVE_DIR)/step1,$(SAVE_DIR)/tok$(1))/tokenizer_$(2)/tokenizer.json
+$(SAVE_DIR)/tok%/tokenizer_clm/tokenizer.json: | $(VENV_STAMP)
+	$(RUN) tokenizer $(COMMON) --tokenizer_type clm --vocab_size $* --tokenizer_dir $(@D)
+$(SAVE_DIR)/tok%/tokenizer_mlm/tokenizer.json: | $(VENV_STAMP)
+	$(RUN) tokenizer $(COMMON) --tokenizer_type mlm --vocab_size $* --tokenizer_dir $(@D)
+# gpt_bert needs the mlm tokenizer (<mask>)
+tok_kind = $(if $(findstring gpt_bert,$(1)),mlm,clm)
+sweep_tok = $(call tok_of,$(or $(SWEEP_VOCAB_$(1)),$(VOCAB)),$(call tok_kind,$(SWEEP_$(1))))
+$(foreach v,$(SWEEP),$(eval $(call TRAIN_STEP,sweep_$(v),$(call sweep_tok,$(v)),,$(BASE_OPTS) $(SWEEP_$(v)) --max_minutes $(SWEEP_MINUTES))))
+$(eval $(call TRAIN_STEP,best_recipe,$(call tok_of,$(BEST_VOCAB),$(call tok_kind,$(BEST_OPTS))),,$(BEST_OPTS) --max_minutes $(BUDGET_MINUTES) $(CURVE_MARKS)))
+$(eval $(call TRAIN_STEP,best_baseline,$(TOK_CLM),,$(BASE_OPTS) --max_minutes $(BUDGET_MINUTES) $(CURVE_MARKS)))
+$(foreach s,best_recipe best_baseline,$(eval $(call TEST_STEP,$(s)_test,$(s))))
+# BLiMP of a training step's best model (what the sweep scores), and a run's learning curve
+$(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
+	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(EXTRA)
+$(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
+	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(EXTRA)
+.PHONY: best baseline sweep
+best: best_recipe_test $(SAVE_DIR)/best_recipe/learning_curve.json report
+baseline: best_baseline_test $(SAVE_DIR)/best_baseline/learning_curve.json report
+sweep: $(foreach v,$(SWEEP),$(SAVE_DIR)/blimp_sweep_$(v)/blimp_results.json) report
 
 # ----------------------------------------------------------------------------- downloads
 # make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms

@@ -14,7 +14,7 @@ from typing import NoReturn
 # The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
 EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
 HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
-ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats")
+ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats", "curve")
 MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
 
 
@@ -286,8 +286,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.action in ("test", "blimp", "finetune") and args.model_dir is None:
         parser.error(f"the {args.action} action needs --model_dir (a saved model folder, "
                      "e.g. save_dir/step2_1/best_model)")
-    if args.action == "blimp" and args.blimp_dir is None:
-        parser.error("the blimp action needs --blimp_dir (a folder of BLiMP jsonl files)")
+    if args.action == "curve" and args.model_dir is None:
+        parser.error("the curve action needs --model_dir (a training run's folder, e.g. save_dir/best_recipe)")
+    if args.action in ("blimp", "curve") and args.blimp_dir is None:
+        parser.error(f"the {args.action} action needs --blimp_dir (a folder of BLiMP jsonl files)")
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
     _check_numbers(parser, args)

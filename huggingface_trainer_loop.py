@@ -210,7 +210,8 @@ def _train(setup: TrainingSetup) -> dict:
     args = setup.args
     optimizer = make_optimizer(setup.model, args)
     scheduler = make_scheduler(optimizer, setup)
-    tracker, marks = BestTracker(setup), WordMarks(setup)
+    marks = WordMarks(setup)
+    tracker = BestTracker(setup, marks)
     callback = _PipelineCallback(setup, tracker, marks)
     if setup.resume_from is not None:
         state_file = setup.resume_from / "trainer_state.json"

@@ -182,7 +182,8 @@ def _train(setup: TrainingSetup) -> dict:
     if distributed.is_main():  # a save killed half-way leaves a temporary folder (never a checkpoint): drop it
         for stale in (setup.run_dir / CHECKPOINTS_DIR).glob(".checkpoint-*.tmp"):
             shutil.rmtree(stale)
-    tracker, progress, marks = BestTracker(setup), _Progress(global_batch(args, world)), WordMarks(setup)
+    marks, progress = WordMarks(setup), _Progress(global_batch(args, world))
+    tracker = BestTracker(setup, marks)
     saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
     model = setup.model  # after a resume, the checkpoint's weights
     optimizer = make_optimizer(model, args)

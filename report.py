@@ -4,7 +4,9 @@ Reads what the steps wrote (train_results.json, best_model/config.json,
 test_results.json, blimp_results.json, finetune_results.json, TensorBoard
 events) and writes `<save_dir>/report.md` with a table of all steps, plus
 `loss_curves.png` (training and validation loss of every step on one figure)
-and `blimp_fields.png` (BLiMP accuracy per field, grouped bars per step).
+and `blimp_fields.png` (BLiMP accuracy per field, grouped bars per step), and,
+for the runs `run.py curve` scored (learning_curve.json), `learning_curves.png`:
+BLiMP and validation loss against words seen.
 Test, BLiMP and fine-tuning results are joined to the training step whose
 best model they scored (their `model_dir`). A step that has not run yet is a
 blank row. The steps after step8 (step9 curriculum, step10 distillation, step11
@@ -173,6 +175,47 @@ def plot_blimp_fields(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def read_curves(save_dir: Path) -> dict[str, list[dict]]:
+    """Every run's learning_curve.json points (`run.py curve`), by run folder name."""
+    return {path.parent.name: json.loads(path.read_text())["points"]
+            for path in sorted(save_dir.glob("*/learning_curve.json"), key=lambda p: _step_order(p.parent.name))}
+
+
+def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """BLiMP accuracy (left) and validation loss (right) against words seen (log scale), one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, points in curves.items():
+        words = [p["words"] for p in points]
+        left.plot(words, [100 * p["blimp"] for p in points], "o-", label=name)
+        right.plot(words, [p["eval_loss"] for p in points], "o-", label=name)
+    for ax, label in ((left, "BLiMP accuracy (%)"), (right, "validation loss (nats/token)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("words seen")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    left.axhline(50, color="grey", linestyle="--", linewidth=1)  # chance
+    fig.suptitle("Learning curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curve_table(curves: dict[str, list[dict]]) -> list[str]:
+    """The learning curves as markdown: one row per scored model folder."""
+    lines = ["| run | model folder | words seen | optimizer step | BLiMP overall | validation loss |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, points in curves.items():
+        lines += [f"| {name} | {p['name']} | {p['words']:,} | {p['step']} | {100 * p['blimp']:.1f} | "
+                  f"{p['eval_loss']:.3f} |" for p in points]
+    return lines
+
+
 def write_report(save_dir: str | Path) -> Path:
     """Write `<save_dir>/report.md` (+ PNG plots); returns its path."""
     save_dir = Path(save_dir)
@@ -208,6 +251,12 @@ def write_report(save_dir: str | Path) -> Path:
     if fields:
         plot_blimp_fields(rows, save_dir / "blimp_fields.png")
         lines += ["", "![BLiMP per field](blimp_fields.png)"]
+    curves = read_curves(save_dir)
+    if curves:
+        plot_learning_curves(curves, save_dir / "learning_curves.png")
+        lines += ["", "## Learning curves", "", "BLiMP and validation loss (float32, the run's validation files) "
+                  "of each run's words-seen checkpoints and best model (`run.py curve`).", "",
+                  *curve_table(curves), "", "![learning curves](learning_curves.png)"]
     path = save_dir / "report.md"
     write_text_atomic(path, "\n".join(lines) + "\n")
     print(f"report: {path}")

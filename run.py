@@ -3,7 +3,8 @@
 Actions: `tokenizer` (train one on the train files), `dataset` (tokenize, pack
 and cache the train/validation/test files), `stats` (corpus statistics), `train` (with the HF Trainer, or the
 custom loop with --torch_training; fresh or from --init_model), `test` (loss and
-perplexity of --model_dir on the test files). See `python run.py --help`.
+perplexity of --model_dir on the test files), `blimp`, `finetune`, `report`, `curve`
+(BLiMP and validation loss of a run's words-seen checkpoints). See `python run.py --help`.
 
 `torchrun --nproc_per_node=N run.py train ...` trains data-parallel in N processes
 (distributed.py); the other actions run in one process."""
@@ -107,6 +108,13 @@ def run_stats(args: argparse.Namespace) -> None:
         write_json_atomic(Path(args.output_dir) / "corpus_stats.json", rows)
 
 
+def run_curve(args: argparse.Namespace) -> None:
+    """Score every chck_* folder and the best model of the run in --model_dir: BLiMP and validation loss."""
+    from learning_curve import run_curve as curve
+
+    curve(args)
+
+
 def run_report(args: argparse.Namespace) -> None:
     """Gather every finished step under --save_dir into report.md and plots."""
     from report import write_report
@@ -115,7 +123,8 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
-           "blimp": run_blimp, "finetune": run_finetune, "report": run_report, "stats": run_stats}
+           "blimp": run_blimp, "finetune": run_finetune, "report": run_report, "stats": run_stats,
+           "curve": run_curve}
 
 
 def main(argv: list[str] | None = None) -> int:

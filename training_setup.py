@@ -135,8 +135,12 @@ def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
     folder = Path(folder)
     if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         raise UserError(f"no tokenizer in '{folder}' (no tokenizer.json): {fix}")
+    # A gpt_bert model folder's config.json names the project's own model code (auto_map), which
+    # AutoTokenizer would otherwise stop to ask about on stdin; the tokenizer itself is standard.
+    config = folder / "config.json"
+    hybrid = config.is_file() and is_hybrid(json.loads(config.read_text()).get("model_type", ""))
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hybrid)
     # Exception, not a list: the `tokenizers` library raises the bare Exception class for a
     # tokenizer.json it cannot parse ("data did not match any variant ..."), and transformers
     # raises JSONDecodeError, KeyError, AttributeError, ValueError or OSError depending on which
@@ -505,10 +509,12 @@ class BestTracker:
     """Keeps the best validation loss, saves the best model, counts patience, and
     the training time so far: the bookkeeping both loops store in each checkpoint."""
 
-    def __init__(self, setup: TrainingSetup) -> None:
+    def __init__(self, setup: TrainingSetup, marks: WordMarks | None = None) -> None:
         self.setup = setup
+        self.marks = marks  # to record the words seen at the best step
         self.best_loss = math.inf
         self.best_step = -1
+        self.best_words: int | None = None
         self.bad_evals = 0
         self.last_eval_step = -1
         self.seconds_before = 0.0  # training time of the runs this one resumed
@@ -521,13 +527,15 @@ class BestTracker:
     def state_dict(self) -> dict:
         """What a resumed run needs to continue early stopping, best-model keeping and its clock."""
         return {"best_loss": self.best_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
-                "last_eval_step": self.last_eval_step, "seconds": self.seconds(), "step_seconds": self.setup.clock.used}
+                "last_eval_step": self.last_eval_step, "seconds": self.seconds(), "step_seconds": self.setup.clock.used,
+                "best_words": self.best_words}
 
     def load_state_dict(self, state: dict) -> None:
         self.seconds_before, self.started = state["seconds"], time.time()
         self.best_loss, self.best_step = state["best_loss"], state["best_step"]
         self.bad_evals, self.last_eval_step = state["bad_evals"], state["last_eval_step"]
         self.setup.clock.used = state.get("step_seconds", 0.0)  # absent in checkpoints older than the clock
+        self.best_words = state.get("best_words")
 
     def update(self, step: int, eval_loss: float) -> bool:
         """Record a validation result; save the model if it is the best so far.
@@ -536,6 +544,7 @@ class BestTracker:
         self.last_eval_step = step
         if eval_loss < self.best_loss:
             self.best_loss, self.best_step, self.bad_evals = eval_loss, step, 0
+            self.best_words = self.marks.words if self.marks is not None else None
             if distributed.is_main():
                 save_model_folder(s.model, s.tokenizer, s.args, s.run_dir / BEST_MODEL_DIR)
             s.logger.info(f"step {step}: new best validation loss {eval_loss:.4f}, saved {BEST_MODEL_DIR}/")
@@ -597,6 +606,7 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "best_eval_loss": tracker.best_loss,
         "best_eval_perplexity": math.exp(min(tracker.best_loss, 50.0)),
         "best_step": tracker.best_step,
+        "best_words_seen": tracker.best_words,  # source-text words trained on up to the best step
         "steps": steps_done,
         "planned_steps": None if setup.args.max_minutes is not None else setup.total_steps,
         "max_minutes": setup.args.max_minutes,

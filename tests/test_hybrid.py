@@ -178,8 +178,10 @@ def test_blimp_scores_match_a_brute_force_computation(hybrid, variant):
         assert c != pytest.approx(m, abs=1e-3)
 
 
-def test_blimp_action_scores_the_hybrid_both_ways(hybrid, make_args, tmp_path):
+def test_blimp_action_scores_the_hybrid_both_ways(hybrid, make_args, tmp_path, monkeypatch):
     model, tok, args = hybrid
+    # Loading the folder's tokenizer must not stop to ask about its model code (auto_map) on stdin.
+    monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("asked for trust_remote_code on stdin"))
     save_model_folder(model, tok, args, tmp_path / "model")
     blimp_dir = ROOT / "data" / "sample_eval" / "blimp"
     results = {}

@@ -1,0 +1,83 @@
+"""The learning curve of a training run: BLiMP accuracy and validation loss against
+the words of source text seen.
+
+A run trained with --checkpoint_words saved a model folder chck_<mark> at each mark
+(train_results.json says at which step and how many words); its best_model is the
+run's last point, at the words seen up to its best step. `python run.py curve
+--model_dir RUN --blimp_dir DIR` scores every one of these folders with the
+project's BLiMP code and its validation loss (the run's own validation files and
+block size, float32) and writes RUN/learning_curve.json, a list of points
+{name, words, step, blimp, eval_loss} sorted by words. `make report` plots every
+run's curve in learning_curves.png."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from blimp import evaluate_blimp, load_paradigms
+from custom_models import check_tokenizer_fits, is_causal, load_model
+from evaluation import eval_collator, eval_dataset, evaluate_lm
+from pretraining_dataset import load_blocks, resolve_files
+from utils import RunLogger, UserError, get_device, write_json_atomic
+
+CURVE_FILE = "learning_curve.json"
+
+
+def curve_points(run_dir: str | Path) -> list[dict]:
+    """The model folders of a finished run to score, sorted by words seen: every chck_*
+    folder (words = its mark's actual count) and best_model (words up to the best step)."""
+    run_dir = Path(run_dir)
+    results_file = run_dir / "train_results.json"
+    if not results_file.is_file():
+        raise UserError(f"'{run_dir}' holds no finished training run (no train_results.json): pass a training "
+                        "step's folder as --model_dir, e.g. save_dir/best_recipe")
+    results = json.loads(results_file.read_text())
+    points = [{"name": name, "words": saved["words_seen"], "step": saved["step"]}
+              for name, saved in (results.get("checkpoint_words") or {}).items() if (run_dir / name).is_dir()]
+    if results.get("best_words_seen") is not None:
+        points.append({"name": "best_model", "words": results["best_words_seen"], "step": results["best_step"]})
+    if not points:
+        raise UserError(f"'{run_dir}' has no chck_* folders and no word count at its best step: train it with "
+                        "--checkpoint_words (e.g. babylm) to get a learning curve")
+    return sorted(points, key=lambda p: (p["words"], p["name"] != "best_model"))
+
+
+def run_curve(args: argparse.Namespace) -> list[dict]:
+    """The curve action: score every point of `--model_dir` (a run folder); write learning_curve.json there."""
+    run_dir = Path(args.model_dir)
+    points = curve_points(run_dir)
+    paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before any scoring
+    run_args = json.loads((run_dir / points[-1]["name"] / "run_args.json").read_text())
+    from training_setup import load_tokenizer  # not at the top: training_setup imports blimp's modules
+
+    tokenizer = load_tokenizer(run_dir / points[-1]["name"], "--model_dir")
+    files = resolve_files(run_args["data_dir"], "validation", run_args.get("validation_files"),
+                          run_args.get("train_split", "babylm_10M"))
+    device = get_device(args.device)
+    logger = RunLogger(None)
+    try:
+        blocks, _ = load_blocks(files, tokenizer, run_args["block_size"], args.cache_dir, "validation",
+                                args.num_proc, logger, clean=not run_args.get("no_cleaning", False))
+        for point in tqdm(points, desc="learning curve", unit="model", dynamic_ncols=True):
+            folder = run_dir / point["name"]
+            model = load_model(folder, args.attn_implementation)
+            check_tokenizer_fits(model.config, tokenizer, folder, run_args["block_size"])
+            model.to(device)
+            causal = is_causal(model.config.model_type)
+            metrics = evaluate_lm(model, eval_dataset(blocks, tokenizer, causal, run_args["mlm_probability"]),
+                                  eval_collator(tokenizer, causal), args.eval_batch_size, device, bf16=False)
+            summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device, args.pll_variant,
+                                     prefix_space=args.blimp_prefix_space, hybrid_scoring=args.hybrid_scoring)
+            point.update(eval_loss=metrics["loss"], blimp=summary["overall"], blimp_fields=summary["fields"])
+            logger.info(f"{point['name']}: {point['words']:,} words, validation loss {metrics['loss']:.4f}, "
+                        f"BLiMP {100 * summary['overall']:.1f}%")
+        write_json_atomic(run_dir / CURVE_FILE, {"run": str(run_dir), "blimp_dir": str(args.blimp_dir),
+                                                 "validation_files": [str(f) for f in files], "points": points})
+        logger.info(f"-> {run_dir / CURVE_FILE}")
+    finally:
+        logger.close()
+    return points

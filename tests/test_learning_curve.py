@@ -1,0 +1,85 @@
+"""`run.py curve`: BLiMP and validation loss of a run's words-seen checkpoints, checked
+against scoring each folder on its own; the report's learning-curve plot and table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SAMPLE
+
+import pytorch_training_loop
+import run
+from blimp import evaluate_blimp, load_paradigms
+from custom_models import load_model
+from evaluation import eval_collator, eval_dataset, evaluate_lm
+from pretraining_dataset import load_blocks, resolve_files
+from report import write_report
+from training_setup import load_tokenizer
+
+BLIMP_SAMPLE = SAMPLE.parent / "sample_eval" / "blimp"
+
+
+@pytest.fixture(scope="module")
+def curved_run(tmp_path_factory, tok_dirs):
+    """A tiny run with three word marks, then its learning curve through the CLI."""
+    from conftest import TINY_MODEL
+
+    from argument_parser import parse_args
+
+    root = tmp_path_factory.mktemp("curve")
+    out = root / "best_recipe"
+    args = parse_args(["train", "--data_dir", str(SAMPLE), "--cache_dir", str(root / "cache"), "--tokenizer_dir",
+                       str(tok_dirs["clm"]), *TINY_MODEL, "--output_dir", str(out), "--torch_training",
+                       "--max_steps", "30", "--batch_size", "4", "--learning_rate", "3e-3", "--eval_steps", "10",
+                       "--checkpoint_words", "500", "1500", "2500"])
+    results = pytorch_training_loop.train(args)
+    code = run.main(["curve", "--model_dir", str(out), "--blimp_dir", str(BLIMP_SAMPLE),
+                     "--cache_dir", str(root / "cache")])
+    assert code == 0
+    return root, out, results
+
+
+def test_curve_points_match_scoring_each_folder(curved_run):
+    root, out, results = curved_run
+    points = json.loads((out / "learning_curve.json").read_text())["points"]
+    names = [p["name"] for p in points]
+    assert set(names) == {*results["checkpoint_words"], "best_model"}
+    assert [p["words"] for p in points] == sorted(p["words"] for p in points)
+    best = next(p for p in points if p["name"] == "best_model")
+    assert best["words"] == results["best_words_seen"] and best["step"] == results["best_step"]
+    assert 0 < best["words"] <= results["words_seen"]
+    for name, saved in results["checkpoint_words"].items():
+        point = next(p for p in points if p["name"] == name)
+        assert (point["words"], point["step"]) == (saved["words_seen"], saved["step"])
+
+    # Each point's numbers are those of scoring that folder directly.
+    tokenizer = load_tokenizer(out / "best_model", "--model_dir")
+    blocks, _ = load_blocks(resolve_files(SAMPLE, "validation", None), tokenizer, 32, root / "cache", "validation")
+    paradigms = load_paradigms(BLIMP_SAMPLE)
+    for point in (points[0], best):
+        model = load_model(out / point["name"])
+        loss = evaluate_lm(model, eval_dataset(blocks, tokenizer, True, 0.15), eval_collator(tokenizer, True), 64,
+                           "cpu", False)["loss"]
+        assert point["eval_loss"] == pytest.approx(loss, abs=1e-6)
+        assert point["blimp"] == pytest.approx(evaluate_blimp(model, tokenizer, paradigms)["overall"], abs=1e-9)
+    # The model learns: the best model's validation loss is below the first checkpoint's.
+    assert best["eval_loss"] < points[0]["eval_loss"]
+
+
+def test_report_plots_the_curve(curved_run):
+    root, out, _ = curved_run
+    report = write_report(root).read_text()
+    assert "## Learning curves" in report and "![learning curves](learning_curves.png)" in report
+    assert (root / "learning_curves.png").stat().st_size > 10_000
+    assert "| best_recipe | best_model |" in report
+
+
+def test_curve_of_a_run_without_marks_or_results(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert run.main(["curve", "--model_dir", str(tmp_path / "run"), "--blimp_dir", str(BLIMP_SAMPLE)]) == 1
+    assert "no finished training run (no train_results.json)" in capsys.readouterr().err
+    (tmp_path / "run" / "train_results.json").write_text(json.dumps({"best_step": 3}))
+    assert run.main(["curve", "--model_dir", str(tmp_path / "run"), "--blimp_dir", str(BLIMP_SAMPLE)]) == 1
+    assert "train it with --checkpoint_words" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "learning_curve.json").exists()
