@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ends when the budget does")
     g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
     g.add_argument("--eval_batch_size", type=int, default=64, help="blocks per validation/test batch")
+    g.add_argument("--eval_blocks", type=int, default=None,
+                   help="validate during training on this many blocks, evenly spaced over the validation "
+                        "files (the same ones every time; default: all)")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1,
                    help="micro-batches per optimizer step")
     g.add_argument("--learning_rate", type=float, default=5e-4, help="peak learning rate")
@@ -330,6 +333,8 @@ def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                  "blimp_batch_size", "finetune_epochs", "finetune_batch_size", "max_seq_length"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.eval_blocks is not None and args.eval_blocks < 1:
+        parser.error(f"--eval_blocks must be at least 1, got {args.eval_blocks} (leave it out to validate on all)")
     if args.num_threads is not None and args.num_threads < 1:
         parser.error(f"--num_threads must be at least 1, got {args.num_threads} (leave it out for one per core)")
     if args.max_steps is not None and args.max_steps < 1:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
@@ -299,6 +300,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
             [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
             args.num_proc, logger, clean=not args.no_cleaning)
     total = count_steps(args, len(train_blocks), world)
+    if args.eval_blocks is not None and args.eval_blocks < len(val_blocks):
+        # Evenly spaced, so every validation file keeps its share; the same blocks at every validation.
+        val_blocks = val_blocks[np.linspace(0, len(val_blocks) - 1, args.eval_blocks).round().astype(np.int64)]
     curriculum = None
     if args.difficulty:
         try:

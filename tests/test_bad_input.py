@@ -249,6 +249,8 @@ CASES = {
     "epochs_negative": numeric("--num_train_epochs", "-1"),
     "max_steps_0": numeric("--max_steps", "0"),
     "num_threads_0": numeric("--num_threads", "0"),
+    "eval_blocks_0": numeric("--eval_blocks", "0"),
+    "max_minutes_negative": numeric("--max_minutes", "-1"),
     "warmup_ratio_1": numeric("--warmup_ratio", "1"),
     "num_heads_0": numeric("--num_heads", "0"),
     "patience_negative": numeric("--early_stopping_patience", "-1"),

@@ -250,3 +250,24 @@ def test_source_curriculum_starts_with_the_easier_files(make_args, tmp_path, mon
     assert set(sources[early]) == {1}  # only qed blocks (file index 1) while the pool is small
     late = [int(i) for t in range(26, 30) for i in setup.curriculum.batch(t)]
     assert 0 in set(sources[late])  # cbt joins once the pool has grown
+
+
+def test_eval_blocks_validates_on_evenly_spaced_blocks(make_args, tmp_path):
+    """--eval_blocks 7: the validation loss is that of the same 7 evenly spaced blocks, recomputed by hand."""
+    import numpy as np
+
+    from evaluation import eval_collator, eval_dataset, evaluate_lm
+    from pretraining_dataset import load_blocks
+
+    out = tmp_path / "run"
+    args = make_args("train", "--torch_training", "--output_dir", out, "--max_steps", 4, "--batch_size", 4,
+                     "--eval_steps", 4, "--eval_blocks", 7)
+    results = pytorch_training_loop.train(args)
+    tok = training_setup.load_tokenizer(out / "best_model", "--model_dir")
+    blocks, _ = load_blocks(resolve_files(SAMPLE, "validation", None), tok, 32, args.cache_dir, "validation")
+    assert len(blocks) > 7
+    chosen = blocks[[round(x) for x in np.linspace(0, len(blocks) - 1, 7)]]
+    model = AutoModelForCausalLM.from_pretrained(out / "best_model")
+    loss = evaluate_lm(model, eval_dataset(chosen, tok, True, 0.15), eval_collator(tok, True), 64, "cpu", False)
+    assert results["best_eval_loss"] == pytest.approx(loss["loss"], abs=1e-5)
+    assert loss["tokens"] == 7 * 31
