@@ -175,6 +175,43 @@ def plot_blimp_fields(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+# run_args.json entries that name a run rather than configure it, or follow from another option
+_NOT_SETTINGS = {"output_dir", "overwrite_output_dir", "resume", "action", "debug", "cache_dir", "hybrid_masked_share"}
+
+
+def option_changes(args: dict, base: dict) -> str:
+    """The options of `args` that differ from `base` (both run_args.json contents), as CLI words."""
+    changed = []
+    for key in sorted(set(args) | set(base)):
+        if key in _NOT_SETTINGS or args.get(key) == base.get(key):
+            continue
+        value = args.get(key)
+        if key == "tokenizer_dir":  # the vocabulary is what differs
+            value = Path(str(value)).parent.name + "/" + Path(str(value)).name
+        changed.append(f"--{key} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return ", ".join(changed) or "(none)"
+
+
+def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -> list[str]:
+    """The runs named `prefix`* against run `base`: what each changes, and what it got."""
+    runs = [r for r in rows if r["step"].startswith(prefix) and "tokens" in r]
+    base_row = next((r for r in runs if r["step"] == base), None)
+    if base_row is None or len(runs) < 2:
+        return []
+    base_args = _read(save_dir / base / "best_model" / "run_args.json") or {}
+    base_blimp = (base_row.get("blimp") or {}).get("overall")
+    lines = [f"| run | options changed from {base} | tokens seen | BLiMP overall | change vs {base} | best val loss |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in runs:
+        args = _read(save_dir / r["step"] / "best_model" / "run_args.json") or {}
+        blimp = (r.get("blimp") or {}).get("overall")
+        delta = "" if blimp is None or base_blimp is None else f"{100 * (blimp - base_blimp):+.1f}"
+        lines.append(f"| {r['step']} | {option_changes(args, base_args) if r is not base_row else ''} | "
+                     f"{r['tokens']:,} | {_fmt(None if blimp is None else 100 * blimp, '.1f')} | {delta} | "
+                     f"{r['best_eval_loss']:.3f} |")
+    return lines
+
+
 def read_curves(save_dir: Path) -> dict[str, list[dict]]:
     """Every run's learning_curve.json points (`run.py curve`), by run folder name."""
     return {path.parent.name: json.loads(path.read_text())["points"]
@@ -251,6 +288,12 @@ def write_report(save_dir: str | Path) -> Path:
     if fields:
         plot_blimp_fields(rows, save_dir / "blimp_fields.png")
         lines += ["", "![BLiMP per field](blimp_fields.png)"]
+    comparisons = (("sweep_", "sweep_base", "Sweep (make sweep)"),
+                   ("best_", "best_baseline", "Best recipe against the baseline (make best, make baseline)"))
+    for prefix, base, title in comparisons:
+        table = comparison_table(save_dir, rows, prefix, base)
+        if table:
+            lines += ["", f"## {title}", "", *table]
     curves = read_curves(save_dir)
     if curves:
         plot_learning_curves(curves, save_dir / "learning_curves.png")

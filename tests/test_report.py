@@ -70,3 +70,15 @@ def test_report_lists_distillation_and_hybrid_steps_in_step_order(tok_dirs, tmp_
     assert cells[head.index("BLiMP overall")] == f"{100 * causal['overall']:.1f}"
     assert cells[head.index("BLiMP overall, masked next-token PLL (hybrid)")] == f"{100 * masked['overall']:.1f}"
     assert hybrid.count("|") == len(head) - 1
+
+
+def test_option_changes_lists_what_differs():
+    from report import option_changes
+
+    base = {"learning_rate": 5e-4, "output_dir": "a", "tokenizer_dir": "runs/step1/tokenizer_clm",
+            "train_files": None, "hybrid_masked_share": 0.0}
+    args = {"learning_rate": 2e-3, "output_dir": "b", "tokenizer_dir": "runs/tok8000/tokenizer_clm",
+            "train_files": ["cbt", "qed"], "hybrid_masked_share": 0.5}
+    assert option_changes(args, base) == ("--learning_rate 0.002, --tokenizer_dir tok8000/tokenizer_clm, "
+                                          "--train_files cbt qed")
+    assert option_changes(base, base) == "(none)"
