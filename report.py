@@ -76,6 +76,18 @@ def _objective(config: dict, args: dict) -> str:
     return objective
 
 
+def tokens_seen(save_dir: Path, step: str) -> int:
+    """Training tokens of a run plus those of the run it continued from (--init_model, when that
+    is a run of the same save folder), recursively: a curriculum's two halves count together."""
+    train = _read(save_dir / step / "train_results.json") or {}
+    args = _read(save_dir / step / "best_model" / "run_args.json") or {}
+    tokens = train.get("tokens_seen", 0)
+    parent = Path(args["init_model"]).parent if args.get("init_model") else None
+    if parent is not None and parent.parent.resolve() == save_dir.resolve() and parent.name != step:
+        tokens += tokens_seen(save_dir, parent.name)
+    return tokens
+
+
 def collect(save_dir: str | Path) -> list[dict]:
     """One row per training step (known steps first, then any other run folder)."""
     save_dir = Path(save_dir)
@@ -104,7 +116,7 @@ def collect(save_dir: str | Path) -> list[dict]:
                 architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
                              f"x{config.get('hidden_size', config.get('n_embd'))}",
                 objective=_objective(config, args),
-                data=data, parameters=count_parameters(model_dir), tokens=train["tokens_seen"],
+                data=data, parameters=count_parameters(model_dir), tokens=tokens_seen(save_dir, step),
                 seconds=train["train_seconds"], loop=train["loop"], best_eval_loss=train["best_eval_loss"],
                 test=tests.get(key), blimp=blimps.get(key), blimp_masked=blimps_masked.get(key),
                 finetune=finetunes.get(key),
@@ -261,7 +273,8 @@ def write_report(save_dir: str | Path) -> Path:
     fields = sorted({f for r in rows if r.get("blimp") for f in r["blimp"]["fields"]})
     tasks = sorted({t for r in rows if r.get("finetune") for t in r["finetune"].get("tasks", {})})
     masked_column = any(r.get("blimp_masked") for r in rows)
-    head = ["step", "architecture", "objective", "training data", "parameters", "tokens seen", "train time (s)",
+    head = ["step", "architecture", "objective", "training data", "parameters",
+            "tokens seen (with the run it continued)", "train time (s)",
             "best val loss", "test perplexity", "BLiMP overall", *[f"BLiMP {f}" for f in fields],
             *(["BLiMP overall, masked next-token PLL (hybrid)"] if masked_column else []),
             *[f"{t} (fine-tuned)" for t in tasks]]

@@ -82,3 +82,19 @@ def test_option_changes_lists_what_differs():
     assert option_changes(args, base) == ("--learning_rate 0.002, --tokenizer_dir tok8000/tokenizer_clm, "
                                           "--train_files cbt qed")
     assert option_changes(base, base) == "(none)"
+
+
+def test_tokens_seen_adds_the_run_continued_from(tmp_path):
+    from report import tokens_seen
+
+    def fake_run(name: str, tokens: int, init: str | None) -> None:
+        (tmp_path / name / "best_model").mkdir(parents=True)
+        (tmp_path / name / "train_results.json").write_text(json.dumps({"tokens_seen": tokens}))
+        args = {"init_model": str(tmp_path / init / "best_model") if init else None}
+        (tmp_path / name / "best_model" / "run_args.json").write_text(json.dumps(args))
+
+    fake_run("a", 100, None)
+    fake_run("b", 20, "a")
+    fake_run("c", 3, "b")
+    fake_run("d", 7, None)
+    assert [tokens_seen(tmp_path, s) for s in "abcd"] == [100, 120, 123, 7]
