@@ -7,6 +7,8 @@
 #   make test                  the test suite (and ruff)
 #   make step2_2               tokenizer -> small GPT-2 -> its test, on $(DATA_DIR)
 #   make step2_1 NPROC=4       train data-parallel in 4 processes (torchrun; README "Several processes")
+#   make best / make baseline  the tuned recipe / the step2 GPT-2, each trained for BUDGET_MINUTES, tested, scored
+#   make -j2 sweep             the runs that chose the recipe (SWEEP_MINUTES each; -j2 with OMP_NUM_THREADS=1)
 #   make tensorboard           serve $(SAVE_DIR) in TensorBoard
 #
 # Any variable can be overridden: make step2_1 DATA_DIR=/data/babylm_data SAVE_DIR=runs
