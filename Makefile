@@ -193,8 +193,9 @@ BASE_OPTS      = $(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_CORE)
 BEST_VOCAB     ?= $(VOCAB)
 BEST_OPTS      ?= $(BASE_OPTS)
 CURVE_MARKS    ?= --checkpoint_words babylm
-# Validation during budget runs on 2000 evenly spaced dev blocks (256K tokens at BLOCK=128): its time is
-# not in the budget, but it is in the wall clock. The learning curves score the whole dev split.
+# Validation during budget runs, and the learning curves' validation loss, on 2000 evenly spaced dev blocks
+# (256K tokens at BLOCK=128): its time is not in the budget, but it is in the wall clock.
+# BUDGET_EVAL= validates on the whole dev split.
 BUDGET_EVAL    ?= --eval_blocks 2000
 # One change each to BASE_OPTS (options given later win); SWEEP_VOCAB_<name> trains with another tokenizer.
 SWEEP          ?= base lr2e-3 vocab8k llama wide block256 batch16 dropout hybrid
@@ -225,7 +226,7 @@ $(foreach s,best_recipe best_baseline,$(eval $(call TEST_STEP,$(s)_test,$(s))))
 $(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
 	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(EXTRA)
 $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(EXTRA)
+	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(BUDGET_EVAL) $(EXTRA)
 .PHONY: best baseline sweep
 best: best_recipe_test $(SAVE_DIR)/best_recipe/learning_curve.json report
 baseline: best_baseline_test $(SAVE_DIR)/best_baseline/learning_curve.json report

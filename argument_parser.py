@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
     g.add_argument("--eval_batch_size", type=int, default=64, help="blocks per validation/test batch")
     g.add_argument("--eval_blocks", type=int, default=None,
-                   help="validate during training on this many blocks, evenly spaced over the validation "
-                        "files (the same ones every time; default: all)")
+                   help="validate during training (and score the curve action's validation loss) on this many "
+                        "blocks, evenly spaced over the validation files (the same ones every time; default: all)")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1,
                    help="micro-batches per optimizer step")
     g.add_argument("--learning_rate", type=float, default=5e-4, help="peak learning rate")

@@ -13,6 +13,7 @@ import contextlib
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -63,6 +64,14 @@ def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: 
     total_tokens = int(total_tokens)
     loss = total_nll / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens}
+
+
+def spread_blocks(blocks, count: int | None):
+    """`count` blocks evenly spaced over `blocks` (all when count is None or not smaller), so every
+    validation file keeps its share and the same blocks are chosen every time (--eval_blocks)."""
+    if count is None or count >= len(blocks):
+        return blocks
+    return blocks[np.linspace(0, len(blocks) - 1, count).round().astype(np.int64)]
 
 
 def eval_dataset(blocks, tokenizer, causal: bool, mlm_probability: float) -> BlockDataset:

@@ -6,8 +6,9 @@ A run trained with --checkpoint_words saved a model folder chck_<mark> at each m
 run's last point, at the words seen up to its best step. `python run.py curve
 --model_dir RUN --blimp_dir DIR` scores every one of these folders with the
 project's BLiMP code and its validation loss (the run's own validation files and
-block size, float32) and writes RUN/learning_curve.json, a list of points
-{name, words, step, blimp, eval_loss} sorted by words. `make report` plots every
+block size, float32; --eval_blocks N: N evenly spaced blocks of them) and writes
+RUN/learning_curve.json, a list of points {name, words, step, blimp, eval_loss}
+sorted by words. `make report` plots every
 run's curve in learning_curves.png."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from blimp import evaluate_blimp, load_paradigms
 from custom_models import check_tokenizer_fits, is_causal, load_model
-from evaluation import eval_collator, eval_dataset, evaluate_lm
+from evaluation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
 from pretraining_dataset import load_blocks, resolve_files
 from utils import RunLogger, UserError, get_device, write_json_atomic
 
@@ -62,6 +63,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     try:
         blocks, _ = load_blocks(files, tokenizer, run_args["block_size"], args.cache_dir, "validation",
                                 args.num_proc, logger, clean=not run_args.get("no_cleaning", False))
+        blocks = spread_blocks(blocks, args.eval_blocks)
         for point in tqdm(points, desc="learning curve", unit="model", dynamic_ncols=True):
             folder = run_dir / point["name"]
             model = load_model(folder, args.attn_implementation)

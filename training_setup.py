@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
@@ -40,7 +39,7 @@ from custom_models import (
     load_model,
     saved_model_type,
 )
-from evaluation import eval_collator, eval_dataset
+from evaluation import eval_collator, eval_dataset, spread_blocks
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
 from utils import RunLogger, UserError, replace_dir, set_seed, temp_dir_beside, write_json_atomic
 
@@ -300,9 +299,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
             [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
             args.num_proc, logger, clean=not args.no_cleaning)
     total = count_steps(args, len(train_blocks), world)
-    if args.eval_blocks is not None and args.eval_blocks < len(val_blocks):
-        # Evenly spaced, so every validation file keeps its share; the same blocks at every validation.
-        val_blocks = val_blocks[np.linspace(0, len(val_blocks) - 1, args.eval_blocks).round().astype(np.int64)]
+    val_blocks = spread_blocks(val_blocks, args.eval_blocks)
     curriculum = None
     if args.difficulty:
         try:

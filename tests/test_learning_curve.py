@@ -4,6 +4,7 @@ against scoring each folder on its own; the report's learning-curve plot and tab
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from conftest import SAMPLE
@@ -83,3 +84,25 @@ def test_curve_of_a_run_without_marks_or_results(tmp_path, capsys):
     assert run.main(["curve", "--model_dir", str(tmp_path / "run"), "--blimp_dir", str(BLIMP_SAMPLE)]) == 1
     assert "train it with --checkpoint_words" in capsys.readouterr().err
     assert not (tmp_path / "run" / "learning_curve.json").exists()
+
+
+def test_curve_eval_blocks_scores_the_evenly_spaced_blocks(curved_run, tmp_path):
+    """--eval_blocks 3: each point's validation loss is that of the first, middle and last dev blocks."""
+    root, out, _ = curved_run
+    run_dir = shutil.copytree(out, tmp_path / "run")  # a copy: the fixture's learning_curve.json stays
+    assert run.main(["curve", "--model_dir", str(run_dir), "--blimp_dir", str(BLIMP_SAMPLE),
+                     "--cache_dir", str(root / "cache"), "--eval_blocks", "3"]) == 0
+    best = next(p for p in json.loads((run_dir / "learning_curve.json").read_text())["points"]
+                if p["name"] == "best_model")
+    tokenizer = load_tokenizer(run_dir / "best_model", "--model_dir")
+    blocks, _ = load_blocks(resolve_files(SAMPLE, "validation", None), tokenizer, 32, root / "cache", "validation")
+    model = load_model(run_dir / "best_model")
+
+    def loss_of(chosen):
+        return evaluate_lm(model, eval_dataset(chosen, tokenizer, True, 0.15), eval_collator(tokenizer, True), 64,
+                           "cpu", False)["loss"]
+
+    n = len(blocks)
+    assert n > 3
+    assert best["eval_loss"] == pytest.approx(loss_of(blocks[[0, round((n - 1) / 2), n - 1]]), abs=1e-6)
+    assert best["eval_loss"] != pytest.approx(loss_of(blocks), abs=1e-4)
