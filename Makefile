@@ -192,6 +192,7 @@ SWEEP_MINUTES  ?= 10
 BASE_OPTS      = $(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_CORE)
 BEST_VOCAB     ?= $(VOCAB)
 BEST_OPTS      ?= $(BASE_OPTS)
+ABLATE         ?=
 CURVE_MARKS    ?= --checkpoint_words babylm
 # Validation during budget runs, and the learning curves' validation loss, on 2000 evenly spaced dev blocks
 # (256K tokens at BLOCK=128): its time is not in the budget, but it is in the wall clock.
@@ -216,9 +217,14 @@ $(SAVE_DIR)/tok%/tokenizer_clm/tokenizer.json: | $(VENV_STAMP)
 $(SAVE_DIR)/tok%/tokenizer_mlm/tokenizer.json: | $(VENV_STAMP)
 	$(RUN) tokenizer $(COMMON) --tokenizer_type mlm --vocab_size $* --tokenizer_dir $(@D)
 # gpt_bert needs the mlm tokenizer (<mask>)
-tok_kind = $(if $(findstring gpt_bert,$(1)),mlm,clm)
+# (the last --model_type in the options is the one that counts: options given later win)
+tok_kind = $(if $(filter gpt_bert,$(lastword $(filter gpt2 llama bert gpt_bert,$(1)))),mlm,clm)
 sweep_tok = $(call tok_of,$(or $(SWEEP_VOCAB_$(1)),$(VOCAB)),$(call tok_kind,$(SWEEP_$(1))))
 $(foreach v,$(SWEEP),$(eval $(call TRAIN_STEP,sweep_$(v),$(call sweep_tok,$(v)),,$(BASE_OPTS) $(SWEEP_$(v)) --max_minutes $(SWEEP_MINUTES) $(BUDGET_EVAL))))
+# make ablation: the recipe at the sweep's budget (ablate_recipe), and with each of its choices undone in
+# turn (ABLATE_<name>: options that restore the baseline's setting; ABLATE_VOCAB_<name>: its tokenizer).
+ablate_tok = $(call tok_of,$(or $(ABLATE_VOCAB_$(1)),$(BEST_VOCAB)),$(call tok_kind,$(BEST_OPTS) $(ABLATE_$(1))))
+$(foreach v,recipe $(ABLATE),$(eval $(call TRAIN_STEP,ablate_$(v),$(call ablate_tok,$(v)),,$(BEST_OPTS) $(ABLATE_$(v)) --max_minutes $(SWEEP_MINUTES) $(BUDGET_EVAL))))
 $(eval $(call TRAIN_STEP,best_recipe,$(call tok_of,$(BEST_VOCAB),$(call tok_kind,$(BEST_OPTS))),,$(BEST_OPTS) --max_minutes $(BUDGET_MINUTES) $(BUDGET_EVAL) $(CURVE_MARKS)))
 $(eval $(call TRAIN_STEP,best_baseline,$(TOK_CLM),,$(BASE_OPTS) --max_minutes $(BUDGET_MINUTES) $(BUDGET_EVAL) $(CURVE_MARKS)))
 $(foreach s,best_recipe best_baseline,$(eval $(call TEST_STEP,$(s)_test,$(s))))
@@ -227,10 +233,11 @@ $(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildc
 	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(EXTRA)
 $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
 	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(BUDGET_EVAL) $(EXTRA)
-.PHONY: best baseline sweep
+.PHONY: best baseline sweep ablation
 best: best_recipe_test $(SAVE_DIR)/best_recipe/learning_curve.json report
 baseline: best_baseline_test $(SAVE_DIR)/best_baseline/learning_curve.json report
 sweep: $(foreach v,$(SWEEP),$(SAVE_DIR)/blimp_sweep_$(v)/blimp_results.json) report
+ablation: $(foreach v,recipe $(ABLATE),$(SAVE_DIR)/blimp_ablate_$(v)/blimp_results.json) report
 
 # ----------------------------------------------------------------------------- downloads
 # make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms

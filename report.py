@@ -130,8 +130,11 @@ def _fmt(value, spec: str = "") -> str:
 
 
 def event_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:
+    """The (steps, values) of one TensorBoard scalar of a run; empty when the run logged none."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    if not (run_dir / "tensorboard").is_dir():  # e.g. a run copied without its logs
+        return [], []
     acc = EventAccumulator(str(run_dir / "tensorboard"))
     acc.Reload()
     if tag not in acc.Tags().get("scalars", []):
@@ -302,6 +305,7 @@ def write_report(save_dir: str | Path) -> Path:
         plot_blimp_fields(rows, save_dir / "blimp_fields.png")
         lines += ["", "![BLiMP per field](blimp_fields.png)"]
     comparisons = (("sweep_", "sweep_base", "Sweep (make sweep)"),
+                   ("ablate_", "ablate_recipe", "Ablation: the recipe with each choice undone (make ablation)"),
                    ("best_", "best_baseline", "Best recipe against the baseline (make best, make baseline)"))
     for prefix, base, title in comparisons:
         table = comparison_table(save_dir, rows, prefix, base)

@@ -98,3 +98,24 @@ def test_tokens_seen_adds_the_run_continued_from(tmp_path):
     fake_run("c", 3, "b")
     fake_run("d", 7, None)
     assert [tokens_seen(tmp_path, s) for s in "abcd"] == [100, 120, 123, 7]
+
+
+def test_ablation_table_lists_each_undone_choice_against_the_recipe(tmp_path):
+    """make ablation's runs (hand-made result files): options changed from ablate_recipe and the BLiMP change."""
+    runs = (("ablate_recipe", 2e-3, 0.65, 100, 5.25), ("ablate_lr", 5e-4, 0.62, 120, 5.5))
+    for name, lr, blimp, tokens, loss in runs:
+        run_dir = tmp_path / name
+        (run_dir / "best_model").mkdir(parents=True)
+        (run_dir / "best_model" / "run_args.json").write_text(json.dumps({"learning_rate": lr, "output_dir": name}))
+        (run_dir / "best_model" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2,
+                                                                          "n_embd": 32}))
+        (run_dir / "train_results.json").write_text(json.dumps({
+            "train_files": ["a.train"], "train_seconds": 1.0, "loop": "pytorch", "best_eval_loss": loss,
+            "tokens_seen": tokens}))
+        (tmp_path / f"blimp_{name}").mkdir()
+        (tmp_path / f"blimp_{name}" / "blimp_results.json").write_text(json.dumps({
+            "model_dir": str(run_dir / "best_model"), "overall": blimp, "fields": {}}))
+    text = report.write_report(tmp_path).read_text()
+    section = text.split("## Ablation: the recipe with each choice undone (make ablation)")[1]
+    assert "| ablate_lr | --learning_rate 0.0005 | 120 | 62.0 | -3.0 | 5.500 |" in section
+    assert "| ablate_recipe |  | 100 | 65.0 | +0.0 | 5.250 |" in section
