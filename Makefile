@@ -199,10 +199,11 @@ ABLATE_hybrid  = --model_type gpt2
 ABLATE_wide    = $(SMALL)
 ABLATE_batch16 = --batch_size 32
 CURVE_MARKS    ?= --checkpoint_words babylm
-# Validation during budget runs, and the learning curves' validation loss, on 2000 evenly spaced dev blocks
-# (256K tokens at BLOCK=128): its time is not in the budget, but it is in the wall clock.
-# BUDGET_EVAL= validates on the whole dev split.
+# Validation during budget runs on 2000 evenly spaced dev blocks (256K tokens at BLOCK=128): its time is
+# not in the budget, but it is in the wall clock. BUDGET_EVAL= validates on the whole dev split. The
+# learning curves' validation loss: 500 evenly spaced blocks (each of up to 11 points also scores BLiMP).
 BUDGET_EVAL    ?= --eval_blocks 2000
+CURVE_EVAL     ?= --eval_blocks 500
 # One change each to BASE_OPTS (options given later win); SWEEP_VOCAB_<name> trains with another tokenizer.
 SWEEP          ?= base lr2e-3 vocab8k llama wide block256 batch16 dropout hybrid
 SWEEP_base     =
@@ -237,7 +238,7 @@ $(foreach s,best_recipe best_baseline,$(eval $(call TEST_STEP,$(s)_test,$(s))))
 $(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
 	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(EXTRA)
 $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(BUDGET_EVAL) $(EXTRA)
+	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(EXTRA)
 .PHONY: best baseline sweep ablation
 best: best_recipe_test $(SAVE_DIR)/best_recipe/learning_curve.json
 	$(MAKE) --no-print-directory report
