@@ -78,7 +78,8 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
             logger.info(f"{point['name']}: {point['words']:,} words, validation loss {metrics['loss']:.4f}, "
                         f"BLiMP {100 * summary['overall']:.1f}%")
         write_json_atomic(run_dir / CURVE_FILE, {"run": str(run_dir), "blimp_dir": str(args.blimp_dir),
-                                                 "validation_files": [str(f) for f in files], "points": points})
+                                                 "validation_files": [str(f) for f in files],
+                                                 "eval_blocks": len(blocks), "points": points})
         logger.info(f"-> {run_dir / CURVE_FILE}")
     finally:
         logger.close()

@@ -227,13 +227,13 @@ def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -
     return lines
 
 
-def read_curves(save_dir: Path) -> dict[str, list[dict]]:
-    """Every run's learning_curve.json points (`run.py curve`), by run folder name."""
-    return {path.parent.name: json.loads(path.read_text())["points"]
+def read_curves(save_dir: Path) -> dict[str, dict]:
+    """Every run's learning_curve.json (`run.py curve`), by run folder name."""
+    return {path.parent.name: json.loads(path.read_text())
             for path in sorted(save_dir.glob("*/learning_curve.json"), key=lambda p: _step_order(p.parent.name))}
 
 
-def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
+def plot_learning_curves(curves: dict[str, dict], path: Path) -> None:
     """BLiMP accuracy (left) and validation loss (right) against words seen (log scale), one line per run."""
     import matplotlib
 
@@ -241,7 +241,8 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name, points in curves.items():
+    for name, curve in curves.items():
+        points = curve["points"]
         words = [p["words"] for p in points]
         left.plot(words, [100 * p["blimp"] for p in points], "o-", label=name)
         right.plot(words, [p["eval_loss"] for p in points], "o-", label=name)
@@ -258,13 +259,14 @@ def plot_learning_curves(curves: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def curve_table(curves: dict[str, list[dict]]) -> list[str]:
+def curve_table(curves: dict[str, dict]) -> list[str]:
     """The learning curves as markdown: one row per scored model folder."""
-    lines = ["| run | model folder | words seen | optimizer step | BLiMP overall | validation loss |",
+    lines = ["| run | model folder | words seen | optimizer step | BLiMP overall | validation loss (dev blocks) |",
              "|---|---|---:|---:|---:|---:|"]
-    for name, points in curves.items():
+    for name, curve in curves.items():
+        blocks = f" ({curve['eval_blocks']:,})" if "eval_blocks" in curve else ""
         lines += [f"| {name} | {p['name']} | {p['words']:,} | {p['step']} | {100 * p['blimp']:.1f} | "
-                  f"{p['eval_loss']:.3f} |" for p in points]
+                  f"{p['eval_loss']:.3f}{blocks} |" for p in curve["points"]]
     return lines
 
 

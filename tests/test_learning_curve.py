@@ -92,8 +92,9 @@ def test_curve_eval_blocks_scores_the_evenly_spaced_blocks(curved_run, tmp_path)
     run_dir = shutil.copytree(out, tmp_path / "run")  # a copy: the fixture's learning_curve.json stays
     assert run.main(["curve", "--model_dir", str(run_dir), "--blimp_dir", str(BLIMP_SAMPLE),
                      "--cache_dir", str(root / "cache"), "--eval_blocks", "3"]) == 0
-    best = next(p for p in json.loads((run_dir / "learning_curve.json").read_text())["points"]
-                if p["name"] == "best_model")
+    curve = json.loads((run_dir / "learning_curve.json").read_text())
+    assert curve["eval_blocks"] == 3
+    best = next(p for p in curve["points"] if p["name"] == "best_model")
     tokenizer = load_tokenizer(run_dir / "best_model", "--model_dir")
     blocks, _ = load_blocks(resolve_files(SAMPLE, "validation", None), tokenizer, 32, root / "cache", "validation")
     model = load_model(run_dir / "best_model")
