@@ -242,13 +242,11 @@ $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $
 	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(EXTRA)
 .PHONY: best baseline sweep ablation
 best: best_recipe_test $(SAVE_DIR)/best_recipe/learning_curve.json
-	$(MAKE) --no-print-directory report
 baseline: best_baseline_test $(SAVE_DIR)/best_baseline/learning_curve.json
-	$(MAKE) --no-print-directory report
-# (the report is made after the runs, not as one more prerequisite, which make -j would start at once)
 sweep: $(foreach v,$(SWEEP),$(SAVE_DIR)/blimp_sweep_$(v)/blimp_results.json)
-	$(MAKE) --no-print-directory report
 ablation: $(foreach v,recipe $(ABLATE),$(SAVE_DIR)/blimp_ablate_$(v)/blimp_results.json)
+# The report is made after the runs, not as one more prerequisite, which make -j would start at once.
+best baseline sweep ablation:
 	$(MAKE) --no-print-directory report
 
 # ----------------------------------------------------------------------------- downloads

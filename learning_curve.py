@@ -8,8 +8,7 @@ run's last point, at the words seen up to its best step. `python run.py curve
 project's BLiMP code and its validation loss (the run's own validation files and
 block size, float32; --eval_blocks N: N evenly spaced blocks of them) and writes
 RUN/learning_curve.json, a list of points {name, words, step, blimp, eval_loss}
-sorted by words. `make report` plots every
-run's curve in learning_curves.png."""
+sorted by words. `make report` plots every run's curve in learning_curves.png."""
 
 from __future__ import annotations
 
