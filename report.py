@@ -308,7 +308,7 @@ def write_report(save_dir: str | Path) -> Path:
         lines += ["", "![BLiMP per field](blimp_fields.png)"]
     comparisons = (("sweep_", "sweep_base", "Sweep (make sweep)"),
                    ("ablate_", "ablate_recipe", "Ablation: the recipe with each choice undone (make ablation)"),
-                   ("best_", "best_baseline", "Best recipe against the baseline (make best, make baseline)"))
+                   ("best_", "best_baseline", "Full-budget runs against the baseline (make best/baseline/candidates)"))
     for prefix, base, title in comparisons:
         table = comparison_table(save_dir, rows, prefix, base)
         if table:
