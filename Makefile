@@ -185,9 +185,9 @@ step11: $(foreach r,$(HYBRID_RATIOS),$(call hybrid_step,$(r))_test $(call hybrid
 # wall-clock time inside optimizer steps (--max_minutes: the LR schedule ends with the budget), keeping
 # the best checkpoint and chck_* folders at BabyLM's words-seen marks; then its test (+ BLiMP) and
 # learning curve (BLiMP and validation loss per chck_* folder). make baseline: the same for the step2
-# GPT-2 with the core pipeline's settings. make sweep: the experiments that chose the recipe, each one
-# change to the baseline's settings (SWEEP_<name>), SWEEP_MINUTES each, scored with BLiMP. make report
-# shows them all.
+# GPT-2 with the core pipeline's settings. make candidates: rivals of the recipe, the same way. make
+# sweep: short runs that find candidates, each one change to the baseline's settings (SWEEP_<name>),
+# SWEEP_MINUTES each, scored with BLiMP. make report shows them all.
 BUDGET_MINUTES ?= 60
 SWEEP_MINUTES  ?= 10
 BASE_OPTS      = $(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_CORE)
