@@ -242,20 +242,25 @@ $(foreach v,$(SWEEP),$(eval $(call TRAIN_STEP,sweep_$(v),$(call sweep_tok,$(v)),
 # turn (ABLATE_<name>: options that restore the baseline's setting; ABLATE_VOCAB_<name>: its tokenizer).
 ablate_tok = $(call tok_of,$(or $(ABLATE_VOCAB_$(1)),$(BEST_VOCAB)),$(call tok_kind,$(BEST_OPTS) $(ABLATE_$(1))))
 $(foreach v,recipe $(ABLATE),$(eval $(call TRAIN_STEP,ablate_$(v),$(call ablate_tok,$(v)),,$(BEST_OPTS) $(ABLATE_$(v)) --max_minutes $(SWEEP_MINUTES) $(BUDGET_EVAL))))
-BUDGET_RUN = --max_minutes $(BUDGET_MINUTES) $(BUDGET_EVAL) $(CURVE_MARKS)
-$(eval $(call TRAIN_STEP,best_recipe,$(call tok_of,$(BEST_VOCAB),$(call tok_kind,$(BEST_OPTS))),,$(BEST_OPTS) $(BUDGET_RUN)))
-$(eval $(call TRAIN_STEP,best_baseline,$(TOK_CLM),,$(BASE_OPTS) $(BUDGET_RUN)))
-$(foreach c,$(CANDIDATES),$(eval $(call TRAIN_STEP,best_$(c),$(call tok_of,$(VOCAB),$(call tok_kind,$(CAND_$(c)))),,$(BASE_OPTS) $(CAND_$(c)) $(BUDGET_RUN))))
-$(foreach s,best_recipe best_baseline $(CANDIDATES:%=best_%),$(eval $(call TEST_STEP,$(s)_test,$(s))))
+# $(call BUDGET_STEP,name,vocabulary,options): best_<name> trained for BUDGET_MINUTES, and its test
+define BUDGET_STEP
+$(call TRAIN_STEP,best_$(1),$(call tok_of,$(2),$(call tok_kind,$(3))),,$(3) --max_minutes $(BUDGET_MINUTES) $(BUDGET_EVAL) $(CURVE_MARKS))
+$(call TEST_STEP,best_$(1)_test,best_$(1))
+endef
+$(eval $(call BUDGET_STEP,recipe,$(BEST_VOCAB),$(BEST_OPTS)))
+$(eval $(call BUDGET_STEP,baseline,$(VOCAB),$(BASE_OPTS)))
+$(foreach c,$(CANDIDATES),$(eval $(call BUDGET_STEP,$(c),$(VOCAB),$(BASE_OPTS) $(CAND_$(c)))))
+# what make best / baseline / candidates build for run best_<name>: its test and learning curve
+budget_outputs = $(foreach n,$(1),best_$(n)_test $(SAVE_DIR)/best_$(n)/learning_curve.json)
 # BLiMP of a training step's best model (what the sweep scores), and a run's learning curve
 $(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
 	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(EXTRA)
 $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
 	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(EXTRA)
 .PHONY: best baseline candidates sweep ablation
-best: best_recipe_test $(SAVE_DIR)/best_recipe/learning_curve.json
-baseline: best_baseline_test $(SAVE_DIR)/best_baseline/learning_curve.json
-candidates: $(foreach c,$(CANDIDATES),best_$(c)_test $(SAVE_DIR)/best_$(c)/learning_curve.json)
+best: $(call budget_outputs,recipe)
+baseline: $(call budget_outputs,baseline)
+candidates: $(call budget_outputs,$(CANDIDATES))
 sweep: $(foreach v,$(SWEEP),$(SAVE_DIR)/blimp_sweep_$(v)/blimp_results.json)
 ablation: $(foreach v,recipe $(ABLATE),$(SAVE_DIR)/blimp_ablate_$(v)/blimp_results.json)
 # The report is made after the runs, not as one more prerequisite, which make -j would start at once.
