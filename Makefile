@@ -203,6 +203,10 @@ CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16
 CAND_wide      = $(SWEEP_wide)
 CAND_wide_batch16 = $(SWEEP_wide) $(SWEEP_batch16)
 CAND_hybrid_wide_batch16 = $(SWEEP_hybrid) $(SWEEP_wide) $(SWEEP_batch16)
+# The baseline sees each training word about 8 times in 60 minutes and its validation loss turned up
+# after 75% of the run: dropout regularises the many-epoch run, block256 was the sweep's best 4x256 change.
+CAND_dropout   = $(SWEEP_dropout)
+CAND_block256_dropout = $(SWEEP_block256) $(SWEEP_dropout)
 # make ablation undoes each of the recipe's changes named in ABLATE (none while the recipe is the baseline);
 # ABLATE_<name> restores the baseline's setting of a sweep change.
 ABLATE         ?=
