@@ -207,6 +207,9 @@ CAND_hybrid_wide_batch16 = $(SWEEP_hybrid) $(SWEEP_wide) $(SWEEP_batch16)
 # after 75% of the run: dropout regularises the many-epoch run, block256 was the sweep's best 4x256 change.
 CAND_dropout   = $(SWEEP_dropout)
 CAND_block256_dropout = $(SWEEP_block256) $(SWEEP_dropout)
+# The data curriculum that helped GPT-2 most at equal tokens (step9: unigram difficulty, root pacing,
+# +3.2), paced over about the baseline's step count in the hour (3,492) as step9 paced over its run.
+CAND_unigram_root = --difficulty unigram --pacing root --pacing_steps 3500
 # make ablation undoes each of the recipe's changes named in ABLATE (none while the recipe is the baseline);
 # ABLATE_<name> restores the baseline's setting of a sweep change.
 ABLATE         ?=

@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the steps before the pool starts growing")
     g.add_argument("--end_percent", type=float, default=0.875, help="share of the steps after which all data is used")
     g.add_argument("--start_share", type=float, default=0.1, help="share of the easiest blocks available at first")
+    g.add_argument("--pacing_steps", type=int, default=None, metavar="N",
+                   help="pace the data over the first N optimizer steps, then train on all of it (default: the "
+                   "run's steps; needed with --max_minutes, which leaves the step count open)")
 
     g.add_argument("--objective_schedule", default=None, metavar="STEP:KEY=VALUE,...",
                    help="objective settings by optimizer step, each holding until the next, e.g. "
@@ -305,6 +308,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
     if not 0.0 <= args.start_percent <= args.end_percent <= 1.0 or not 0.0 < args.start_share <= 1.0:
         parser.error("curriculum options need 0 <= --start_percent <= --end_percent <= 1 and 0 < --start_share <= 1")
+    if args.pacing_steps is not None and args.pacing_steps < 1:
+        parser.error(f"--pacing_steps must be at least 1, got {args.pacing_steps}")
+    if args.pacing_steps is not None and args.difficulty is None:
+        parser.error("--pacing_steps paces a curriculum: give --difficulty too, or drop --pacing_steps")
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
     args.hybrid_masked_share = _parse_ratio(parser, args.hybrid_ratio)

@@ -287,9 +287,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         logger.silence()
         hf_logging.set_verbosity_error()
     teachers = [_teacher(folder, args, tokenizer, device) for folder in teacher_dirs]
-    if args.max_minutes is not None and args.difficulty:
+    if args.max_minutes is not None and args.difficulty and args.pacing_steps is None:
         raise UserError("--difficulty paces the data over a known number of steps, which --max_minutes leaves "
-                        "open: train the curriculum with --max_steps or --num_train_epochs")
+                        "open: give --pacing_steps N, or train the curriculum with --max_steps or --num_train_epochs")
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
     if world > 1:  # the same initial weights on every rank, then each rank its own dropout and masking draws
@@ -312,7 +312,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
                     "tie_break_seed": args.seed,  # otherwise the first pool is the start of the first file
                 }
             curriculum = curriculum_for(
-                train_blocks, args.difficulty, tokenizer.eos_token_id, total,
+                train_blocks, args.difficulty, tokenizer.eos_token_id, args.pacing_steps or total,
                 global_batch(args, world), args.pacing, args.seed,
                 start_percent=args.start_percent, end_percent=args.end_percent, start_share=args.start_share,
                 vocab_size=len(tokenizer), **sources)

@@ -102,10 +102,32 @@ def test_budget_option_errors(extra, message, capsys, make_args, tmp_path):
     assert message in capsys.readouterr().err
 
 
-def test_budget_refuses_the_curriculum(make_args, tmp_path):
+def test_budget_refuses_a_curriculum_without_pacing_steps(make_args, tmp_path):
     from utils import UserError
     args = make_args("train", "--output_dir", tmp_path / "c", "--torch_training", "--max_minutes", 1,
                      "--difficulty", "length")
-    with pytest.raises(UserError, match="--difficulty paces the data over a known number of steps"):
+    with pytest.raises(UserError, match="--difficulty paces the data over a known number of steps, which "
+                                        "--max_minutes leaves open: give --pacing_steps N"):
         pytorch_training_loop.train(args)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_budget_curriculum_paces_over_pacing_steps(make_args, tmp_path, loop):
+    """With --pacing_steps the curriculum's share follows the pacing function over those
+    steps (root pacing, hand-checked against curriculum.pacing) and stays 1 after them,
+    while the clock ends the run."""
+    from curriculum import pacing
+    from report import event_scalars
+
+    out = tmp_path / loop
+    extra = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", "--output_dir", out, "--max_minutes", BUDGET_MINUTES, "--batch_size", 4,
+                     "--logging_steps", 1, "--eval_steps", 10**6, "--save_steps", 10**6, "--difficulty", "length",
+                     "--pacing", "root", "--pacing_steps", 12, *extra)
+    results = (pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop).train(args)
+    assert results["steps"] > 12  # the run went on past the pacing
+    steps, shares = event_scalars(out, "train/curriculum_share")
+    assert steps == list(range(1, results["steps"] + 1))  # logged at every step: step t drew with share(t - 1)
+    assert shares == pytest.approx([pacing("root", t, 12) for t in range(len(shares))])
+    assert shares[0] == pytest.approx(0.1) and shares[10] < 1.0 and set(shares[11:]) == {1.0}
