@@ -312,6 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--pacing_steps must be at least 1, got {args.pacing_steps}")
     if args.pacing_steps is not None and args.difficulty is None:
         parser.error("--pacing_steps paces a curriculum: give --difficulty too, or drop --pacing_steps")
+    if args.max_minutes is not None and args.difficulty is not None and args.pacing_steps is None:
+        parser.error("--difficulty paces the data over a known number of steps, which --max_minutes leaves open: "
+                     "give --pacing_steps N, or train the curriculum with --max_steps or --num_train_epochs")
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
     args.hybrid_masked_share = _parse_ratio(parser, args.hybrid_ratio)

@@ -287,9 +287,6 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         logger.silence()
         hf_logging.set_verbosity_error()
     teachers = [_teacher(folder, args, tokenizer, device) for folder in teacher_dirs]
-    if args.max_minutes is not None and args.difficulty and args.pacing_steps is None:
-        raise UserError("--difficulty paces the data over a known number of steps, which --max_minutes leaves "
-                        "open: give --pacing_steps N, or train the curriculum with --max_steps or --num_train_epochs")
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
     if world > 1:  # the same initial weights on every rank, then each rank its own dropout and masking draws

@@ -102,20 +102,19 @@ def test_budget_option_errors(extra, message, capsys, make_args, tmp_path):
     assert message in capsys.readouterr().err
 
 
-def test_budget_refuses_a_curriculum_without_pacing_steps(make_args, tmp_path):
-    from utils import UserError
-    args = make_args("train", "--output_dir", tmp_path / "c", "--torch_training", "--max_minutes", 1,
-                     "--difficulty", "length")
-    with pytest.raises(UserError, match="--difficulty paces the data over a known number of steps, which "
-                                        "--max_minutes leaves open: give --pacing_steps N"):
-        pytorch_training_loop.train(args)
+def test_budget_refuses_a_curriculum_without_pacing_steps(capsys, make_args, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        make_args("train", "--output_dir", tmp_path / "c", "--max_minutes", 1, "--difficulty", "length")
+    assert exit_info.value.code == 2
+    assert ("--difficulty paces the data over a known number of steps, which --max_minutes leaves open: "
+            "give --pacing_steps N") in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
 def test_budget_curriculum_paces_over_pacing_steps(make_args, tmp_path, loop):
     """With --pacing_steps the curriculum's share follows the pacing function over those
-    steps (root pacing, hand-checked against curriculum.pacing) and stays 1 after them,
+    steps (root pacing, compared with curriculum.pacing step by step) and stays 1 after them,
     while the clock ends the run."""
     from curriculum import pacing
     from report import event_scalars
