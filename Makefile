@@ -199,8 +199,9 @@ BEST_VOCAB     ?= $(VOCAB)
 # options until one does.
 BEST_OPTS      ?= $(BASE_OPTS)
 # make candidates: rivals of the recipe at the full budget, each run like make best as best_<name> (test,
-# BLiMP, learning curve); CAND_<name> = its changes to BASE_OPTS. The report compares each with best_baseline.
-CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root
+# BLiMP, learning curve); CAND_<name> = its changes to BASE_OPTS, CAND_VOCAB_<name> its tokenizer's size
+# (default VOCAB). The report compares each with best_baseline.
+CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root vocab8k lr2e-3
 CAND_wide      = $(SWEEP_wide)
 CAND_wide_batch16 = $(SWEEP_wide) $(SWEEP_batch16)
 CAND_hybrid_wide_batch16 = $(SWEEP_hybrid) $(SWEEP_wide) $(SWEEP_batch16)
@@ -211,6 +212,11 @@ CAND_block256_dropout = $(SWEEP_block256) $(SWEEP_dropout)
 # The data curriculum that helped GPT-2 most at equal tokens (step9: unigram difficulty, root pacing,
 # +3.2), paced over about the baseline's step count in the hour (3,492) as step9 paced over its run.
 CAND_unigram_root = --difficulty unigram --pacing root --pacing_steps 3500
+# Changes that keep the baseline's words per hour (what bought BLiMP above): a smaller vocabulary (cheaper
+# head, so more words per step-second; the sweep's +1.5) and a higher learning rate (the sweep's +1.0).
+CAND_VOCAB_vocab8k = $(SWEEP_VOCAB_vocab8k)
+CAND_vocab8k   =
+CAND_lr2e-3    = $(SWEEP_lr2e-3)
 # make ablation undoes each of the recipe's changes named in ABLATE (none while the recipe is the baseline);
 # ABLATE_<name> restores the baseline's setting of a sweep change.
 ABLATE         ?=
@@ -257,7 +263,7 @@ $(call TEST_STEP,best_$(1)_test,best_$(1))
 endef
 $(eval $(call BUDGET_STEP,recipe,$(BEST_VOCAB),$(BEST_OPTS)))
 $(eval $(call BUDGET_STEP,baseline,$(VOCAB),$(BASE_OPTS)))
-$(foreach c,$(CANDIDATES),$(eval $(call BUDGET_STEP,$(c),$(VOCAB),$(BASE_OPTS) $(CAND_$(c)))))
+$(foreach c,$(CANDIDATES),$(eval $(call BUDGET_STEP,$(c),$(or $(CAND_VOCAB_$(c)),$(VOCAB)),$(BASE_OPTS) $(CAND_$(c)))))
 # what make best / baseline / candidates build for run best_<name>: its test and learning curve
 budget_outputs = $(foreach n,$(1),best_$(n)_test $(SAVE_DIR)/best_$(n)/learning_curve.json)
 # BLiMP of a training step's best model (what the sweep scores), and a run's learning curve
