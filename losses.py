@@ -1,6 +1,7 @@
 """The custom loop's training loss for one batch, built once per run.
 
-Causal LMs: the model's own loss (next-token cross-entropy). Masked LMs (BERT):
+Causal LMs: the model's own loss (next-token cross-entropy), written out as body,
+head and cross-entropy in one module (`CausalLMLoss`). Masked LMs (BERT):
 the same mean cross-entropy over the masked tokens, but the vocabulary head (a
 dense layer, a LayerNorm and the 16k-way projection) runs only at the masked
 positions, about 15% of them, instead of at every position as
@@ -22,11 +23,29 @@ import torch.nn.functional as F
 from transformers import BertForMaskedLM, PreTrainedModel
 
 
+class CausalLMLoss(torch.nn.Module):
+    """Mean next-token cross-entropy of a causal LM (GPT-2, Llama), the value of the
+    model's own `loss`: the body, then the vocabulary head at every position but the last
+    (which predicts nothing), then cross-entropy against labels shifted by one. Written
+    out so that torch.compile sees body, head and loss as one graph: HF's forward has a
+    graph break before its loss, and runs the head at the last position too."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.body, self.head = model.base_model, model.get_output_embeddings()
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids).last_hidden_state
+        logits = self.head(hidden[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten())
+
+
 def make_loss_fn(model: PreTrainedModel, compile: bool = False) -> Callable[[dict], torch.Tensor]:
     """A function from a training batch ({'input_ids', 'labels'}) to its mean loss."""
     if not isinstance(model, BertForMaskedLM):
-        forward = torch.compile(model) if compile else model
-        return lambda batch: forward(**batch).loss
+        causal = CausalLMLoss(model)
+        forward = torch.compile(causal) if compile else causal
+        return lambda batch: forward(batch["input_ids"], batch["labels"])
     body, head = model.bert, model.cls
     if compile:
         body = torch.compile(body)
