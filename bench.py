@@ -236,15 +236,27 @@ def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_d
 
 
 def ratios(rows: list[dict]) -> list[dict]:
-    """The fast path's speed over each other loop, per model and size (same run)."""
+    """The fast path's speed over each other loop, per model and size (same run): the ratio
+    of the loops' fastest repeats, and the median, min and max of the per-repeat ratios.
+    A repeat runs the loops back to back (minutes apart), so its ratio compares like with
+    like on a shared machine; the fastest repeats of two loops may come from different
+    quiet spells. Both loops train the same batch, so step times give the speed ratio."""
     out = []
     for size in dict.fromkeys(r["size"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows):
-            by_loop = {r["loop"]: r["tokens_per_second"] for r in rows if r["size"] == size and r["model"] == model}
+            by_loop = {r["loop"]: r for r in rows if r["size"] == size and r["model"] == model}
             if "fast" not in by_loop:
                 continue
-            out.append({"size": size, "model": model, **{f"fast_over_{loop}": round(by_loop["fast"] / tps, 2)
-                                                         for loop, tps in by_loop.items() if loop != "fast"}})
+            fast, entry = by_loop.pop("fast"), {"size": size, "model": model}
+            for loop, row in by_loop.items():
+                entry[f"fast_over_{loop}"] = round(fast["tokens_per_second"] / row["tokens_per_second"], 2)
+                paired = [other / mine for other, mine in zip(row.get("step_seconds_per_repeat", []),
+                                                               fast.get("step_seconds_per_repeat", []), strict=False)]
+                if len(paired) > 1:
+                    entry[f"fast_over_{loop}_per_repeat"] = {
+                        "median": round(statistics.median(paired), 2), "min": round(min(paired), 2),
+                        "max": round(max(paired), 2), "repeats": len(paired)}
+            out.append(entry)
     return out
 
 
@@ -330,6 +342,14 @@ def bench_packing(tok, files: list[Path]) -> dict:
 # --------------------------------------------------------------------------- report
 
 
+def _ratio_cell(ratio: dict, loop: str) -> str:
+    if f"fast_over_{loop}" not in ratio:
+        return "-"
+    paired = ratio.get(f"fast_over_{loop}_per_repeat")
+    extra = f" (median {paired['median']}, {paired['min']}-{paired['max']} over {paired['repeats']})" if paired else ""
+    return f"{ratio[f'fast_over_{loop}']}{extra}"
+
+
 def markdown(result: dict) -> str:
     m = result["matmul"]
     out = [f"# make bench ({result['info']['cpu']}, {result['info']['torch_threads']} torch threads)", "",
@@ -345,9 +365,10 @@ def markdown(result: dict) -> str:
         others = [loop for loop in dict.fromkeys(r["loop"] for r in result["training"]) if loop != "fast"]
         out += ["", "| size | model | " + " | ".join(f"fast / {loop}" for loop in others) + " |",
                 "|---|---|" + "---:|" * len(others)]
-        out += [f"| {r['size']} | {r['model']} | " + " | ".join(str(r.get(f"fast_over_{loop}", "-")) for loop in others)
-                + " |" for r in result["ratios"]]
-        out.append("")
+        out += [f"| {r['size']} | {r['model']} | " + " | ".join(_ratio_cell(r, loop) for loop in others) + " |"
+                for r in result["ratios"]]
+        out += ["", "Ratios: fastest repeat over fastest repeat; in brackets the median (min-max) of the "
+                "per-repeat ratios, each from loops run back to back.", ""]
     if result.get("data_loading"):
         d = result["data_loading"]
         share = f", {100 * d['share_of_fast_step']:.2f}% of a fast-path step" if "share_of_fast_step" in d else ""

@@ -80,6 +80,19 @@ def test_ratios_compare_the_fast_path_with_each_loop():
                                    "fast_over_plain_fp32": 6.0}]
 
 
+def test_ratios_per_repeat_pair_the_loops_of_each_repeat():
+    # Repeat by repeat (step seconds): the other loop over the fast path is 1.5, 0.9, 1.2;
+    # the fastest repeats (0.8 against 0.7) give another ratio.
+    rows = [{"size": "s", "model": "gpt2", "loop": "trainer", "tokens_per_second": 1 / 0.8,
+             "step_seconds_per_repeat": [1.5, 0.9, 0.84]},
+            {"size": "s", "model": "gpt2", "loop": "fast", "tokens_per_second": 1 / 0.7,
+             "step_seconds_per_repeat": [1.0, 1.0, 0.7]}]
+    (ratio,) = bench.ratios(rows)
+    assert ratio["fast_over_trainer"] == pytest.approx(0.8 / 0.7, abs=0.005)
+    assert ratio["fast_over_trainer_per_repeat"] == {"median": 1.2, "min": 0.9, "max": 1.5, "repeats": 3}
+    assert "(median 1.2, 0.9-1.5 over 3)" in bench._ratio_cell(ratio, "trainer")
+
+
 def test_masked_lm_loss_at_masked_positions_only_equals_the_models_loss(tok_dirs, make_args):
     from custom_models import build_model
     from losses import make_loss_fn
