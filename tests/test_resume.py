@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import torch
 from conftest import ROOT, SAMPLE, TINY_MODEL
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -148,16 +147,16 @@ def test_nonfinite_loss_stops_or_is_skipped(tok_dirs, tmp_path, monkeypatch):
 
     def poisoned_build(args, tokenizer):
         model = real_build(args, tokenizer)
-        forward = model.forward
 
-        def poisoned(*a, **k):
-            out = forward(*a, **k)
+        # On the vocabulary head, which both loops' losses run through (the custom loop
+        # does not call model.forward: losses.CausalLMLoss).
+        def poison(module, inputs, logits):
+            if not model.training:
+                return None
             calls["n"] += 1
-            if model.training and calls["n"] == 12:  # the 12th training micro-batch
-                out.loss = out.loss * torch.tensor(float("nan"))
-            return out
+            return logits * float("nan") if calls["n"] == 12 else None  # the 12th training micro-batch
 
-        model.forward = poisoned
+        model.get_output_embeddings().register_forward_hook(poison)
         return model
 
     monkeypatch.setattr(training_setup, "build_model", poisoned_build)
