@@ -35,7 +35,7 @@ class CausalLMLoss(torch.nn.Module):
         self.body, self.head = model.base_model, model.get_output_embeddings()
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hidden = self.body(input_ids=input_ids).last_hidden_state
+        hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state  # no generation cache in training
         logits = self.head(hidden[:, :-1])
         return F.cross_entropy(logits.flatten(0, 1).float(), labels[:, 1:].flatten())
 
