@@ -27,8 +27,8 @@ class CausalLMLoss(torch.nn.Module):
     """Mean next-token cross-entropy of a causal LM (GPT-2, Llama), the value of the
     model's own `loss`: the body, then the vocabulary head at every position but the last
     (which predicts nothing), then cross-entropy against labels shifted by one. Written
-    out so that torch.compile sees body, head and loss as one graph: HF's forward has a
-    graph break before its loss, and runs the head at the last position too."""
+    out so that torch.compile sees body, head and loss as one graph: HF's GPT-2 forward
+    has a graph break before its loss, and HF runs the head at the last position too."""
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()

@@ -93,41 +93,11 @@ def test_ratios_per_repeat_pair_the_loops_of_each_repeat():
     assert "(median 1.2, 0.9-1.5 over 3)" in bench._ratio_cell(ratio, "trainer")
 
 
-def test_masked_lm_loss_at_masked_positions_only_equals_the_models_loss(tok_dirs, make_args):
-    from custom_models import build_model
-    from losses import make_loss_fn
-    from pretraining_dataset import mask_tokens
-
-    tok = load_tokenizer(tok_dirs["mlm"])
-    torch.manual_seed(0)
-    model = build_model(make_args("train", "--model_type", "bert", "--output_dir", "-", kind="mlm"), tok)
-    ids, labels = mask_tokens(torch.randint(5, len(tok), (4, 32)), tok, 0.15, torch.Generator().manual_seed(0))
-    batch = {"input_ids": ids, "labels": labels}
-    ours = make_loss_fn(model)(batch)
-    ours.backward()
-    our_grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    reference = model(**batch).loss  # the vocabulary head at every position
-    reference.backward()
-    assert ours.item() == pytest.approx(reference.item(), abs=1e-6)
-    for mine, theirs in zip(our_grads, (p.grad for p in model.parameters()), strict=True):
-        assert torch.allclose(mine, theirs, atol=1e-6)
-
-
-@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
-def test_causal_lm_loss_equals_the_models_loss(model_type, tok_dirs, make_args):
-    """The custom loop's written-out causal loss (one compiled graph, no head at the last
-    position) gives the model's own loss and gradients, ignored (-100) labels included."""
-    from custom_models import build_model
+def assert_loss_fn_matches_the_model(batch: dict, model) -> None:
+    """The custom loop's loss (losses.make_loss_fn) of `batch` and its gradients equal the
+    model's own loss and gradients."""
     from losses import make_loss_fn
 
-    tok = load_tokenizer(tok_dirs["clm"])
-    torch.manual_seed(0)
-    model = build_model(make_args("train", "--model_type", model_type, "--output_dir", "-"), tok)
-    ids = torch.randint(0, len(tok), (4, 32))
-    labels = ids.clone()
-    labels[1, 7:12] = -100
-    batch = {"input_ids": ids, "labels": labels}
     ours = make_loss_fn(model)(batch)
     ours.backward()
     our_grads = [p.grad.clone() for p in model.parameters()]
@@ -137,3 +107,29 @@ def test_causal_lm_loss_equals_the_models_loss(model_type, tok_dirs, make_args):
     assert ours.item() == pytest.approx(reference.item(), abs=1e-6)
     for mine, theirs in zip(our_grads, (p.grad for p in model.parameters()), strict=True):
         assert torch.allclose(mine, theirs, atol=1e-6)
+
+
+def test_masked_lm_loss_at_masked_positions_only_equals_the_models_loss(tok_dirs, make_args):
+    from custom_models import build_model
+    from pretraining_dataset import mask_tokens
+
+    tok = load_tokenizer(tok_dirs["mlm"])
+    torch.manual_seed(0)
+    model = build_model(make_args("train", "--model_type", "bert", "--output_dir", "-", kind="mlm"), tok)
+    ids, labels = mask_tokens(torch.randint(5, len(tok), (4, 32)), tok, 0.15, torch.Generator().manual_seed(0))
+    assert_loss_fn_matches_the_model({"input_ids": ids, "labels": labels}, model)  # its head at every position
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_causal_lm_loss_equals_the_models_loss(model_type, tok_dirs, make_args):
+    """The custom loop's written-out causal loss (one compiled graph, no head at the last
+    position) gives the model's own loss and gradients, ignored (-100) labels included."""
+    from custom_models import build_model
+
+    tok = load_tokenizer(tok_dirs["clm"])
+    torch.manual_seed(0)
+    model = build_model(make_args("train", "--model_type", model_type, "--output_dir", "-"), tok)
+    ids = torch.randint(0, len(tok), (4, 32))
+    labels = ids.clone()
+    labels[1, 7:12] = -100
+    assert_loss_fn_matches_the_model({"input_ids": ids, "labels": labels}, model)
