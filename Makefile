@@ -217,6 +217,8 @@ CAND_unigram_root = --difficulty unigram --pacing root --pacing_steps 3500
 CAND_VOCAB_vocab8k = $(SWEEP_VOCAB_vocab8k)
 CAND_vocab8k   =
 CAND_lr2e-3    = $(SWEEP_lr2e-3)
+# The baseline again with another seed (initialisation, data order): how far BLiMP moves from the seed alone.
+CAND_seed43    = --seed 43
 # make ablation undoes each of the recipe's changes named in ABLATE (none while the recipe is the baseline);
 # ABLATE_<name> restores the baseline's setting of a sweep change.
 ABLATE         ?=
