@@ -201,7 +201,8 @@ BEST_OPTS      ?= $(BASE_OPTS)
 # make candidates: rivals of the recipe at the full budget, each run like make best as best_<name> (test,
 # BLiMP, learning curve); CAND_<name> = its changes to BASE_OPTS, CAND_VOCAB_<name> its tokenizer's size
 # (default VOCAB). The report compares each with best_baseline.
-CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root vocab8k lr2e-3
+CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root vocab8k lr2e-3 \
+                  seed43 bert
 CAND_wide      = $(SWEEP_wide)
 CAND_wide_batch16 = $(SWEEP_wide) $(SWEEP_batch16)
 CAND_hybrid_wide_batch16 = $(SWEEP_hybrid) $(SWEEP_wide) $(SWEEP_batch16)
