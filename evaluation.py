@@ -125,6 +125,12 @@ def run_test(args: argparse.Namespace) -> dict:
             "objective": "causal LM" if causal
             else f"masked LM ({args.mlm_probability:.0%} masked, seed {EVAL_MASK_SEED})",
         }
+        if causal:
+            # Per word of the test text, which runs with different tokenizers share (a loss per token
+            # is not comparable across vocabularies). The words are those of the lines ending in a
+            # scored block; each block's first token is not predicted, as in test_loss.
+            results["test_words"] = int(meta["words_per_block"].sum())
+            results["test_nats_per_word"] = metrics["loss"] * metrics["tokens"] / results["test_words"]
         logger.metrics(0, {"test/loss": metrics["loss"], "test/perplexity": metrics["perplexity"]})
         logger.info(f"test loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f} "
                     f"on {metrics['tokens']} tokens")

@@ -215,15 +215,15 @@ def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -
         return []
     base_args = _read(save_dir / base / "best_model" / "run_args.json") or {}
     base_blimp = (base_row.get("blimp") or {}).get("overall")
-    lines = [f"| run | options changed from {base} | tokens seen | BLiMP overall | change vs {base} | best val loss |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [f"| run | options changed from {base} | tokens seen | BLiMP overall | change vs {base} | best val loss "
+             "| test nats per word |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in runs:
         args = _read(save_dir / r["step"] / "best_model" / "run_args.json") or {}
         blimp = (r.get("blimp") or {}).get("overall")
         delta = "" if blimp is None or base_blimp is None else f"{100 * (blimp - base_blimp):+.1f}"
         lines.append(f"| {r['step']} | {option_changes(args, base_args) if r is not base_row else ''} | "
                      f"{r['tokens']:,} | {_fmt(None if blimp is None else 100 * blimp, '.1f')} | {delta} | "
-                     f"{r['best_eval_loss']:.3f} |")
+                     f"{r['best_eval_loss']:.3f} | {_fmt((r.get('test') or {}).get('test_nats_per_word'), '.3f')} |")
     return lines
 
 

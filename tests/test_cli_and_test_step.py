@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 import run
 from argument_parser import build_parser
+from cleaning import clean_files
 from pretraining_dataset import load_blocks, resolve_files
 
 
@@ -104,6 +105,18 @@ def test_test_action_matches_brute_force(model_type, make_args, tmp_path):
     assert results["test_loss"] == pytest.approx(expected, abs=1e-4)
     assert results["test_perplexity"] == pytest.approx(math.exp(expected), rel=1e-4)
     assert (tmp_path / "t" / "tensorboard").is_dir()
+    if causal:  # per word: the words of the lines whose EOS falls in a kept block, counted here afresh
+        ends, words, n = [], [], 0
+        for line in clean_files(resolve_files(SAMPLE, "test", ["qed", "aochildes"]))[0]:
+            n += len(tok(line)["input_ids"]) + 1  # + EOS
+            ends.append(n - 1)
+            words.append(len(line.split()))
+        kept = sum(w for end, w in zip(ends, words, strict=True) if end < len(blocks) * 32)
+        assert results["test_words"] == kept
+        scored = len(blocks) * 31  # each block's first token is not predicted
+        assert results["test_nats_per_word"] == pytest.approx(expected * scored / kept, rel=1e-4)
+    else:
+        assert "test_nats_per_word" not in results
 
 
 def test_stats_action_writes_the_table(tok_dirs, tmp_path, capsys):

@@ -115,7 +115,11 @@ def test_ablation_table_lists_each_undone_choice_against_the_recipe(tmp_path):
         (tmp_path / f"blimp_{name}").mkdir()
         (tmp_path / f"blimp_{name}" / "blimp_results.json").write_text(json.dumps({
             "model_dir": str(run_dir / "best_model"), "overall": blimp, "fields": {}}))
+    # A tested run shows its test loss per word (a masked LM's test has none: blank).
+    (tmp_path / "ablate_lr_test").mkdir()
+    (tmp_path / "ablate_lr_test" / "test_results.json").write_text(json.dumps({
+        "model_dir": str(tmp_path / "ablate_lr" / "best_model"), "test_loss": 5.0, "test_nats_per_word": 6.4321}))
     text = report.write_report(tmp_path).read_text()
     section = text.split("## Ablation: the recipe with each choice undone (make ablation)")[1]
-    assert "| ablate_lr | --learning_rate 0.0005 | 120 | 62.0 | -3.0 | 5.500 |" in section
-    assert "| ablate_recipe |  | 100 | 65.0 | +0.0 | 5.250 |" in section
+    assert "| ablate_lr | --learning_rate 0.0005 | 120 | 62.0 | -3.0 | 5.500 | 6.432 |" in section
+    assert "| ablate_recipe |  | 100 | 65.0 | +0.0 | 5.250 |  |" in section
