@@ -8,11 +8,10 @@ import subprocess
 from conftest import ROOT
 
 
-def train_commands(tmp_path, *targets: str, **variables: str) -> dict[str, list[str]]:
-    """The `run.py train` commands `make -n targets` would run, keyed by their --output_dir."""
-    assigns = [f"{k}={v}" for k, v in {"SAVE_DIR": str(tmp_path), **variables}.items()]
-    out = subprocess.run(["make", "-n", "--no-print-directory", *targets, *assigns], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
+def train_commands(tmp_path, *targets: str) -> dict[str, list[str]]:
+    """The `run.py train` commands `make -n targets` would run (SAVE_DIR=tmp_path), keyed by --output_dir."""
+    out = subprocess.run(["make", "-n", "--no-print-directory", *targets, f"SAVE_DIR={tmp_path}"], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
     commands = {}
     for line in out.splitlines():
         words = shlex.split(line)
