@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vocab_size", type=int, default=16000, help="tokenizer vocabulary size")
     g.add_argument("--min_frequency", type=int, default=2, help="minimum pair frequency for a BPE merge")
     g.add_argument("--model_max_length", type=int, default=512, help="the tokenizer's max length")
+    g.add_argument("--lowercase", action="store_true",
+                   help="the tokenizer lowercases its input (saved with it, so training, test and BLiMP text alike)")
+    g.add_argument("--join_punctuation", action="store_true",
+                   help="the tokenizer removes the space before . , ? ! ; : 's n't (PTB-style sources: aochildes, cbt)")
 
     g = p.add_argument_group("model")
     g.add_argument("--model_type", choices=MODEL_TYPES, default="gpt2",

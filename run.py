@@ -30,7 +30,8 @@ def run_tokenizer(args: argparse.Namespace) -> None:
 
     files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
     tok = train_tokenizer(files, args.tokenizer_dir, args.tokenizer_type, args.vocab_size,
-                          args.min_frequency, args.model_max_length, clean=not args.no_cleaning)
+                          args.min_frequency, args.model_max_length, clean=not args.no_cleaning,
+                          lowercase=args.lowercase, join_punctuation=args.join_punctuation)
     print(f"trained a {args.tokenizer_type} tokenizer ({len(tok)} tokens) on {len(files)} files "
           f"-> {args.tokenizer_dir}")
 

@@ -8,6 +8,15 @@ Two flavours share the same BPE model and differ in their special tokens:
   a text is wrapped as `<s> text </s>` (pairs: `<s> a </s> b </s>`, with
   token type ids 0/1 as BERT's classification head expects).
 
+Optional normalization (off by default) is part of the saved tokenizer, so it
+applies wherever the folder is loaded: to the training blocks, the test text,
+BLiMP's sentences and any external pipeline's input alike.
+- `lowercase`: one token sequence for "Even"/"even" and "Susan"/"susan"
+  (aochildes is all lower case, the other sources and BLiMP are not).
+- `join_punctuation`: removes the space that the PTB-style sources (aochildes,
+  cbt) put before `. , ? ! ; :` and the clitics `'s n't`, so "her ." and
+  "do n't" are the same tokens as the prose sources' "her." and "don't".
+
 The result is a fast-tokenizer folder that `AutoTokenizer.from_pretrained`
 loads offline."""
 
@@ -17,7 +26,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from cleaning import clean_files
@@ -27,6 +36,8 @@ CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
                "unk_token": "<|endoftext|>", "pad_token": "<pad>"}
 MLM_SPECIAL = {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
                "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}
+# What `join_punctuation` attaches to the word before it (PTB tokenization splits these off).
+DETACHED = (".", ",", "?", "!", ";", ":", "'s", "n't")
 
 
 def iter_lines(files: list[Path]) -> Iterator[str]:
@@ -40,7 +51,8 @@ def iter_lines(files: list[Path]) -> Iterator[str]:
 
 def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", vocab_size: int = 16000,
                     min_frequency: int = 2, model_max_length: int = 512,
-                    clean: bool = True) -> PreTrainedTokenizerFast:
+                    clean: bool = True, lowercase: bool = False,
+                    join_punctuation: bool = False) -> PreTrainedTokenizerFast:
     """Train a `kind` ('clm' or 'mlm') tokenizer on `files` and save it to `out_dir`.
 
     The folder is written under a temporary name and renamed into place, so an
@@ -51,6 +63,10 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
     specials = list(dict.fromkeys(special_map.values()))
 
     tok = Tokenizer(models.BPE())
+    steps = [normalizers.Lowercase()] if lowercase else []
+    steps += [normalizers.Replace(" " + p, p) for p in DETACHED] if join_punctuation else []
+    if steps:
+        tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
