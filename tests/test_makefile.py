@@ -8,16 +8,23 @@ import subprocess
 from conftest import ROOT
 
 
-def train_commands(tmp_path, *targets: str) -> dict[str, list[str]]:
-    """The `run.py train` commands `make -n targets` would run (SAVE_DIR=tmp_path), keyed by --output_dir."""
+def run_commands(tmp_path, action: str, *targets: str) -> dict[str, list[str]]:
+    """The `run.py <action>` commands `make -n targets` would run (SAVE_DIR=tmp_path), keyed by their
+    output folder (--output_dir; --tokenizer_dir for the tokenizer action)."""
     out = subprocess.run(["make", "-n", "--no-print-directory", *targets, f"SAVE_DIR={tmp_path}"], cwd=ROOT,
                          check=True, capture_output=True, text=True).stdout
+    key = "--tokenizer_dir" if action == "tokenizer" else "--output_dir"
     commands = {}
     for line in out.splitlines():
         words = shlex.split(line)
-        if "run.py" in line and "train" in words:
-            commands[words[words.index("--output_dir") + 1]] = words
+        if "run.py" in line and action in words:
+            commands[words[words.index(key) + 1]] = words
     return commands
+
+
+def train_commands(tmp_path, *targets: str) -> dict[str, list[str]]:
+    """The `run.py train` commands `make -n targets` would run, keyed by --output_dir."""
+    return run_commands(tmp_path, "train", *targets)
 
 
 def last(words: list[str], option: str) -> str:
@@ -29,12 +36,24 @@ def test_every_budget_run_gets_the_tokenizer_its_model_needs(tmp_path):
     """Masked models (bert, gpt_bert) need the mlm tokenizer (it has <mask>), causal ones the clm
     tokenizer; a candidate's CAND_VOCAB_<name> picks the tokenizer's size."""
     commands = train_commands(tmp_path, "candidates", "sweep")
-    assert len(commands) >= 19  # the 10 candidates and 9 sweep entries
+    assert len(commands) >= 21  # the 12 candidates and 9 sweep entries
     for out, words in commands.items():
         kind = "mlm" if last(words, "--model_type") in ("bert", "gpt_bert") else "clm"
         assert last(words, "--tokenizer_dir").rstrip("/").endswith(f"tokenizer_{kind}"), out
         assert "--max_minutes" in words, out
-    run = {name: commands[str(tmp_path / name)] for name in ("best_bert", "best_seed43", "best_vocab8k")}
+    run = {name: commands[str(tmp_path / name)]
+           for name in ("best_bert", "best_seed43", "best_vocab8k", "best_norm", "best_deep")}
     assert last(run["best_bert"], "--model_type") == "bert"
     assert "/tok8000/" in last(run["best_vocab8k"], "--tokenizer_dir")
     assert "/step1/" in last(run["best_seed43"], "--tokenizer_dir") and last(run["best_seed43"], "--seed") == "43"
+    assert "/toknorm/" in last(run["best_norm"], "--tokenizer_dir")
+    assert [last(run["best_deep"], o) for o in ("--hidden_size", "--num_layers")] == ["192", "8"]
+
+
+def test_tokenizer_variants_get_their_options(tmp_path):
+    """A tokenizer variant is a vocabulary size (tok8000: --vocab_size 8000) or a TOK_<name> (toknorm: the
+    default size, lowercased, punctuation joined)."""
+    commands = run_commands(tmp_path, "tokenizer", "candidates")
+    norm, small = commands[str(tmp_path / "toknorm/tokenizer_clm")], commands[str(tmp_path / "tok8000/tokenizer_clm")]
+    assert "--lowercase" in norm and "--join_punctuation" in norm and last(norm, "--vocab_size") == "16000"
+    assert "--lowercase" not in small and last(small, "--vocab_size") == "8000"

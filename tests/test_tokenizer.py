@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conftest import SAMPLE
 from transformers import AutoTokenizer
 
 TEXTS = ["the dog sees the ball .", "Where are   you going, Mister Brown?", "naïve café — “quoted” 123",
@@ -50,3 +51,24 @@ def test_clm_pairs_are_separated(tok_dirs):
     pair = tok("the dog", "a cat")["input_ids"]
     assert tok.eos_token_id not in single  # nothing added to one text
     assert pair == single + [tok.eos_token_id] + tok("a cat")["input_ids"]
+
+
+def test_normalizing_tokenizer_pools_case_and_ptb_punctuation(tmp_path, tok_dirs):
+    """--lowercase --join_punctuation (through run.py): the PTB-split, lower-case spelling of a sentence
+    and its prose spelling become the same tokens, also after reloading the folder; the default
+    tokenizer keeps them apart (so the normalizer, not the sample text, makes them equal)."""
+    import run
+
+    out = tmp_path / "norm"
+    assert run.main(["tokenizer", "--data_dir", str(SAMPLE), "--tokenizer_dir", str(out), "--vocab_size", "600",
+                     "--lowercase", "--join_punctuation"]) == 0
+    norm, plain = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(tok_dirs["clm"])
+    ptb, prose = "where is the dog , mister brown ? it 's here . i do n't know !", \
+        "Where is the dog, Mister Brown? It's here. I don't know!"
+    assert norm(ptb)["input_ids"] == norm(prose)["input_ids"]
+    assert plain(ptb)["input_ids"] != plain(prose)["input_ids"]
+    assert norm.decode(norm(prose)["input_ids"]) == ptb.replace(" ,", ",").replace(" ?", "?").replace(
+        " 's", "'s").replace(" .", ".").replace(" n't", "n't").replace(" !", "!")
+    # Only the listed marks are joined: a quote or a dash keeps its space, and the specials still work.
+    assert norm.decode(norm("a ' b - c")["input_ids"]) == "a ' b - c"
+    assert norm("the dog<|endoftext|>")["input_ids"][-1] == norm.eos_token_id
