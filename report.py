@@ -152,11 +152,11 @@ def plot_losses(save_dir: Path, rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for i, row in enumerate(r for r in rows if "tokens" in r):
-        color = f"C{i % 10}"
+        style = line_style(i)
         steps, values = event_scalars(save_dir / row["step"], "train/loss")
-        ax.plot(steps, values, color=color, alpha=0.5, linewidth=1, label=f"{row['step']} train")
+        ax.plot(steps, values, color=style["color"], alpha=0.5, linewidth=1, label=f"{row['step']} train")
         steps, values = event_scalars(save_dir / row["step"], "eval/loss")
-        ax.plot(steps, values, "o-", color=color, linewidth=2, label=f"{row['step']} validation")
+        ax.plot(steps, values, linewidth=2, label=f"{row['step']} validation", **style)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token; MLM: masked tokens)")
     ax.set_title("Training and validation loss")
@@ -233,6 +233,12 @@ def read_curves(save_dir: Path) -> dict[str, dict]:
             for path in sorted(save_dir.glob("*/learning_curve.json"), key=lambda p: _step_order(p.parent.name))}
 
 
+def line_style(i: int) -> dict:
+    """Matplotlib style of the i-th run in a plot: ten colours, then the same colours with another marker
+    and dash pattern, so up to 30 runs stay apart (the default cycle repeats its colours after ten)."""
+    return {"color": f"C{i % 10}", "marker": "os^"[i // 10 % 3], "linestyle": ("-", "--", ":")[i // 10 % 3]}
+
+
 def plot_learning_curves(curves: dict[str, dict], path: Path) -> None:
     """BLiMP accuracy (left) and validation loss (right) against words seen (log scale), one line per run."""
     import matplotlib
@@ -241,11 +247,11 @@ def plot_learning_curves(curves: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name, curve in curves.items():
+    for i, (name, curve) in enumerate(curves.items()):
         points = curve["points"]
         words = [p["words"] for p in points]
-        left.plot(words, [100 * p["blimp"] for p in points], "o-", label=name)
-        right.plot(words, [p["eval_loss"] for p in points], "o-", label=name)
+        left.plot(words, [100 * p["blimp"] for p in points], label=name, **line_style(i))
+        right.plot(words, [p["eval_loss"] for p in points], label=name, **line_style(i))
     for ax, label in ((left, "BLiMP accuracy (%)"), (right, "validation loss (nats/token)")):
         ax.set_xscale("log")
         ax.set_xlabel("words seen")

@@ -123,3 +123,11 @@ def test_ablation_table_lists_each_undone_choice_against_the_recipe(tmp_path):
     section = text.split("## Ablation: the recipe with each choice undone (make ablation)")[1]
     assert "| ablate_lr | --learning_rate 0.0005 | 120 | 62.0 | -3.0 | 5.500 | 6.432 |" in section
     assert "| ablate_recipe |  | 100 | 65.0 | +0.0 | 5.250 |  |" in section
+
+
+def test_plots_tell_up_to_30_runs_apart():
+    """Twelve candidates went into one learning-curve plot: no two of the first 30 runs may share a style
+    (matplotlib's default cycle repeats its ten colours, which drew best_baseline like best_wide_batch16)."""
+    styles = [tuple(sorted(report.line_style(i).items())) for i in range(30)]
+    assert len(set(styles)) == 30
+    assert report.line_style(0) == {"color": "C0", "marker": "o", "linestyle": "-"}
