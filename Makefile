@@ -200,8 +200,8 @@ BEST_VOCAB     ?= $(VOCAB)
 # about a point), so the recipe is the baseline's options until one does.
 BEST_OPTS      ?= $(BASE_OPTS)
 # make candidates: rivals of the recipe at the full budget, each run like make best as best_<name> (test,
-# BLiMP, learning curve); CAND_<name> = its changes to BASE_OPTS, CAND_VOCAB_<name> its tokenizer's size
-# (default VOCAB). The report compares each with best_baseline.
+# BLiMP, learning curve); CAND_<name> = its changes to BASE_OPTS, CAND_VOCAB_<name> its tokenizer (a size or
+# a TOK_<name> variant; default VOCAB). The report compares each with best_baseline.
 CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root vocab8k lr2e-3 \
                   seed43 bert norm deep
 CAND_wide      = $(SWEEP_wide)
