@@ -126,7 +126,7 @@ def test_ablation_table_lists_each_undone_choice_against_the_recipe(tmp_path):
 
 
 def test_plots_tell_up_to_30_runs_apart():
-    """Twelve candidates went into one learning-curve plot: no two of the first 30 runs may share a style
+    """Eleven runs went into one learning-curve plot: no two of the first 30 runs may share a style
     (matplotlib's default cycle repeats its ten colours, which drew best_baseline like best_wide_batch16)."""
     styles = [tuple(sorted(report.line_style(i).items())) for i in range(30)]
     assert len(set(styles)) == 30
