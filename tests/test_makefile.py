@@ -22,11 +22,6 @@ def run_commands(tmp_path, action: str, *targets: str) -> dict[str, list[str]]:
     return commands
 
 
-def train_commands(tmp_path, *targets: str) -> dict[str, list[str]]:
-    """The `run.py train` commands `make -n targets` would run, keyed by --output_dir."""
-    return run_commands(tmp_path, "train", *targets)
-
-
 def last(words: list[str], option: str) -> str:
     """The value of the last `option` in the command (options given later win, as argparse does)."""
     return [words[i + 1] for i, w in enumerate(words) if w == option][-1]
@@ -35,7 +30,7 @@ def last(words: list[str], option: str) -> str:
 def test_every_budget_run_gets_the_tokenizer_its_model_needs(tmp_path):
     """Masked models (bert, gpt_bert) need the mlm tokenizer (it has <mask>), causal ones the clm
     tokenizer; a candidate's CAND_VOCAB_<name> picks the tokenizer's size."""
-    commands = train_commands(tmp_path, "candidates", "sweep")
+    commands = run_commands(tmp_path, "train", "candidates", "sweep")
     assert len(commands) >= 21  # the 12 candidates and 9 sweep entries
     for out, words in commands.items():
         kind = "mlm" if last(words, "--model_type") in ("bert", "gpt_bert") else "clm"
