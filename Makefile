@@ -36,9 +36,11 @@ LARGE       ?= --hidden_size 512 --num_layers 8 --num_heads 8
 # TRAIN_CORE: every training option but the run's length (steps that set their own length use it).
 TRAIN_CORE  ?= --batch_size 32 --learning_rate 5e-4 --eval_steps 500 --logging_steps 50
 TRAIN_OPTS  ?= --num_train_epochs 2 $(TRAIN_CORE)
-# The fast path of every training step (see `make bench`): bf16 autocast + torch.compile.
-# FAST= trains in plain float32 without compiling (e.g. on a CPU without native bf16).
-FAST        ?= --bf16 --compile
+# The fast path of every step that trains or scores (see `make bench` and hardware.py): auto
+# chooses the precision (bf16 where the device computes it natively, fp16 on a CUDA GPU without
+# bf16, else fp32) and whether to torch.compile (CUDA, or a CPU with native bf16) from the
+# hardware, and every run logs its choice. FAST= is plain float32 without compiling.
+FAST        ?= --precision auto --compile auto
 # Which loop trains which family (swap freely: both write the same layout). The custom
 # loop is the faster one (`make bench`); empty selects the HF Trainer.
 GPT_LOOP    ?= --torch_training
@@ -98,7 +100,7 @@ define TEST_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/test_results.json
 $(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS) $(3)
+	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS) $$(FAST) $(3)
 endef
 
 # ----------------------------------------------------------------------------- the experiment
@@ -284,9 +286,9 @@ $(foreach c,$(CANDIDATES),$(eval $(call BUDGET_STEP,$(c),$(or $(CAND_VOCAB_$(c))
 budget_outputs = $(foreach n,$(1),best_$(n)_test $(SAVE_DIR)/best_$(n)/learning_curve.json)
 # BLiMP of a training step's best model (what the sweep scores), and a run's learning curve
 $(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(EXTRA)
+	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(FAST) $(EXTRA)
 $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(EXTRA)
+	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(FAST) $(EXTRA)
 .PHONY: best baseline candidates sweep ablation
 best: $(call budget_outputs,recipe)
 baseline: $(call budget_outputs,baseline)
@@ -323,12 +325,12 @@ need_step = @test -n "$(STEP)" || { echo "error: make $@ needs STEP=<training st
 blimp: $(VENV_STAMP)
 	$(need_step)
 	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
-	$(RUN) blimp --model_dir $(SAVE_DIR)/$(STEP)/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(SAVE_DIR)/blimp_$(STEP) $(EXTRA)
+	$(RUN) blimp --model_dir $(SAVE_DIR)/$(STEP)/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(SAVE_DIR)/blimp_$(STEP) $(FAST) $(EXTRA)
 
 finetune: $(VENV_STAMP)
 	$(need_step)
 	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
-	$(RUN) finetune --model_dir $(SAVE_DIR)/$(STEP)/best_model --glue_dir $(GLUE_DIR) --output_dir $(SAVE_DIR)/finetune_$(STEP) $(FINETUNE_OPTS) $(EXTRA)
+	$(RUN) finetune --model_dir $(SAVE_DIR)/$(STEP)/best_model --glue_dir $(GLUE_DIR) --output_dir $(SAVE_DIR)/finetune_$(STEP) $(FAST) $(FINETUNE_OPTS) $(EXTRA)
 
 # Gathers every finished step into $(SAVE_DIR)/report.md (+ loss and BLiMP plots).
 report: $(VENV_STAMP)
@@ -339,7 +341,7 @@ DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
 	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue FINETUNE_OPTS="--finetune_epochs 2" \
 	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
 	TRAIN_OPTS="--num_train_epochs 4 --batch_size 16 --learning_rate 2e-3 --eval_steps 100 --logging_steps 10" \
-	FAST=--bf16 BERT_LOOP=
+	FAST="--precision auto --compile off" BERT_LOOP=
 # (no torch.compile in the demo: its tiny models train in seconds, less than compiling takes;
 # and its BERT trains with the HF Trainer, so the demo runs both loops)
 

@@ -16,6 +16,8 @@ EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switc
 HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
 ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats", "curve")
 MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_CHOICES = ("auto", "on", "off")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -128,9 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adam_beta2", type=float, default=0.98, help="AdamW beta2")
     g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
     g.add_argument("--grad_norm_clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
-    g.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU and CUDA)")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the model for training (both loops; the first steps pay the compile time)")
+    # fp32/off by default so that a bare command computes the same numbers on every machine;
+    # the Makefile passes auto (FAST), which chooses from the hardware (hardware.py).
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="numeric precision of training and evaluation: auto (bf16 where the device computes it "
+                   "natively, fp16 on a CUDA GPU without bf16, else fp32), fp32, bf16 or fp16 (autocast; fp16 with "
+                   "a gradient scaler)")
+    g.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="alias of --precision bf16")
+    g.add_argument("--compile", nargs="?", choices=COMPILE_CHOICES, const="on", default="off",
+                   help="torch.compile the model for training (both loops; the first steps pay the compile time, "
+                   "cached under --cache_dir for reruns): auto (on CUDA, and on a CPU with native bf16), on "
+                   "(--compile alone), or off")
     g.add_argument("--num_threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice, one per core)")
     g.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for MLM")

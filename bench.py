@@ -1,15 +1,20 @@
 """`make bench`: throughput measured side by side in one process, printed as a
 markdown table and saved as JSON + markdown (default `save_dir/bench/`).
 
+0. The hardware (CPU model, vector ISA, native bf16 or not, threads; the GPU when
+   there is one) and what `--precision auto --compile auto` chooses on it.
 1. This machine's matmul rate: a 2048x2048 product in bf16 and in float32.
 2. Training tokens/s and peak memory of the real training code (`run.py train`
    with a step count) for GPT-2, BERT and Llama at the step2 size (4x256) and at
-   8x512, each through four loops on the same model (dropout 0), data and batch:
-   the HF Trainer in bf16; the same with its torch_compile option; the custom
-   loop in plain float32; the custom loop's fast path (bf16 + torch.compile).
+   8x512, each through the loops of `LOOPS` on the same model (dropout 0), data
+   and batch: `auto` (the Makefile's default), the HF Trainer with the same
+   options, the custom loop in plain float32 and compiled float32, and the old
+   default `fast` (bf16 + torch.compile, whatever the hardware). Where bf16 is
+   only emulated, the loops that force it are skipped (the matmul rates say why).
    Step time is the median over the measured steps after warm-up, of the
    fastest of --repeats runs (loops in alternating order); the first step
-   (which pays the compile, with the compile caches off) is reported separately. MFU = 6 x parameters
+   (which pays the compile, with the compile caches off) is reported separately.
+   The ratio of `auto` and of `fast` to every other loop is reported. MFU = 6 x parameters
    x tokens/s / the bf16 matmul rate, with every parameter counted once (the
    tied input/output embedding is the LM head's matmul) and attention-score
    FLOPs not counted; for BERT in the custom loop, whose vocabulary head runs
@@ -17,9 +22,9 @@ markdown table and saved as JSON + markdown (default `save_dir/bench/`).
    Peak memory: the highest resident set size sampled during the run, above
    the process's size before it (CPU), or the CUDA allocator's peak.
 3. Data loading: the custom loop's batch read (memory-mapped uint16 cache) as a
-   share of its fast-path step.
+   share of its step with `auto`.
 4. Loss curves: the first N steps of the plain float32 loop and the fast path on
-   the same batches (GPT-2, step2 size).
+   the same batches (GPT-2, step2 size); skipped where bf16 is emulated.
 5. BLiMP scoring pairs/s (causal and pseudo-log-likelihood) and tokenization +
    packing MB/s.
 
@@ -33,7 +38,6 @@ import argparse
 import ctypes
 import gc
 import os
-import platform
 import shutil
 import statistics
 import threading
@@ -45,6 +49,7 @@ import torch._inductor.config as inductor_config
 from transformers import AutoTokenizer
 
 import blimp
+import hardware
 from argument_parser import parse_args
 from custom_models import build_model, count_parameters
 from pretraining_dataset import read_lines, resolve_files, tokenize_and_pack
@@ -59,13 +64,19 @@ SHARED_CORPUS = ROOT.parent / "shared" / "data" / "babylm" / "2023"
 SIZES = {"step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"],
          "8x512": ["--hidden_size", "512", "--num_layers", "8", "--num_heads", "8"]}
 # The same model, batch and dropout (0, the default) in every loop; only the loop and its speed options differ.
+# auto is the Makefile's default (FAST); trainer is the HF Trainer with the same options; fast is the
+# fixed bf16 + compile that was the default before auto.
 LOOPS = {
-    "trainer": ["--bf16"],
-    "trainer_compile": ["--bf16", "--compile"],
+    "auto": ["--torch_training", "--precision", "auto", "--compile", "auto"],
+    "trainer": ["--precision", "auto", "--compile", "auto"],
     "plain_fp32": ["--torch_training"],
+    "fp32_compile": ["--torch_training", "--compile"],
     "bf16_eager": ["--torch_training", "--bf16"],
     "fast": ["--torch_training", "--bf16", "--compile"],
 }
+# Loops that force bf16: skipped where this machine only emulates it (a step of the step2 GPT-2 takes
+# minutes; the matmul rates at the top of bench.md show by how much bf16 is slower there).
+EMULATED_LOOPS = {"bf16_eager", "fast"}
 KIND = {"gpt2": "clm", "llama": "clm", "bert": "mlm"}
 
 
@@ -81,7 +92,7 @@ def model_args(model_type: str, vocab: int) -> argparse.Namespace:
 def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 20) -> float:
     """Median TFLOP/s of an n x n x n product on the CPU in `dtype`."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
+    for _ in range(min(3, repeats)):
         a @ b
     times = []
     for _ in range(repeats):
@@ -154,6 +165,11 @@ def bench_data_dir(corpus: Path, out_dir: Path) -> Path:
     return folder
 
 
+def _device(name: str = "auto") -> str:
+    """The device type a run with --device `name` trains on."""
+    return name if name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tokenizer_dir: Path,
               logging_steps: int = 100_000) -> tuple[object, float]:
     """Run the real training code for `steps` optimizer steps; returns its TrainingSetup
@@ -178,8 +194,7 @@ def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tok
 
     loop.prepare_training = prepare
     try:
-        with PeakMemory(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")) \
-                as memory:
+        with PeakMemory(_device(args.device)) as memory:
             loop.train(args)
     finally:
         loop.prepare_training = real_prepare
@@ -193,11 +208,14 @@ def bench_training(models: list[str], sizes: list[str], loops: list[str], tokeni
     in alternating order (A B C D, D C B A, ...) so a slow spell of the shared machine does
     not fall on one loop only; the row is the repeat with the fastest median step."""
     rows = []
+    emulated = set() if hardware.detect(torch.device(_device())).native_bf16 else EMULATED_LOOPS
     for size in sizes:
         for model_type in models:
             best: dict[str, dict] = {}
             for repeat in range(repeats):
                 for loop in loops if repeat % 2 == 0 else loops[::-1]:
+                    if loop in emulated:
+                        continue  # emulated bf16: see the matmul rates (hundreds of times slower here)
                     row = _measure(size, model_type, loop, tokenizer_dirs, data_dir, out_dir, warmup, measured,
                                    bf16_tflops)
                     print(row, flush=True)
@@ -205,7 +223,7 @@ def bench_training(models: list[str], sizes: list[str], loops: list[str], tokeni
                     if loop not in best or row["step_seconds"] < best[loop]["step_seconds"]:
                         best[loop] = row
                     best[loop]["step_seconds_per_repeat"] = medians
-            rows += [best[loop] for loop in loops]
+            rows += [best[loop] for loop in loops if loop in best]
     return rows
 
 
@@ -227,6 +245,7 @@ def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_d
         flops_per_token = 6 * (params - (1 - setup.args.mlm_probability) * head)
     return {
         "size": size, "model": model_type, "loop": loop, "options": " ".join(LOOPS[loop]),
+        "chosen": setup.args.fast_path["summary"].split(" (")[0], "measured_steps": measured,
         "parameters": params, "tokens_per_step": setup.tokens_per_step,
         "step_seconds": round(step_s, 4), "tokens_per_second": round(tokens_per_s, 1),
         "first_step_seconds": round(steps[0], 2), "peak_memory_mb": round(peak_mb, 1),
@@ -235,8 +254,8 @@ def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_d
     }
 
 
-def ratios(rows: list[dict]) -> list[dict]:
-    """The fast path's speed over each other loop, per model and size (same run): the ratio
+def ratios(rows: list[dict], reference: str = "fast") -> list[dict]:
+    """The `reference` loop's speed over each other loop, per model and size (same run): the ratio
     of the loops' fastest repeats, and the median, min and max of the per-repeat ratios.
     A repeat runs the loops back to back (minutes apart), so its ratio compares like with
     like on a shared machine; the fastest repeats of two loops may come from different
@@ -245,22 +264,22 @@ def ratios(rows: list[dict]) -> list[dict]:
     for size in dict.fromkeys(r["size"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows):
             by_loop = {r["loop"]: r for r in rows if r["size"] == size and r["model"] == model}
-            if "fast" not in by_loop:
+            if reference not in by_loop:
                 continue
-            fast, entry = by_loop.pop("fast"), {"size": size, "model": model}
+            ref, entry = by_loop.pop(reference), {"size": size, "model": model}
             for loop, row in by_loop.items():
-                entry[f"fast_over_{loop}"] = round(fast["tokens_per_second"] / row["tokens_per_second"], 2)
+                entry[f"{reference}_over_{loop}"] = round(ref["tokens_per_second"] / row["tokens_per_second"], 2)
                 paired = [other / mine for other, mine in zip(row.get("step_seconds_per_repeat", []),
-                                                               fast.get("step_seconds_per_repeat", []), strict=False)]
+                                                               ref.get("step_seconds_per_repeat", []), strict=False)]
                 if len(paired) > 1:
-                    entry[f"fast_over_{loop}_per_repeat"] = {
+                    entry[f"{reference}_over_{loop}_per_repeat"] = {
                         "median": round(statistics.median(paired), 2), "min": round(min(paired), 2),
                         "max": round(max(paired), 2), "repeats": len(paired)}
             out.append(entry)
     return out
 
 
-def bench_data_loading(tokenizer_dir: Path, data_dir: Path, out_dir: Path, fast_step_seconds: float | None,
+def bench_data_loading(tokenizer_dir: Path, data_dir: Path, out_dir: Path, auto_step_seconds: float | None,
                        repeats: int = 50) -> dict:
     """Median time of the custom loop's batch read + preparation, alone."""
     import training_setup
@@ -281,8 +300,8 @@ def bench_data_loading(tokenizer_dir: Path, data_dir: Path, out_dir: Path, fast_
     seconds = statistics.median(times)
     row = {"what": "custom loop batch read (uint16 memmap) + labels", "seconds_per_batch": round(seconds, 6),
            "dtype": str(setup.train_dataset.blocks.dtype)}
-    if fast_step_seconds:
-        row["share_of_fast_step"] = round(seconds / fast_step_seconds, 4)
+    if auto_step_seconds:
+        row["share_of_auto_step"] = round(seconds / auto_step_seconds, 4)
     return row
 
 
@@ -342,36 +361,56 @@ def bench_packing(tok, files: list[Path]) -> dict:
 # --------------------------------------------------------------------------- report
 
 
-def _ratio_cell(ratio: dict, loop: str) -> str:
-    if f"fast_over_{loop}" not in ratio:
+# The loops whose speed over every other loop the bench reports: the default (auto) and the old one (fast).
+RATIO_REFERENCES = ("auto", "fast")
+
+
+def _ratio_cell(ratio: dict, loop: str, reference: str = "fast") -> str:
+    if f"{reference}_over_{loop}" not in ratio:
         return "-"
-    paired = ratio.get(f"fast_over_{loop}_per_repeat")
+    paired = ratio.get(f"{reference}_over_{loop}_per_repeat")
     extra = f" (median {paired['median']}, {paired['min']}-{paired['max']} over {paired['repeats']})" if paired else ""
-    return f"{ratio[f'fast_over_{loop}']}{extra}"
+    return f"{ratio[f'{reference}_over_{loop}']}{extra}"
+
+
+def _ratio_table(result: dict, reference: str) -> list[str]:
+    """Markdown rows: `reference`'s speed over every other loop measured, per model and size."""
+    rows = result["ratios"].get(reference, [])
+    if not rows:
+        return []
+    others = [loop for loop in dict.fromkeys(r["loop"] for r in result["training"]) if loop != reference]
+    out = ["", "| size | model | " + " | ".join(f"{reference} / {loop}" for loop in others) + " |",
+           "|---|---|" + "---:|" * len(others)]
+    return out + [f"| {r['size']} | {r['model']} | " + " | ".join(_ratio_cell(r, loop, reference) for loop in others)
+                  + " |" for r in rows]
 
 
 def markdown(result: dict) -> str:
     m = result["matmul"]
     out = [f"# make bench ({result['info']['cpu']}, {result['info']['torch_threads']} torch threads)", "",
+           f"Hardware: {result['info']['hardware']}; `--precision auto --compile auto` chooses "
+           f"{result['info']['auto_choice']} here.", "",
            f"2048x2048 matmul: bf16 {m['bf16_tflops']:.3f} TFLOP/s, float32 {m['fp32_tflops']:.3f} TFLOP/s "
            f"({m['bf16_tflops'] / m['fp32_tflops']:.1f}x)", ""]
     if result["training"]:
         out += ["## Training throughput (median step after warm-up)", "",
                 "| size | model | loop | params | tokens/s | step s | first step s | peak MB | MFU |",
                 "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-        out += [f"| {r['size']} | {r['model']} | {r['loop']} (`{r['options']}`) | {r['parameters'] / 1e6:.2f}M | "
+        out += [f"| {r['size']} | {r['model']} | {r['loop']} (`{r['options']}`: {r['chosen']}) | "
+                f"{r['parameters'] / 1e6:.2f}M | "
                 f"{r['tokens_per_second']:.0f} | {r['step_seconds']:.3f} | {r['first_step_seconds']:.1f} | "
                 f"{r['peak_memory_mb']:.0f} | {100 * r['mfu']:.1f}% |" for r in result["training"]]
-        others = [loop for loop in dict.fromkeys(r["loop"] for r in result["training"]) if loop != "fast"]
-        out += ["", "| size | model | " + " | ".join(f"fast / {loop}" for loop in others) + " |",
-                "|---|---|" + "---:|" * len(others)]
-        out += [f"| {r['size']} | {r['model']} | " + " | ".join(_ratio_cell(r, loop) for loop in others) + " |"
-                for r in result["ratios"]]
+        if result.get("skipped_loops"):
+            out += ["", f"Not measured: {', '.join(result['skipped_loops'])} (they force bf16, which this machine "
+                    f"only emulates: its bf16 matmul runs at 1/{m['fp32_tflops'] / m['bf16_tflops']:.0f} of the "
+                    "float32 rate)."]
+        for reference in RATIO_REFERENCES:
+            out += _ratio_table(result, reference)
         out += ["", "Ratios: fastest repeat over fastest repeat; in brackets the median (min-max) of the "
                 "per-repeat ratios, each from loops run back to back.", ""]
     if result.get("data_loading"):
         d = result["data_loading"]
-        share = f", {100 * d['share_of_fast_step']:.2f}% of a fast-path step" if "share_of_fast_step" in d else ""
+        share = f", {100 * d['share_of_auto_step']:.2f}% of an auto step" if "share_of_auto_step" in d else ""
         out += [f"Data loading: {1000 * d['seconds_per_batch']:.2f} ms per batch ({d['dtype']} cache){share}", ""]
     if result.get("loss_curves"):
         c = result["loss_curves"]
@@ -400,8 +439,9 @@ def main() -> None:
     p.add_argument("--batch_size", type=int, default=64, help="BLiMP batch size")
     p.add_argument("--models", nargs="+", default=["gpt2", "bert", "llama"], choices=list(KIND))
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    p.add_argument("--loops", nargs="+", default=["trainer", "trainer_compile", "plain_fp32", "fast"],
-                   choices=list(LOOPS), help="bf16_eager (custom loop, bf16, no compile) separates compile's share")
+    p.add_argument("--loops", nargs="+", default=["auto", "trainer", "plain_fp32", "fp32_compile", "fast"],
+                   choices=list(LOOPS), help="bf16_eager (custom loop, bf16, no compile) separates compile's share; "
+                   "the loops that force bf16 are skipped where bf16 is emulated")
     p.add_argument("--warmup", type=int, default=3, help="training steps before measuring")
     p.add_argument("--steps", type=int, default=8, help="measured training steps (median)")
     p.add_argument("--repeats", type=int, default=2,
@@ -422,10 +462,16 @@ def main() -> None:
             train_tokenizer(files, folder, kind, args.vocab_size)
         tokenizers[kind] = AutoTokenizer.from_pretrained(folder)
 
-    info = {"torch_threads": torch.get_num_threads(), "cpu": _cpu_name(), "torch": torch.__version__,
+    hw = hardware.detect(torch.device(_device()))
+    info = {"torch_threads": torch.get_num_threads(), "cpu": hardware.cpu_name(), "torch": torch.__version__,
+            "hardware": hw.describe() + (f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
+            "auto_choice": f"precision {hardware.choose_precision('auto', hw)[0]}, compile "
+                           f"{'on' if hardware.choose_compile('auto', hw) else 'off'}",
             "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir), "batch": "32 x 128 tokens",
             "warmup_steps": args.warmup, "measured_steps": args.steps, "repeats": args.repeats}
-    result = {"info": info, "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16),
+    # Emulated bf16 (no native support) runs the product tens of times slower: a few repeats say enough.
+    bf16_repeats = 20 if hw.native_bf16 else 2
+    result = {"info": info, "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16, repeats=bf16_repeats),
                                        "fp32_tflops": matmul_tflops(torch.float32)},
               "training": [], "ratios": [], "other": []}
     print(result["matmul"], flush=True)
@@ -433,13 +479,16 @@ def main() -> None:
         data = bench_data_dir(args.data_dir, args.out_dir)
         result["training"] = bench_training(args.models, args.sizes, args.loops, tokenizer_dirs, data, args.out_dir,
                                             args.warmup, args.steps, result["matmul"]["bf16_tflops"], args.repeats)
-        result["ratios"] = ratios(result["training"])
-        fast = [r["step_seconds"] for r in result["training"]
-                if r["loop"] == "fast" and r["model"] == "gpt2" and r["size"] == "step2"]
+        result["ratios"] = {reference: ratios(result["training"], reference) for reference in RATIO_REFERENCES}
+        result["skipped_loops"] = [] if hw.native_bf16 else [loop for loop in args.loops if loop in EMULATED_LOOPS]
+        auto = [r["step_seconds"] for r in result["training"]
+                if r["loop"] == "auto" and r["model"] == "gpt2" and r["size"] == "step2"]
         result["data_loading"] = bench_data_loading(tokenizer_dirs["clm"], data, args.out_dir,
-                                                    fast[0] if fast else None)
+                                                    auto[0] if auto else None)
 
-    if "curves" not in args.skip and args.curve_steps:
+    if "curves" not in args.skip and args.curve_steps and not hw.native_bf16:
+        print("loss curves skipped: they compare float32 with bf16, which this machine only emulates", flush=True)
+    elif "curves" not in args.skip and args.curve_steps:
         data = bench_data_dir(args.data_dir, args.out_dir)
         result["loss_curves"] = bench_loss_curves(tokenizer_dirs["clm"], data, args.out_dir, args.curve_steps)
     if "blimp" not in args.skip:
@@ -450,16 +499,6 @@ def main() -> None:
     write_json_atomic(args.out_dir / "bench.json", result)
     write_text_atomic(args.out_dir / "bench.md", text)
     print(text)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from custom_models import check_tokenizer_fits, is_causal, is_hybrid, load_model
+from hardware import autocast, log_choice
 from training_setup import load_tokenizer
 from utils import RunLogger, UserError, get_device, numbered_lines, write_json_atomic, write_text_atomic
 
@@ -255,16 +256,19 @@ def summarize(paradigms: list[Paradigm], accuracies: dict[str, float]) -> dict:
 
 def evaluate_blimp(model: PreTrainedModel, tokenizer, paradigms: list[Paradigm], batch_size: int = 64,
                    device: torch.device | str = "cpu", variant: str = "within_word_l2r",
-                   progress: bool = False, prefix_space: bool = False, hybrid_scoring: str = "causal") -> dict:
-    """Score every pair of every paradigm in one batched pass; return the summary.
+                   progress: bool = False, prefix_space: bool = False, hybrid_scoring: str = "causal",
+                   precision: str = "fp32") -> dict:
+    """Score every pair of every paradigm in one batched pass, in `precision` (autocast);
+    return the summary.
 
     `prefix_space` scores " " + sentence, as lm-eval 0.4's blimp tasks do (their
     target delimiter); by default the sentence is scored as written, the way every
     training line starts after an EOS."""
     lead = " " if prefix_space else ""
     sentences = [lead + s for p in paradigms for pair in p.pairs for s in pair]
-    scores = iter(score_sentences(model, tokenizer, sentences, batch_size, device, variant, progress,
-                                  hybrid_scoring))
+    with autocast(torch.device(device), precision):
+        scores = iter(score_sentences(model, tokenizer, sentences, batch_size, device, variant, progress,
+                                      hybrid_scoring))
     accuracies = {}
     for p in paradigms:
         values = [(next(scores), next(scores)) for _ in p.pairs]
@@ -301,14 +305,16 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
         tokenizer = load_tokenizer(model_dir, "--model_dir")
         check_tokenizer_fits(model.config, tokenizer, model_dir)
     device = get_device(args.device)
-    model.to(device)  # float32: scores are never computed in bf16
+    model.to(device)  # float32 weights; --precision bf16/fp16 autocasts the forward passes
     own_logger = logger is None
     logger = logger or RunLogger(args.output_dir)
     try:
+        if own_logger:  # the test action has logged it
+            log_choice(logger, args)
         model_type = model.config.model_type
         summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device,
                                  args.pll_variant, progress=True, prefix_space=args.blimp_prefix_space,
-                                 hybrid_scoring=args.hybrid_scoring)
+                                 hybrid_scoring=args.hybrid_scoring, precision=args.precision)
         if is_hybrid(model_type) and args.hybrid_scoring == "masked":
             method = f"masked next-token pseudo-log-likelihood ({args.pll_variant})"
         elif is_causal(model_type):
@@ -316,7 +322,7 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
         else:
             method = f"masked-LM pseudo-log-likelihood ({args.pll_variant})"
         summary.update(model_dir=str(model_dir), blimp_dir=str(args.blimp_dir), method=method,
-                       prefix_space=args.blimp_prefix_space,
+                       prefix_space=args.blimp_prefix_space, precision=args.precision,
                        hybrid_scoring=args.hybrid_scoring if is_hybrid(model_type) else None)
         out = Path(args.output_dir)
         write_json_atomic(out / "blimp_results.json", summary)

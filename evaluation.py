@@ -9,7 +9,6 @@ a fixed seed (see BlockDataset), so every run scores the same masks."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 from pathlib import Path
 
@@ -21,22 +20,16 @@ from transformers import PreTrainedModel
 
 import distributed
 from custom_models import check_tokenizer_fits, is_causal, load_model
+from hardware import autocast, log_choice
 from pretraining_dataset import BlockDataset, CLMCollator, load_blocks, resolve_files, stack_blocks
 from utils import RunLogger, get_device, write_json_atomic
 
 EVAL_MASK_SEED = 1234  # fixed masking of MLM validation/test blocks
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CPU or CUDA when enabled, else a no-op context."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 @torch.no_grad()
 def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: int,
-                device: torch.device, bf16: bool = False) -> dict[str, float]:
+                device: torch.device, precision: str = "fp32") -> dict[str, float]:
     """Token-weighted mean loss and perplexity of `model` on `dataset`.
 
     With several processes (see distributed.py) every rank scores every world_size-th
@@ -50,7 +43,7 @@ def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: 
         dataset = Subset(dataset, range(distributed.rank(), len(dataset), world))
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator):
         batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast(device, bf16):
+        with autocast(device, precision):
             logits = model(input_ids=batch["input_ids"]).logits
         labels = batch["labels"]
         if causal:  # position t predicts token t+1
@@ -110,11 +103,12 @@ def run_test(args: argparse.Namespace) -> dict:
         blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger,
                                    clean=not args.no_cleaning)
         logger.attach(out)
+        log_choice(logger, args)
         logger.info(f"testing {model_dir} on {meta['blocks']} blocks of {args.block_size} tokens "
                     f"from {len(files)} test files")
         model.to(device)
         metrics = evaluate_lm(model, eval_dataset(blocks, tokenizer, causal, args.mlm_probability),
-                              eval_collator(tokenizer, causal), args.eval_batch_size, device, args.bf16)
+                              eval_collator(tokenizer, causal), args.eval_batch_size, device, args.precision)
         results = {
             "model_dir": str(model_dir),
             "test_files": [str(p) for p in files],
@@ -122,6 +116,7 @@ def run_test(args: argparse.Namespace) -> dict:
             "test_perplexity": metrics["perplexity"],
             "scored_tokens": metrics["tokens"],
             "block_size": args.block_size,
+            "precision": args.precision,
             "objective": "causal LM" if causal
             else f"masked LM ({args.mlm_probability:.0%} masked, seed {EVAL_MASK_SEED})",
         }

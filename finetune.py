@@ -28,7 +28,7 @@ the right. BERT classifies from its first token, whatever the padding.
 
 Training: AdamW (training_setup.make_optimizer, peak `--finetune_learning_rate`),
 linear warm-up for `--warmup_ratio` of the planned steps then cosine decay to 0,
-gradient clipping, optional bf16 autocast, data order from a torch.Generator
+gradient clipping, --precision (bf16/fp16 autocast, fp16 with a gradient scaler), data order from a torch.Generator
 seeded with `--seed`. After every epoch the valid split is scored; the best
 epoch by the task's selection metric (MCC for cola, F1 of label 1 for mrpc and
 qqp, accuracy otherwise; a tie keeps the earlier epoch) is kept, and a task
@@ -65,7 +65,7 @@ from transformers import get_cosine_schedule_with_warmup as cosine_schedule
 from transformers.utils import logging as hf_logging
 
 from custom_models import check_tokenizer_fits, is_hybrid, saved_model_type
-from evaluation import autocast
+from hardware import autocast, grad_scaler, log_choice
 from training_setup import load_tokenizer as load_saved_tokenizer
 from training_setup import make_optimizer
 from utils import RunLogger, UserError, get_device, numbered_lines, set_seed, write_json_atomic
@@ -79,7 +79,7 @@ EXTRA_METRICS = {"mrpc": ("f1",), "qqp": ("f1",), "cola": ("mcc",)}
 SELECTION_METRIC = {"mrpc": "f1", "qqp": "f1", "cola": "mcc"}
 # The options that shape a fine-tuning run, recorded in the results file.
 OPTION_NAMES = ("tasks", "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_patience",
-                "max_seq_length", "seed", "device", "bf16", "weight_decay", "warmup_ratio", "adam_beta1",
+                "max_seq_length", "seed", "device", "precision", "weight_decay", "warmup_ratio", "adam_beta1",
                 "adam_beta2", "adam_epsilon", "grad_norm_clip", "attn_implementation")
 
 
@@ -317,23 +317,23 @@ def collate(features: list[dict[str, list[int]]], pad_token_id: int) -> dict[str
 
 
 def batch_logits(model: PreTrainedModel, features: list[dict[str, list[int]]], pad_token_id: int,
-                 device: torch.device, bf16: bool = False) -> torch.Tensor:
+                 device: torch.device, precision: str = "fp32") -> torch.Tensor:
     """Classification logits (float32) of one batch of encoded examples."""
     batch = {k: v.to(device) for k, v in collate(features, pad_token_id).items()}
-    with autocast(device, bf16):
+    with autocast(device, precision):
         logits = model(**batch).logits
     return logits.float()
 
 
 @torch.no_grad()
 def evaluate(model: PreTrainedModel, features: list[dict[str, list[int]]], labels: list[int], task: str,
-             batch_size: int, pad_token_id: int, device: torch.device, bf16: bool = False) -> dict[str, float]:
+             batch_size: int, pad_token_id: int, device: torch.device, precision: str = "fp32") -> dict[str, float]:
     """Mean loss and the task's metrics of `model` on the encoded examples."""
     was_training = model.training
     model.eval()
     preds, total_loss = [], 0.0
     for start in range(0, len(features), batch_size):
-        logits = batch_logits(model, features[start:start + batch_size], pad_token_id, device, bf16)
+        logits = batch_logits(model, features[start:start + batch_size], pad_token_id, device, precision)
         gold = torch.tensor(labels[start:start + batch_size], device=device)
         total_loss += F.cross_entropy(logits, gold, reduction="sum").item()
         preds.append(logits.argmax(-1).cpu().numpy())
@@ -371,6 +371,7 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
     scheduler = cosine_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     order = torch.Generator().manual_seed(args.seed)  # data order depends only on --seed
     clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
+    scaler = grad_scaler(device, args.precision)
     selection = SELECTION_METRIC.get(task, "accuracy")
 
     history: list[dict] = []
@@ -382,18 +383,20 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
         shuffled = torch.randperm(len(train_features), generator=order).tolist()
         for start in range(0, len(shuffled), batch_size):
             chosen = shuffled[start:start + batch_size]
-            logits = batch_logits(model, [train_features[i] for i in chosen], pad_id, device, args.bf16)
+            logits = batch_logits(model, [train_features[i] for i in chosen], pad_id, device, args.precision)
             loss = F.cross_entropy(logits, torch.tensor([data.train_labels[i] for i in chosen], device=device))
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # fp16: clip the true gradients
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.item() * len(chosen)
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
 
-        scores = evaluate(model, valid_features, data.valid_labels, task, batch_size, pad_id, device, args.bf16)
+        scores = evaluate(model, valid_features, data.valid_labels, task, batch_size, pad_id, device, args.precision)
         record = {"epoch": epoch, "train_loss": loss_sum / len(train_features), "eval_loss": scores.pop("loss"),
                   **scores}
         history.append(record)
@@ -460,6 +463,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
                            f"truncating inputs to {positions} tokens")
             max_length = positions
         logger.info(f"fine-tuning {model_dir} on {', '.join(tasks)} on {device}")
+        log_choice(logger, args)
         logger.hparams(vars(args))
         results = {"model_dir": str(model_dir), "glue_dir": str(glue_dir), "device": str(device),
                    "max_tokens": max_length, "options": {name: getattr(args, name) for name in OPTION_NAMES},

@@ -5,7 +5,7 @@ the optimizer, its parameter groups and the warm-up/cosine schedule are built by
 training_setup.py and handed to the Trainer; validation uses the same
 `evaluate_lm`; the best model, early stopping, TensorBoard tags and
 train_results.json go through the same helpers. The Trainer drives the steps,
-gradient accumulation, clipping (`max_grad_norm`) and bf16 autocast.
+gradient accumulation, clipping (`max_grad_norm`) and --precision (bf16, or fp16 with loss scaling).
 
 Under torchrun the Trainer trains data-parallel itself (DDP through accelerate, on
 the process group distributed.py initialised; --batch_size per process); the
@@ -25,15 +25,16 @@ from transformers.trainer_callback import ExportableState
 
 import distributed
 from curriculum import CurriculumIndexSampler
-from evaluation import autocast, evaluate_lm
+from evaluation import evaluate_lm
+from hardware import autocast
 from losses import make_objective
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
     NonFiniteLoss,
+    TrainingBar,
     TrainingSetup,
     WordMarks,
-    advance_bar,
     finish_run,
     log_eval,
     make_optimizer,
@@ -41,7 +42,6 @@ from training_setup import (
     masked_share_at,
     mlm_probability_at,
     prepare_training,
-    progress_bar,
     training_batch,
 )
 from utils import UserError
@@ -71,7 +71,7 @@ class _SharedEvalTrainer(Trainer):
             s = self.setup
             self.objective = make_objective(s.model, s.teachers, s.args.distill_alpha, s.args.distill_temperature,
                                             s.args.compile)
-        with autocast(self.setup.device, self.setup.args.bf16):  # teachers and heads too, not only forward()
+        with autocast(self.setup.device, self.setup.args.precision):  # teachers and heads too, not only forward()
             loss, parts = self.objective(inputs)
         for tag, value in parts.items():
             total = self.window_parts.setdefault(tag, [0.0, 0])
@@ -99,7 +99,7 @@ class _SharedEvalTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         s = self.setup
         metrics = evaluate_lm(self.model, s.eval_dataset, s.eval_collator, s.args.eval_batch_size,
-                              s.device, s.args.bf16)
+                              s.device, s.args.precision)
         out = {f"{metric_key_prefix}_loss": metrics["loss"], f"{metric_key_prefix}_perplexity": metrics["perplexity"]}
         self.log(out)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, out)
@@ -122,7 +122,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.last_saved_step = -1
         self.trainer: _SharedEvalTrainer | None = None
         # With --max_minutes the bar shows the budget (the Trainer's own counts steps to a cap).
-        self.bar = progress_bar(setup) if setup.clock.budget is not None else None
+        self.bar = TrainingBar(setup) if setup.clock.budget is not None else None
 
     def state(self) -> dict:
         return {"args": {}, "attributes": {**self.tracker.state_dict(), "word_marks": self.marks.state_dict(),
@@ -151,7 +151,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         clock = self.setup.clock
         clock.stop()
         if self.bar is not None:
-            advance_bar(self.bar, self.setup)
+            self.bar.step_done(state.global_step)
         if clock.expired():  # the budget is used up: validate and save this last step, then stop
             control.should_training_stop = control.should_evaluate = control.should_save = True
         self.setup.step_clock.append(time.perf_counter())
@@ -170,7 +170,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         # The Trainer's loss is already averaged over processes; loss parts (distillation, hybrid) exist only
         # in one-process runs (prepare_training refuses them under torchrun with this loop).
         parts = self.trainer.window_parts
-        self.setup.logger.metrics(state.global_step, {
+        metrics = {
             "train/loss": logs["loss"],
             "train/lr": logs.get("learning_rate", 0.0),
             "train/grad_norm": logs.get("grad_norm", 0.0),
@@ -183,7 +183,10 @@ class _PipelineCallback(TrainerCallback, ExportableState):
             **({"train/masked_share": masked_share_at(self.setup.args, state.global_step - 1)}
                if self.setup.hybrid else {}),
             **{tag: total / n for tag, (total, n) in parts.items()},
-        })
+        }
+        self.setup.logger.metrics(state.global_step, metrics)
+        if self.bar is not None:
+            self.bar.show(metrics)
         self.trainer.window_parts = {}
         self.last_time, self.last_step = now, state.global_step
 
@@ -229,7 +232,8 @@ def _train(setup: TrainingSetup) -> dict:
         max_steps=setup.total_steps,  # the same step count as the custom loop (with --max_minutes a cap)
         disable_tqdm=setup.clock.budget is not None,  # the callback's bar shows the time budget
         max_grad_norm=args.grad_norm_clip,  # 0 turns clipping off, as in the custom loop
-        bf16=args.bf16,
+        bf16=args.precision == "bf16",
+        fp16=args.precision == "fp16",  # the Trainer scales the fp16 loss itself
         torch_compile=args.compile,
         eval_strategy="steps",
         eval_steps=args.eval_steps,

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from blimp import evaluate_blimp, load_paradigms
 from custom_models import check_tokenizer_fits, is_causal, load_model
 from evaluation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
+from hardware import log_choice
 from pretraining_dataset import load_blocks, resolve_files
 from utils import RunLogger, UserError, get_device, write_json_atomic
 
@@ -60,6 +61,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     device = get_device(args.device)
     logger = RunLogger(None)
     try:
+        log_choice(logger, args)
         blocks, _ = load_blocks(files, tokenizer, run_args["block_size"], args.cache_dir, "validation",
                                 args.num_proc, logger, clean=not run_args.get("no_cleaning", False))
         blocks = spread_blocks(blocks, args.eval_blocks)
@@ -70,9 +72,10 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
             model.to(device)
             causal = is_causal(model.config.model_type)
             metrics = evaluate_lm(model, eval_dataset(blocks, tokenizer, causal, run_args["mlm_probability"]),
-                                  eval_collator(tokenizer, causal), args.eval_batch_size, device, bf16=False)
+                                  eval_collator(tokenizer, causal), args.eval_batch_size, device, args.precision)
             summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device, args.pll_variant,
-                                     prefix_space=args.blimp_prefix_space, hybrid_scoring=args.hybrid_scoring)
+                                     prefix_space=args.blimp_prefix_space, hybrid_scoring=args.hybrid_scoring,
+                                     precision=args.precision)
             point.update(eval_loss=metrics["loss"], blimp=summary["overall"], blimp_fields=summary["fields"])
             logger.info(f"{point['name']}: {point['words']:,} words, validation loss {metrics['loss']:.4f}, "
                         f"BLiMP {100 * summary['overall']:.1f}%")

@@ -2,10 +2,11 @@
 
 AdamW + warm-up/cosine schedule (shared with the HF path in training_setup.py),
 gradient accumulation, gradient clipping with the norm logged, the fast path
-(bf16 autocast, torch.compile, fused AdamW, batches read straight from the
-memory-mapped uint16 cache; see `make bench`), validation every --eval_steps and at each epoch end, the best model
-by validation loss saved in HF format, early stopping, and a tqdm bar with the
-loss and tokens/s.
+(--precision: bf16 or fp16 autocast, fp16 with a gradient scaler; torch.compile;
+fused AdamW; batches read straight from the memory-mapped uint16 cache; see
+`make bench` and hardware.py), validation every --eval_steps and at each epoch
+end, the best model by validation loss saved in HF format, early stopping, and a
+tqdm bar with the step, loss and tokens/s.
 
 Resumable checkpoints (every --save_steps and at each epoch end) hold the model,
 optimizer, scheduler, RNG states, the position inside the epoch and the
@@ -44,15 +45,16 @@ import torch
 
 import distributed
 from custom_models import load_model
-from evaluation import autocast, evaluate_lm
+from evaluation import evaluate_lm
+from hardware import autocast, grad_scaler
 from losses import ObjectiveModule, make_objective
 from training_setup import (
     CHECKPOINTS_DIR,
     BestTracker,
     NonFiniteLoss,
+    TrainingBar,
     TrainingSetup,
     WordMarks,
-    advance_bar,
     finish_run,
     global_batch,
     list_checkpoints,
@@ -62,7 +64,6 @@ from training_setup import (
     masked_share_at,
     mlm_probability_at,
     prepare_training,
-    progress_bar,
     training_batch,
 )
 from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
@@ -115,8 +116,8 @@ def _rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, tracker: BestTracker, progress: _Progress,
-                     marks: WordMarks) -> None:
+def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, scaler, tracker: BestTracker,
+                     progress: _Progress, marks: WordMarks) -> None:
     """Write checkpoints/checkpoint-<step> atomically (rank 0; with several processes it
     holds every rank's RNG state), then drop the oldest beyond the limit."""
     rng_ranks = distributed.gather_objects(_rng_state()) if distributed.world_size() > 1 else None
@@ -128,6 +129,7 @@ def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, tracker: BestTr
     torch.save({
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),  # fp16's loss scale ({} for other precisions)
         "rng": _rng_state(),
         "rng_ranks": rng_ranks,
     }, tmp / TENSORS_FILE)
@@ -170,7 +172,7 @@ def _restore_rng(saved: dict, seed: int, step: int) -> None:
 
 def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
     metrics = evaluate_lm(setup.model, setup.eval_dataset, setup.eval_collator, setup.args.eval_batch_size,
-                          setup.device, setup.args.bf16)
+                          setup.device, setup.args.precision)
     log_eval(setup, step, metrics)
     # Every rank has the same summed loss; rank 0's decision is broadcast all the same, so all stop together.
     return distributed.broadcast_flag(tracker.update(step, metrics["loss"]))
@@ -188,9 +190,12 @@ def _train(setup: TrainingSetup) -> dict:
     model = setup.model  # after a resume, the checkpoint's weights
     optimizer = make_optimizer(model, args)
     scheduler = make_scheduler(optimizer, setup)
+    scaler = grad_scaler(setup.device, args.precision)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):  # absent in checkpoints older than --precision
+            scaler.load_state_dict(saved["scaler"])
         _restore_rng(saved, args.seed, progress.step)  # last: dropout and MLM masking continue where they were
 
     # --compile: the compiled modules share their parameters with `model`, which stays
@@ -207,7 +212,7 @@ def _train(setup: TrainingSetup) -> dict:
     last_log = time.time()
     setup.step_clock.append(time.perf_counter())
     clock = setup.clock
-    bar = progress_bar(setup, progress.step)
+    bar = TrainingBar(setup, progress.step)
     while not stop and progress.step < setup.total_steps and not clock.expired():
         if curriculum:  # determined by (seed, step): resume rebuilds it like the plain order
             order = torch.from_numpy(curriculum.epoch_indices(progress.epoch, per_epoch))
@@ -223,7 +228,7 @@ def _train(setup: TrainingSetup) -> dict:
                 batch = {key: v.to(setup.device) if torch.is_tensor(v) else v for key, v in batch.items()}
                 # Gradients are all-reduced on the step's last micro-batch only.
                 with distributed.no_sync(objective, j + 1 < len(micro_batches)):
-                    with autocast(setup.device, args.bf16):
+                    with autocast(setup.device, args.precision):
                         loss, parts = objective(batch)
                     if not torch.isfinite(loss):
                         if not args.skip_nonfinite:
@@ -232,7 +237,7 @@ def _train(setup: TrainingSetup) -> dict:
                         setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
                         continue
                     # Average over the micro-batches of this step (the epoch's last may have fewer).
-                    (loss / len(micro_batches)).backward()
+                    scaler.scale(loss / len(micro_batches)).backward()
                 progress.window_loss += loss.item()
                 progress.window_micro += 1
                 progress.window_tokens += batch["input_ids"].numel()
@@ -240,15 +245,17 @@ def _train(setup: TrainingSetup) -> dict:
                     total = progress.window_parts.setdefault(tag, [0.0, 0])
                     total[0], total[1] = total[0] + value.item(), total[1] + 1
             clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
+            scaler.unscale_(optimizer)  # fp16: clip the true gradients
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
-            optimizer.step()
+            scaler.step(optimizer)  # fp16: skipped when a gradient overflowed (the scale then shrinks)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             clock.stop()
             progress.step += 1
             step = progress.step
             last = step == setup.total_steps or clock.expired()
-            advance_bar(bar, setup)
+            bar.step_done(step)
             setup.step_clock.append(time.perf_counter())
             marks.add(int(words_per_block[blocks.numpy()].sum()), step)  # the global batch's words
             if first_step_started is not None:
@@ -259,7 +266,7 @@ def _train(setup: TrainingSetup) -> dict:
 
             if step % args.logging_steps == 0 or last:
                 metrics = _log_window(setup, progress, scheduler, grad_norm, time.time() - last_log, k + 1)
-                bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['train/tokens_per_second']:.0f}")
+                bar.show(metrics)
                 last_log = time.time()
 
             epoch_end = k + 1 == per_epoch
@@ -269,7 +276,7 @@ def _train(setup: TrainingSetup) -> dict:
             if epoch_end:  # the checkpoint then starts the next epoch
                 progress.epoch += 1
             if step % args.save_steps == 0 or epoch_end or last:  # as the HF Trainer
-                _save_checkpoint(setup, optimizer, scheduler, tracker, progress, marks)
+                _save_checkpoint(setup, optimizer, scheduler, scaler, tracker, progress, marks)
             if stop or last:
                 break
     bar.close()

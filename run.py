@@ -128,6 +128,18 @@ ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_trai
            "curve": run_curve}
 
 
+# The actions that compute with a model, in --precision (training also --compile).
+PRECISION_ACTIONS = ("train", "test", "blimp", "finetune", "curve")
+
+
+def _resolve_fast_path(args: argparse.Namespace) -> None:
+    """Choose precision and compiling from the hardware (hardware.py); each action logs
+    the choice when its inputs have been checked and its work starts."""
+    from hardware import resolve_fast_path
+
+    resolve_fast_path(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
     args = parse_args(argv)
@@ -140,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if world > 1 and args.action != "train":
             raise UserError(f"the {args.action} action runs in one process: start it with python, not torchrun "
                             "(only train runs in several)")
+        if args.action in PRECISION_ACTIONS:
+            _resolve_fast_path(args)
         ACTIONS[args.action](args)
     except UserError as e:
         if args.debug:

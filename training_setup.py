@@ -40,6 +40,7 @@ from custom_models import (
     saved_model_type,
 )
 from evaluation import eval_collator, eval_dataset, spread_blocks
+from hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
 from utils import RunLogger, UserError, replace_dir, set_seed, temp_dir_beside, write_json_atomic
 
@@ -281,6 +282,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
     val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
     device = distributed.process_device(args.device)
+    resolve_fast_path(args, device)  # run.py has done it already; programmatic callers (bench) may not
 
     logger = RunLogger(None)  # console only until every input has been checked
     if not main:  # rank 0 speaks for all
@@ -355,6 +357,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     if hybrid:
         logger.info(f"hybrid objective: masked:causal steps {args.hybrid_ratio} "
                     f"({args.hybrid_masked_share:.1%} masked next-token steps)")
+    log_choice(logger, args)
     logger.hparams(vars(args))
     return setup
 
@@ -383,14 +386,14 @@ def load_teacher_checks(args: argparse.Namespace, tokenizer, model_type: str) ->
 
 
 def _teacher(folder: str, args: argparse.Namespace, tokenizer, device: torch.device) -> PreTrainedModel:
-    """A teacher model: loaded, checked, in eval mode without gradients, in bf16 with --bf16."""
+    """A teacher model: loaded, checked, in eval mode without gradients, in the run's precision."""
     teacher = load_model(folder, args.attn_implementation)
     check_tokenizer_fits(teacher.config, tokenizer, folder, args.block_size, option="--teacher_models")
     if teacher.config.vocab_size != len(tokenizer):
         raise UserError(f"--teacher_models {folder} has a vocabulary of {teacher.config.vocab_size} but the "
                         f"tokenizer has {len(tokenizer)} tokens: teachers and student must share the tokenizer")
     teacher.requires_grad_(False)
-    return teacher.to(device, dtype=torch.bfloat16 if args.bf16 else torch.float32).eval()
+    return teacher.to(device, dtype=DTYPES[args.precision]).eval()
 
 
 def _scheduled(args: argparse.Namespace, key: str, default: float, step: int) -> float:
@@ -474,22 +477,37 @@ def make_scheduler(optimizer: torch.optim.Optimizer, setup: TrainingSetup):
     return get_cosine_schedule_with_warmup(optimizer, setup.warmup_steps, setup.total_steps)
 
 
-def progress_bar(setup: TrainingSetup, done_steps: int = 0) -> tqdm:
-    """The training bar (rank 0): optimizer steps, or with --max_minutes the budget's seconds."""
-    hidden = not distributed.is_main()
-    if setup.clock.budget is not None:
-        return tqdm(total=round(setup.clock.budget), initial=round(setup.clock.used), desc="training (time budget)",
-                    unit="s", dynamic_ncols=True, disable=hidden)
-    return tqdm(total=setup.total_steps, initial=done_steps, desc="training", unit="step", dynamic_ncols=True,
-                disable=hidden)
+class TrainingBar:
+    """The training progress bar (rank 0 only): optimizer steps, or with --max_minutes the
+    budget's seconds. Both show the step, and the loss and tokens/s of the last log."""
 
+    def __init__(self, setup: TrainingSetup, done_steps: int = 0) -> None:
+        self.clock = setup.clock
+        hidden = not distributed.is_main()
+        if self.clock.budget is not None:
+            self.bar = tqdm(total=round(self.clock.budget), initial=round(self.clock.used),
+                            desc="training (time budget)", unit="s", dynamic_ncols=True, disable=hidden)
+        else:
+            self.bar = tqdm(total=setup.total_steps, initial=done_steps, desc="training", unit="step",
+                            dynamic_ncols=True, disable=hidden)
+        self.values: dict[str, str] = {}
 
-def advance_bar(bar: tqdm, setup: TrainingSetup) -> None:
-    """One optimizer step ended (after `setup.clock.stop()`)."""
-    if setup.clock.budget is not None:
-        bar.update(round(min(setup.clock.used, setup.clock.budget)) - bar.n)
-    else:
-        bar.update(1)
+    def step_done(self, step: int) -> None:
+        """Optimizer step `step` (1-based) ended, after `clock.stop()`."""
+        if self.clock.budget is not None:
+            self.values["step"] = str(step)  # a seconds bar does not show the step by itself
+            self.bar.set_postfix(self.values, refresh=False)
+            self.bar.update(round(min(self.clock.used, self.clock.budget)) - self.bar.n)
+        else:
+            self.bar.update(1)
+
+    def show(self, metrics: dict[str, float]) -> None:
+        """The metrics of a training log (the tags of `setup.logger.metrics`)."""
+        self.values.update(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{metrics['train/tokens_per_second']:.0f}")
+        self.bar.set_postfix(self.values)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def save_model_folder(model: PreTrainedModel, tokenizer, args: argparse.Namespace, folder: str | Path) -> None:
@@ -615,6 +633,12 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "train_seconds": round(tracker.seconds(), 1),  # across resumes
         "best_model": str(setup.run_dir / BEST_MODEL_DIR),
         "processes": distributed.world_size(),
+        "precision": setup.args.precision,
+        "compile": setup.args.compile,
+        # This process's time in torch.compile (a resumed run counts only its own): reruns load
+        # the kernels from the cache under --cache_dir and pay less.
+        "compile_seconds": compile_seconds() if setup.args.compile else 0.0,
+        "fast_path": setup.args.fast_path["summary"],
     }
     if marks is not None:
         results["words_seen"] = marks.words

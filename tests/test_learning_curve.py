@@ -61,7 +61,7 @@ def test_curve_points_match_scoring_each_folder(curved_run):
     for point in (points[0], best):
         model = load_model(out / point["name"])
         loss = evaluate_lm(model, eval_dataset(blocks, tokenizer, True, 0.15), eval_collator(tokenizer, True), 64,
-                           "cpu", False)["loss"]
+                           "cpu", "fp32")["loss"]
         assert point["eval_loss"] == pytest.approx(loss, abs=1e-6)
         assert point["blimp"] == pytest.approx(evaluate_blimp(model, tokenizer, paradigms)["overall"], abs=1e-9)
     # The model learns: the best model's validation loss is below the first checkpoint's.
@@ -101,7 +101,7 @@ def test_curve_eval_blocks_scores_the_evenly_spaced_blocks(curved_run, tmp_path)
 
     def loss_of(chosen):
         return evaluate_lm(model, eval_dataset(chosen, tokenizer, True, 0.15), eval_collator(tokenizer, True), 64,
-                           "cpu", False)["loss"]
+                           "cpu", "fp32")["loss"]
 
     n = len(blocks)
     assert n > 3

@@ -268,6 +268,6 @@ def test_eval_blocks_validates_on_evenly_spaced_blocks(make_args, tmp_path):
     assert len(blocks) > 7
     chosen = blocks[[round(x) for x in np.linspace(0, len(blocks) - 1, 7)]]
     model = AutoModelForCausalLM.from_pretrained(out / "best_model")
-    loss = evaluate_lm(model, eval_dataset(chosen, tok, True, 0.15), eval_collator(tok, True), 64, "cpu", False)
+    loss = evaluate_lm(model, eval_dataset(chosen, tok, True, 0.15), eval_collator(tok, True), 64, "cpu", "fp32")
     assert results["best_eval_loss"] == pytest.approx(loss["loss"], abs=1e-5)
     assert loss["tokens"] == 7 * 31
