@@ -46,11 +46,12 @@ FAST        ?= --precision auto --compile auto
 GPT_LOOP    ?= --torch_training
 BERT_LOOP   ?= --torch_training
 FINETUNE_OPTS ?=
-# A training step that Make reruns continues from its newest checkpoint when an earlier
-# run of it was interrupted (checkpoints but no train_results.json); otherwise it starts
-# over. RESTART=1 forces a fresh start.
+# A training step that Make reruns continues from its newest complete checkpoint when an
+# earlier run of it was interrupted (--resume auto: run.py decides from the folder, and starts
+# over when there is no complete checkpoint); a finished step that Make reruns (its inputs
+# changed) starts over. RESTART=1 forces a fresh start.
 RESTART     ?=
-resume_or_restart = $(if $(and $(if $(RESTART),,1),$(wildcard $(1)/checkpoints/checkpoint-*),$(if $(wildcard $(1)/train_results.json),,1)),--resume,--overwrite_output_dir)
+resume_or_restart = $(if $(or $(RESTART),$(wildcard $(1)/train_results.json)),--overwrite_output_dir,--resume auto)
 EXTRA       ?=
 # Training in NPROC processes, data-parallel (torchrun; one per GPU, or CPU processes with gloo).
 # --batch_size stays per process: keep the global batch (batch x accumulation x NPROC) by

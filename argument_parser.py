@@ -82,10 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the tokenizer removes the space before . , ? ! ; : 's n't (PTB-style sources: aochildes, cbt)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--model_type", choices=MODEL_TYPES, default="gpt2",
+    g.add_argument("--model_type", choices=MODEL_TYPES, default=None,
                    help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM, gpt_bert: "
                    "hybrid causal + masked next-token LM, see hybrid_model.py; it needs a tokenizer with a mask "
-                   "token: --tokenizer_type mlm)")
+                   "token: --tokenizer_type mlm) (default: gpt2, or --init_model's type)")
     g.add_argument("--init_model", default=None,
                    help="continue training from this saved model folder instead of a fresh model")
     g.add_argument("--hidden_size", type=int, default=256, help="model width")
@@ -152,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a resumable checkpoint every N optimizer steps (and at each epoch end)")
     g.add_argument("--save_total_limit", type=int, default=2,
                    help="keep only the newest N resumable checkpoints (the best model is always kept)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --output_dir from its newest resumable checkpoint")
+    g.add_argument("--resume", nargs="?", choices=("yes", "auto"), const="yes", default=None,
+                   help="continue the run in --output_dir from its newest complete checkpoint; --resume auto: "
+                   "continue it if it has one, else start it (over) (what make passes; default: no resume)")
     g.add_argument("--skip_nonfinite", action="store_true",
                    help="skip batches whose loss is NaN/inf, counting them, instead of stopping "
                    "(custom loop only)")
@@ -313,6 +314,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
     _check_numbers(parser, args)
+    if args.model_type is None and args.init_model is None:
+        args.model_type = "gpt2"  # with --init_model, training takes the saved model's type
     if args.action == "train" and args.init_model is None and args.block_size > args.max_position_embeddings:
         parser.error(f"--block_size {args.block_size} exceeds --max_position_embeddings "
                      f"{args.max_position_embeddings}: raise the latter or lower the former")
@@ -351,7 +354,13 @@ def _parse_ratio(parser: argparse.ArgumentParser, text: str) -> float:
 
 def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The range of every numeric option (NaN and infinity fail the float checks too)."""
-    for name in ("block_size", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
+    if args.block_size < 2:  # a block of one token has nothing to predict (its first token never is)
+        parser.error(f"--block_size must be at least 2, got {args.block_size}")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be between 0 and 2**32 - 1 (numpy's range), got {args.seed}")
+    if not 0.0 <= args.dropout < 1.0:  # NaN fails this too
+        parser.error(f"--dropout must be at least 0 and below 1, got {args.dropout}")
+    for name in ("model_max_length", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
                  "eval_steps", "logging_steps", "save_steps", "save_total_limit", "vocab_size", "min_frequency",
                  "num_proc", "num_layers", "hidden_size", "num_heads", "max_position_embeddings",
                  "blimp_batch_size", "finetune_epochs", "finetune_batch_size", "max_seq_length"):

@@ -56,6 +56,12 @@ class Paradigm:
     field: str
     term: str
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    source: Path | None = None  # the jsonl file
+
+    def duplicates(self) -> int:
+        """Pairs that repeat an earlier pair of the paradigm (each is scored and counted, as
+        the official scorer does)."""
+        return len(self.pairs) - len(set(self.pairs))
 
 
 def normalize_field(value: str | None) -> str:
@@ -90,9 +96,21 @@ def load_paradigms(folder: str | Path) -> list[Paradigm]:
                 paradigm = Paradigm(row.get("UID") or path.stem, normalize_field(row.get("field")),
                                     row.get("linguistics_term") or "unknown")
             paradigm.pairs.append((row["sentence_good"], row["sentence_bad"]))
-        if paradigm is not None:
-            paradigms.append(paradigm)
+        if paradigm is None:
+            raise UserError(f"{path} holds no minimal pairs (it is empty or blank): remove it from --blimp_dir "
+                            "or restore its lines")
+        paradigm.source = path
+        paradigms.append(paradigm)
     return sorted(paradigms, key=lambda p: p.name)
+
+
+def warn_duplicates(paradigms: list[Paradigm], logger: RunLogger) -> None:
+    """One warning per paradigm whose file repeats pairs: they count again in its accuracy."""
+    for p in paradigms:
+        if p.duplicates():
+            logger.warning(f"{p.source}: {p.duplicates()} of its {len(p.pairs)} pairs repeat an earlier pair; "
+                           "each is scored and counted (as the official scorer does): deduplicate the file if "
+                           "that is not intended")
 
 
 # --------------------------------------------------------------------------- causal scoring
@@ -311,6 +329,7 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
     try:
         if own_logger:  # the test action has logged it
             log_choice(logger, args)
+        warn_duplicates(paradigms, logger)
         model_type = model.config.model_type
         summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device,
                                  args.pll_variant, progress=True, prefix_space=args.blimp_prefix_space,

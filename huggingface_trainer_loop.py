@@ -63,6 +63,7 @@ class _SharedEvalTrainer(Trainer):
         self.objective = None
         self.window_parts: dict[str, list[float]] = {}  # tag -> [sum, micro-batches] since the last log
         self.step_words = 0  # words of this process's blocks in the current optimizer step
+        self.step_tokens = 0  # and their tokens
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.own_loss:
@@ -88,6 +89,7 @@ class _SharedEvalTrainer(Trainer):
         words = inputs.pop("words", None)  # the blocks' source words (BlockDataset), counted for --checkpoint_words
         if words is not None:
             self.step_words += int(words.sum())
+        self.step_tokens += inputs["input_ids"].numel()
         inputs = training_batch(self.setup, inputs, self.state.global_step)  # MLM: masked at this step
         loss = super().training_step(model, inputs, num_items_in_batch)
         # Checked per micro-batch, before the optimizer step and any save, so no
@@ -118,15 +120,16 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.tracker = tracker
         self.marks = marks
         self.last_time = time.time()
-        self.last_step = 0
         self.last_saved_step = -1
+        self.tokens_seen = 0  # of every block trained on, all processes, across resumes
+        self.window_tokens = 0  # since the last log
         self.trainer: _SharedEvalTrainer | None = None
         # With --max_minutes the bar shows the budget (the Trainer's own counts steps to a cap).
         self.bar = TrainingBar(setup) if setup.clock.budget is not None else None
 
     def state(self) -> dict:
         return {"args": {}, "attributes": {**self.tracker.state_dict(), "word_marks": self.marks.state_dict(),
-                                           "world_size": distributed.world_size()}}
+                                           "world_size": distributed.world_size(), "tokens_seen": self.tokens_seen}}
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # Validate at each epoch end, as the custom loop does, unless this step
@@ -155,9 +158,12 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         if clock.expired():  # the budget is used up: validate and save this last step, then stop
             control.should_training_stop = control.should_evaluate = control.should_save = True
         self.setup.step_clock.append(time.perf_counter())
-        # The words of the step's blocks on every process (one small all-reduce per step).
-        self.marks.add(int(distributed.sum_across([self.trainer.step_words])[0]), state.global_step)
-        self.trainer.step_words = 0
+        # The words and tokens of the step's blocks on every process (one small all-reduce per step).
+        words, tokens = distributed.sum_across([self.trainer.step_words, self.trainer.step_tokens])
+        self.marks.add(int(words), state.global_step)
+        self.tokens_seen += int(tokens)
+        self.window_tokens += int(tokens)
+        self.trainer.step_words = self.trainer.step_tokens = 0
 
     def on_save(self, args, state, control, **kwargs):
         self.last_saved_step = state.global_step
@@ -166,7 +172,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         if not logs or "loss" not in logs:
             return
         now = time.time()
-        tokens = (state.global_step - self.last_step) * self.setup.tokens_per_step
+        tokens, self.window_tokens = self.window_tokens, 0
         # The Trainer's loss is already averaged over processes; loss parts (distillation, hybrid) exist only
         # in one-process runs (prepare_training refuses them under torchrun with this loop).
         parts = self.trainer.window_parts
@@ -188,7 +194,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         if self.bar is not None:
             self.bar.show(metrics)
         self.trainer.window_parts = {}
-        self.last_time, self.last_step = now, state.global_step
+        self.last_time = now
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         step = state.global_step
@@ -223,7 +229,9 @@ def _train(setup: TrainingSetup) -> dict:
         stored = json.loads(state_file.read_text())["stateful_callbacks"][_PipelineCallback.__name__]
         tracker.load_state_dict(stored["attributes"])
         marks.load_state_dict(stored["attributes"].get("word_marks"))
-        callback.last_step = json.loads(state_file.read_text())["global_step"]
+        # Older checkpoints hold no count: the estimate they used (full steps).
+        callback.tokens_seen = stored["attributes"].get(
+            "tokens_seen", json.loads(state_file.read_text())["global_step"] * setup.tokens_per_step)
     training_args = TrainingArguments(
         output_dir=str(setup.run_dir / CHECKPOINTS_DIR),
         per_device_train_batch_size=args.batch_size,
@@ -266,4 +274,5 @@ def _train(setup: TrainingSetup) -> dict:
     # Validates at its last step too (eval_strategy="steps"); the Trainer's own
     # resume restores model, optimizer, scheduler, RNG states and the data position.
     trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)
-    return finish_run(setup, tracker, trainer.state.global_step, loop="huggingface", marks=marks)
+    return finish_run(setup, tracker, trainer.state.global_step, loop="huggingface", tokens_seen=callback.tokens_seen,
+                      marks=marks)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from blimp import evaluate_blimp, load_paradigms
+from blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from custom_models import check_tokenizer_fits, is_causal, load_model
 from evaluation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
 from hardware import log_choice
@@ -62,6 +62,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     logger = RunLogger(None)
     try:
         log_choice(logger, args)
+        warn_duplicates(paradigms, logger)
         blocks, _ = load_blocks(files, tokenizer, run_args["block_size"], args.cache_dir, "validation",
                                 args.num_proc, logger, clean=not run_args.get("no_cleaning", False))
         blocks = spread_blocks(blocks, args.eval_blocks)

@@ -26,7 +26,7 @@ from datasets import Dataset as HFDataset
 from torch.utils.data import Dataset
 
 from cleaning import clean_files, format_counts, rules_digest
-from utils import UserError, numbered_lines, replace_dir, sha256_of, temp_dir_beside, write_json_atomic
+from utils import UserError, atomic_dir, numbered_lines, sha256_of, write_json_atomic
 
 SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
            "open_subtitles", "qed", "simple_wikipedia", "switchboard", "wikipedia")
@@ -197,6 +197,11 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
     # All text is read and checked before anything is tokenized, then all is packed before anything is cached.
     todo = {folder: (split, files, *split_lines(files, split, clean))
             for (split, files), folder in zip(specs, folders, strict=True) if not (folder / "meta.json").is_file()}
+    for split, files, _, _, per_file in todo.values():
+        for path, n in zip(files, per_file, strict=True):
+            if n == 0:
+                logger.warning(f"{split} file {path} holds no text{' after cleaning' if clean else ''}: it adds "
+                               "nothing to the split (remove it, or check that it is the file you meant)")
     built = {folder: build_blocks(files, lines, counts, per_file, tokenizer, block_size, split, num_proc)
              for folder, (split, files, lines, counts, per_file) in todo.items()}
     results = []
@@ -204,11 +209,10 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
         if folder in built:
             blocks, meta, words = built[folder]
             # Written under a temporary name and renamed: a killed build leaves no cache entry.
-            tmp = temp_dir_beside(folder)
-            np.save(tmp / "blocks.npy", blocks)
-            np.save(tmp / "words.npy", words)
-            write_json_atomic(tmp / "meta.json", meta)
-            replace_dir(tmp, folder)
+            with atomic_dir(folder) as tmp:
+                np.save(tmp / "blocks.npy", blocks)
+                np.save(tmp / "words.npy", words)
+                write_json_atomic(tmp / "meta.json", meta)
             logger.info(f"{split}: tokenized {meta['lines']} lines ({meta['words']} words, {meta['tokens']} tokens) "
                         f"into {meta['blocks']} blocks of {block_size}; dropped the last {meta['dropped_tokens']} "
                         f"tokens; cached in {folder}")

@@ -66,7 +66,7 @@ from training_setup import (
     prepare_training,
     training_batch,
 )
-from utils import UserError, replace_dir, temp_dir_beside, write_json_atomic
+from utils import UserError, atomic_dir, write_json_atomic
 
 STATE_FILE = "pipeline_state.json"  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"
@@ -107,6 +107,7 @@ class _Progress:
         self.window_loss = 0.0
         self.window_micro = 0
         self.window_tokens = 0
+        self.tokens_seen = 0  # of the global batches trained on (all processes), across resumes
         self.skipped = 0  # non-finite batches skipped (--skip_nonfinite)
         self.window_parts = {}  # loss parts (distillation, hybrid): tag -> [sum, micro-batches]
 
@@ -124,18 +125,17 @@ def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, scaler, tracker
     if not distributed.is_main():
         return
     final = setup.run_dir / CHECKPOINTS_DIR / f"checkpoint-{progress.step}"
-    tmp = temp_dir_beside(final)
-    setup.model.save_pretrained(tmp)
-    torch.save({
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),  # fp16's loss scale ({} for other precisions)
-        "rng": _rng_state(),
-        "rng_ranks": rng_ranks,
-    }, tmp / TENSORS_FILE)
-    write_json_atomic(tmp / STATE_FILE, {"progress": vars(progress), "tracker": tracker.state_dict(),
-                                         "word_marks": marks.state_dict()})
-    replace_dir(tmp, final)
+    with atomic_dir(final) as tmp:
+        setup.model.save_pretrained(tmp)
+        torch.save({
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),  # fp16's loss scale ({} for other precisions)
+            "rng": _rng_state(),
+            "rng_ranks": rng_ranks,
+        }, tmp / TENSORS_FILE)
+        write_json_atomic(tmp / STATE_FILE, {"progress": vars(progress), "tracker": tracker.state_dict(),
+                                             "word_marks": marks.state_dict()})
     for old in list_checkpoints(setup.run_dir)[: -setup.args.save_total_limit]:
         shutil.rmtree(old)
 
@@ -148,6 +148,8 @@ def _load_checkpoint(setup: TrainingSetup, path: Path, tracker: BestTracker, pro
     setup.model = load_model(path, setup.args.attn_implementation).to(setup.device)
     state = json.loads((path / STATE_FILE).read_text())
     vars(progress).update({k: v for k, v in state["progress"].items() if k != "micro"})  # micro: older checkpoints
+    if "tokens_seen" not in state["progress"]:  # older checkpoints: the estimate they used (full steps)
+        progress.tokens_seen = progress.step * setup.tokens_per_step
     tracker.load_state_dict(state["tracker"])
     marks.load_state_dict(state.get("word_marks"))
     progress.global_batch = global_batch(setup.args, distributed.world_size())  # checked equal in prepare_training
@@ -181,9 +183,6 @@ def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
 def _train(setup: TrainingSetup) -> dict:
     args = setup.args
     world, rank = distributed.world_size(), distributed.rank()
-    if distributed.is_main():  # a save killed half-way leaves a temporary folder (never a checkpoint): drop it
-        for stale in (setup.run_dir / CHECKPOINTS_DIR).glob(".checkpoint-*.tmp"):
-            shutil.rmtree(stale)
     marks, progress = WordMarks(setup), _Progress(global_batch(args, world))
     tracker = BestTracker(setup, marks)
     saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
@@ -258,6 +257,7 @@ def _train(setup: TrainingSetup) -> dict:
             bar.step_done(step)
             setup.step_clock.append(time.perf_counter())
             marks.add(int(words_per_block[blocks.numpy()].sum()), step)  # the global batch's words
+            progress.tokens_seen += len(blocks) * args.block_size
             if first_step_started is not None:
                 what = "compiling + first step" if args.compile else "first step"
                 setup.logger.info(f"{what} took {time.time() - first_step_started:.1f} s")
@@ -280,7 +280,7 @@ def _train(setup: TrainingSetup) -> dict:
             if stop or last:
                 break
     bar.close()
-    return finish_run(setup, tracker, progress.step, loop="pytorch", marks=marks)
+    return finish_run(setup, tracker, progress.step, loop="pytorch", tokens_seen=progress.tokens_seen, marks=marks)
 
 
 def _log_window(setup: TrainingSetup, progress: _Progress, scheduler, grad_norm: float, seconds: float,

@@ -161,6 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         # Under torchrun every process reports; torchrun then stops the others.
         print(f"error{f' (rank {rank})' if world > 1 else ''}: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a file-system failure that no writer turned into a UserError: still one line
+        if args.debug:
+            raise
+        where = f" ('{e.filename}')" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}: check the path, its permissions and the free space there "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"interrupted: {args.action} stopped by Ctrl-C; nothing was left half-written (a training run "
+              "continues from its last complete checkpoint with --resume)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -30,7 +30,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from transformers import PreTrainedTokenizerFast
 
 from cleaning import clean_files
-from utils import UserError, numbered_lines, replace_dir, temp_dir_beside
+from utils import UserError, atomic_dir, numbered_lines
 
 CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
                "unk_token": "<|endoftext|>", "pad_token": "<pad>"}
@@ -116,7 +116,6 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
     )
 
     out_dir = Path(out_dir)
-    tmp = temp_dir_beside(out_dir)
-    fast.save_pretrained(tmp)
-    replace_dir(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        fast.save_pretrained(tmp)
     return fast

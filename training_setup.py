@@ -13,6 +13,7 @@ train_results.json. The global batch of an optimizer step is --batch_size x
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import math
 import shutil
@@ -42,7 +43,16 @@ from custom_models import (
 from evaluation import eval_collator, eval_dataset, spread_blocks
 from hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
-from utils import RunLogger, UserError, replace_dir, set_seed, temp_dir_beside, write_json_atomic
+from utils import (
+    FolderLock,
+    RunLogger,
+    UserError,
+    atomic_dir,
+    remove_path,
+    restore_replaced,
+    set_seed,
+    write_json_atomic,
+)
 
 RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
 BEST_MODEL_DIR = "best_model"
@@ -55,9 +65,12 @@ class NonFiniteLoss(UserError):
     @classmethod
     def at(cls, setup: TrainingSetup, value: float, step: int, skippable: bool) -> NonFiniteLoss:
         skip = ", or pass --skip_nonfinite to skip such batches" if skippable else ""
+        best = setup.run_dir / BEST_MODEL_DIR
+        kept = (f"the best model so far is in {best}" if best.is_dir()
+                else "no model was saved yet (no validation had run)")
+        resume = ", and --resume restarts from the last checkpoint" if list_checkpoints(setup.run_dir) else ""
         return cls(f"the loss became {value} at optimizer step {step}: lower --learning_rate or --grad_norm_clip"
-                   f"{skip}; the best model so far is in {setup.run_dir / BEST_MODEL_DIR}, and --resume restarts "
-                   "from the last checkpoint")
+                   f"{skip}; {kept}{resume}")
 
 
 class TrainingClock:
@@ -112,7 +125,7 @@ class TrainingSetup:
     eval_collator: object
     total_steps: int
     warmup_steps: int
-    tokens_per_step: int
+    tokens_per_step: int  # of a full optimizer step (an epoch's last may be shorter: the loops count what they train)
     train_meta: dict
     resume_from: Path | None = None
     curriculum: CurriculumSampler | None = None  # --difficulty: which blocks each optimizer step trains on
@@ -199,29 +212,89 @@ def checkpoint_step(path: Path) -> int:
     return int(path.name.split("-")[-1])
 
 
-def _check_run_dir(args: argparse.Namespace, run_dir: Path, world: int = 1) -> Path | None:
-    """Refuse to clobber a run unless told to; returns the checkpoint to resume from."""
+class RunState(enum.Enum):
+    """What a run folder holds: decided from its files alone, in `run_state`."""
+
+    NEW = "not started"
+    FINISHED = "finished"
+    RESUMABLE = "interrupted, with a complete checkpoint"
+    INCOMPLETE = "interrupted, without a complete checkpoint"
+
+
+def run_state(run_dir: Path) -> RunState:
+    """The state of `run_dir`. A run is started once it has written a checkpoint folder, a
+    best model or a words-seen checkpoint (log.txt and TensorBoard alone do not count: an
+    error before the first step leaves them); it is finished once train_results.json exists."""
+    if (run_dir / RESULTS_FILE).is_file():
+        return RunState.FINISHED
+    if list_checkpoints(run_dir):
+        return RunState.RESUMABLE
+    started = [run_dir / CHECKPOINTS_DIR, run_dir / BEST_MODEL_DIR, run_dir / f".{BEST_MODEL_DIR}.old",
+               *run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*")]
+    return RunState.INCOMPLETE if any(p.exists() for p in started) else RunState.NEW
+
+
+def _check_run_dir(args: argparse.Namespace, run_dir: Path, world: int = 1) -> tuple[Path | None, bool]:
+    """Refuse to clobber or resume a run unless told to, with one message per state of the
+    folder that names the command that works. Returns (the checkpoint to resume from or None,
+    whether to clear the folder's outputs before training)."""
     if args.resume and args.overwrite_output_dir:
         raise UserError("--resume and --overwrite_output_dir contradict each other: pass one of them")
-    if (run_dir / RESULTS_FILE).exists() and not args.overwrite_output_dir:
+    if args.overwrite_output_dir:
+        return None, True
+    state = run_state(run_dir)
+    elsewhere = "or pick another --output_dir"
+    if state is RunState.FINISHED:
         raise UserError(f"'{run_dir}' already holds a finished run ({RESULTS_FILE}), so there is nothing to "
-                        "resume: pass --overwrite_output_dir to train again, or pick another --output_dir")
-    if args.resume:
-        checkpoints = list_checkpoints(run_dir)
-        if not checkpoints:
-            raise UserError(f"no resumable checkpoint in '{run_dir / CHECKPOINTS_DIR}': "
-                            "start the run without --resume")
+                        f"resume: pass --overwrite_output_dir to train again, {elsewhere}")
+    if state is RunState.RESUMABLE:
+        checkpoint = list_checkpoints(run_dir)[-1]
+        if not args.resume:
+            raise UserError(f"'{run_dir}' holds an interrupted run with a complete checkpoint ({checkpoint.name}): "
+                            f"pass --resume to continue it, --overwrite_output_dir to start over, {elsewhere}")
         marker = "pipeline_state.json" if args.torch_training else "trainer_state.json"
-        if not (checkpoints[-1] / marker).is_file():
+        if not (checkpoint / marker).is_file():
             other = "the HF Trainer loop: resume without" if args.torch_training else "the custom loop: resume with"
-            raise UserError(f"'{checkpoints[-1]}' was written by {other} --torch_training")
-        _check_resume_processes(args, checkpoints[-1], world)
-        return checkpoints[-1]
-    started = [name for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR) if (run_dir / name).exists()]
-    if started and not args.overwrite_output_dir:
-        raise UserError(f"'{run_dir}' holds an unfinished run ({', '.join(started)}): pass --resume to "
-                        "continue it, --overwrite_output_dir to start over, or pick another --output_dir")
-    return None
+            raise UserError(f"'{checkpoint}' was written by {other} --torch_training")
+        _check_resume_processes(args, checkpoint, world)
+        return checkpoint, False
+    if state is RunState.INCOMPLETE:
+        if args.resume == "auto":
+            return None, True
+        nothing = ", so there is nothing to resume" if args.resume else ""
+        raise UserError(f"'{run_dir}' holds an interrupted run without a complete checkpoint (it stopped before or "
+                        f"during its first save){nothing}: pass --overwrite_output_dir or --resume auto to start it "
+                        f"over, {elsewhere}")
+    if args.resume == "yes":
+        raise UserError(f"there is no run to resume in '{run_dir}' (nothing was trained there): start it without "
+                        "--resume (or with --resume auto)")
+    return None, False
+
+
+def _take_run_dir(args: argparse.Namespace, run_dir: Path, world: int,
+                  decided: tuple[Path | None, bool]) -> FolderLock:
+    """Lock the run folder (one training process writes it; rank 0), then decide again: another
+    run that wrote there between the first check and the lock must not be clobbered."""
+    lock = FolderLock(run_dir)
+    try:
+        if _check_run_dir(args, run_dir, world) != decided:
+            raise UserError(f"another run wrote to '{run_dir}' while this one was starting: run the command again "
+                            "to see what the folder holds now")
+    except UserError:
+        lock.release()
+        raise
+    return lock
+
+
+def tidy_run_dir(run_dir: Path) -> None:
+    """Finish or drop what a killed process left half-done in `run_dir`: folders renamed aside
+    by `replace_dir` get their name back (`restore_replaced`), temporary files and folders go,
+    and so do checkpoint folders without their completion marker (a Trainer killed mid-save)."""
+    for folder in (run_dir, run_dir / CHECKPOINTS_DIR):
+        restore_replaced(folder)
+    for path in (run_dir / CHECKPOINTS_DIR).glob("checkpoint-*"):
+        if path.is_dir() and path not in list_checkpoints(run_dir):
+            shutil.rmtree(path)
 
 
 def _check_resume_processes(args: argparse.Namespace, checkpoint: Path, world: int) -> None:
@@ -263,9 +336,15 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     All checks that can fail on bad input run before anything is written (on every rank)."""
     run_dir = Path(args.output_dir)
     world, main = distributed.world_size(), distributed.is_main()
-    resume_from = _check_run_dir(args, run_dir, world)
+    resume_from, clear_outputs = _check_run_dir(args, run_dir, world)
     tokenizer = load_tokenizer(args.tokenizer_dir)
-    model_type = saved_model_type(args.init_model) if args.init_model else args.model_type
+    if args.init_model:  # the saved model's type; run_args.json records it
+        saved = saved_model_type(args.init_model)
+        if args.model_type not in (None, saved):
+            raise UserError(f"--init_model {args.init_model} is a {saved} model but --model_type says "
+                            f"{args.model_type}: drop --model_type (it continues the saved model) or pass {saved}")
+        args.model_type = saved
+    model_type = args.model_type
     causal, hybrid = is_causal(model_type), is_hybrid(model_type)
     schedule_keys = {key for _, setting in args.objective_schedule or [] for key in setting}
     if causal and not hybrid and schedule_keys:
@@ -317,14 +396,16 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
                 vocab_size=len(tokenizer), **sources)
         except ValueError as e:
             raise UserError(f"cannot build the curriculum: {e}") from None
-    if args.overwrite_output_dir and main:  # only now: bad input must not cost the old run
-        for path in [run_dir / name for name in RUN_OUTPUTS] + list(run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*")):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    if main:  # on resume, TensorBoard hides what the killed run logged after the checkpoint
-        logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None)
+    if main:
+        lock = _take_run_dir(args, run_dir, world, (resume_from, clear_outputs))
+        if clear_outputs:  # only now: bad input must not cost the old run
+            if run_state(run_dir) is not RunState.NEW:
+                logger.info(f"starting over in {run_dir}: its earlier outputs are removed")
+            for path in [run_dir / name for name in RUN_OUTPUTS] + list(run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*")):
+                remove_path(path)
+        tidy_run_dir(run_dir)
+        # On resume, TensorBoard hides what the killed run logged after the checkpoint.
+        logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None, lock=lock)
     setup = TrainingSetup(
         args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,
         train_dataset=BlockDataset(train_blocks, words=train_meta["words_per_block"]),
@@ -333,7 +414,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         train_collator=CLMCollator() if causal else stack_blocks,
         eval_collator=eval_collator(tokenizer, causal),
         total_steps=total, warmup_steps=round(args.warmup_ratio * total),
-        tokens_per_step=global_batch(args, world) * args.block_size,
+        # One process with a global batch above the corpus trains the whole corpus per step.
+        tokens_per_step=(min(global_batch(args, world), len(train_blocks)) if world == 1
+                         else global_batch(args, world)) * args.block_size,
         train_meta=train_meta, resume_from=resume_from, curriculum=curriculum, hybrid=hybrid, teachers=teachers,
         steps_per_epoch=steps_per_epoch(args, len(train_blocks), world), clock=TrainingClock(args.max_minutes),
     )
@@ -514,11 +597,10 @@ def save_model_folder(model: PreTrainedModel, tokenizer, args: argparse.Namespac
     """Save model + tokenizer + the run's arguments as a standard transformers folder,
     written beside the target and renamed into place (never half-written)."""
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every validation
-    tmp = temp_dir_beside(folder)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    write_json_atomic(tmp / "run_args.json", vars(args))
-    replace_dir(tmp, Path(folder))
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "run_args.json", vars(args))
 
 
 class BestTracker:
@@ -614,9 +696,10 @@ class WordMarks:
         self.words, self.saved = state["words"], state["saved"]
 
 
-def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop: str,
+def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop: str, tokens_seen: int,
                marks: WordMarks | None = None) -> dict:
-    """Write `train_results.json` (last, atomically: it marks the run finished; rank 0 only)."""
+    """Write `train_results.json` (last, atomically: it marks the run finished; rank 0 only).
+    `tokens_seen`: the tokens of every block trained on, over all processes, across resumes."""
     results = {
         "loop": loop,
         "best_eval_loss": tracker.best_loss,
@@ -627,7 +710,7 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "planned_steps": None if setup.args.max_minutes is not None else setup.total_steps,
         "max_minutes": setup.args.max_minutes,
         "step_seconds": round(setup.clock.used, 1),  # inside optimizer steps (the --max_minutes clock)
-        "tokens_seen": steps_done * setup.tokens_per_step,
+        "tokens_seen": tokens_seen,
         "train_words": setup.train_meta["words"],
         "train_files": setup.train_meta["files"],
         "train_seconds": round(tracker.seconds(), 1),  # across resumes

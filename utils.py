@@ -4,6 +4,7 @@ the CLI turns into a one-line message."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,16 +48,18 @@ class RunLogger:
         self.early = logging.handlers.BufferingHandler(capacity=100_000)
         self.log.addHandler(self.early)
         self.writer = None
+        self.lock: FolderLock | None = None
         if run_dir is not None:
             self.attach(run_dir, purge_step)
 
-    def attach(self, run_dir: str | Path, purge_step: int | None = None) -> None:
-        """Start writing `<run_dir>/log.txt` (with the messages logged so far) and TensorBoard.
+    def attach(self, run_dir: str | Path, purge_step: int | None = None, lock: FolderLock | None = None) -> None:
+        """Start writing `<run_dir>/log.txt` (with the messages logged so far) and TensorBoard,
+        holding the folder's lock (`lock`, or one taken now) until `close`.
 
         A step creates its run folder only once its inputs have been checked, so
         bad input leaves nothing behind."""
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = lock or FolderLock(run_dir)
         file_handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
         file_handler.setFormatter(self.fmt)
         for record in self.early.buffer:
@@ -102,6 +105,39 @@ class RunLogger:
         for handler in list(self.log.handlers):
             handler.close()
             self.log.removeHandler(handler)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+class FolderLock:
+    """One writer per output folder: an advisory lock (flock) on `<folder>/.lock`, taken
+    when a step starts writing there. The OS drops it when the process ends, however it
+    ends, so a killed run never leaves it stuck; the file itself stays, unlocked."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | Path) -> None:
+        import fcntl  # POSIX: the pipeline runs on Linux and macOS
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file = open(folder / self.NAME, "a+")  # noqa: SIM115 (held open until release)
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "?"
+            self.file.close()
+            raise UserError(f"another process (pid {holder}) is writing to '{folder}': wait for it to end, "
+                            "or pick another output folder") from None
+        self.file.truncate(0)
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        """Unlock (closing the file drops the flock)."""
+        self.file.close()
 
 
 # --------------------------------------------------------------------------- seeding / device
@@ -144,17 +180,66 @@ def sha256_of(path: str | Path) -> str:
 
 
 # --------------------------------------------------------------------------- atomic writes
+# Everything a run writes is written beside its final name and renamed into place, after
+# fsync of the data and then of the folder, so neither a killed process nor a power cut
+# leaves a half-written file under a final name. A write that fails (disk full, read-only
+# folder) removes its temporary file or folder and is reported in one line naming the path.
+
+# torch.save reports a failed write as a RuntimeError from its zip writer, not an OSError.
+_TORCH_WRITE_ERRORS = ("PytorchStreamWriter failed", "unexpected pos", "file write failed")
+
+
+def write_failure(path: str | Path, error: BaseException) -> UserError | None:
+    """The one-line error for a failed write of `path`, or None when `error` is not a
+    file-system failure (a bug, which must keep its traceback)."""
+    if isinstance(error, OSError):
+        cause = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+        return UserError(f"cannot write '{path}': {cause}{where}; check the free space and permissions there")
+    if isinstance(error, RuntimeError) and any(m in str(error) for m in _TORCH_WRITE_ERRORS):
+        return UserError(f"cannot write '{path}': the write failed (disk full?); check the free space there")
+    return None
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (renames and new files), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a folder tree; nothing when it does not exist."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text to a temporary file in the same folder, then rename it into place,
-    so a reader never sees a half-written file."""
+    """Write text to a temporary file in the same folder, fsync it, then rename it into
+    place, so a reader never sees a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_failure(path, e) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    except BaseException as e:
+        remove_path(Path(tmp))
+        failure = write_failure(path, e)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -165,24 +250,66 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Move a completely written folder into place, replacing any older one.
 
-    The old folder is first renamed aside and only removed once the new one is
-    in place, so at every moment one complete version exists on disk."""
+    Its files are fsync'ed first. The old folder is renamed aside (`.<name>.old`) and only
+    removed once the new one is in place, so at every moment one complete version exists on
+    disk; a process killed between the two renames leaves it aside, and `restore_replaced`
+    gives it its name back."""
     final_dir = Path(final_dir)
+    for file in tmp_dir.rglob("*"):
+        if file.is_file():
+            fsync_path(file)
+    fsync_path(tmp_dir)
     old = final_dir.with_name(f".{final_dir.name}.old")
     if old.exists():
         shutil.rmtree(old)
     if final_dir.exists():
         os.replace(final_dir, old)
     os.replace(tmp_dir, final_dir)
+    fsync_path(final_dir.parent)
     if old.exists():
         shutil.rmtree(old)
+
+
+def restore_replaced(folder: Path) -> None:
+    """In `folder`: a `.<name>.old` that `replace_dir` set aside gets its name back when
+    `<name>` is missing (else it is dropped), and temporary `.*.tmp` files and folders left
+    by killed writes are removed."""
+    for old in folder.glob(".*.old"):
+        final = folder / old.name[1:-len(".old")]
+        if final.exists():
+            remove_path(old)
+        else:
+            os.replace(old, final)
+    for tmp in folder.glob(".*.tmp"):
+        remove_path(tmp)
 
 
 def temp_dir_beside(final_dir: str | Path) -> Path:
     """A fresh temporary folder next to `final_dir` (same file system, so rename is atomic)."""
     final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.", suffix=".tmp"))
+    try:
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise write_failure(final_dir, e) from None
+
+
+@contextlib.contextmanager
+def atomic_dir(final_dir: str | Path) -> Iterator[Path]:
+    """Write a folder: yields a temporary folder beside `final_dir`, which replaces it
+    (`replace_dir`) when the block ends. When the block fails, the temporary folder is
+    removed, the old `final_dir` stays, and a file-system failure becomes one UserError."""
+    final_dir = Path(final_dir)
+    tmp = temp_dir_beside(final_dir)
+    try:
+        yield tmp
+        replace_dir(tmp, final_dir)
+    except BaseException as e:
+        remove_path(tmp)
+        failure = write_failure(final_dir, e)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 # --------------------------------------------------------------------------- reading text

@@ -310,7 +310,57 @@ CASES = {
     "resume_other_global_batch": Case(lambda t, k: train_argv(t, k["clm"], "--torch_training", "--resume",
                                                               "--output_dir", str(checkpoint_of_global_batch(t, 64))),
                                       "written with a global batch of 64 blocks", "resume with the same global batch"),
+    # 16. (reliability probe) option values that reached a library error or were saved unchecked
+    "dropout_nan": numeric("--dropout", "nan"),
+    "dropout_1_5": numeric("--dropout", "1.5"),
+    "dropout_negative": numeric("--dropout", "-0.5"),
+    "seed_negative": numeric("--seed", "-1"),
+    "model_max_length_negative": Case(lambda t, k: tokenizer_argv(corpus(t), "--model_max_length", "-5"),
+                                      "--model_max_length must be", "--help", usage=True),
+    "block_size_1": numeric("--block_size", "1"),
+    # 17. BLiMP folders: only an empty file; an empty file beside a real one
+    "blimp_only_empty_file": Case(lambda t, k: eval_argv("blimp", t, jsonl(t, "p.jsonl", ["", "  "])),
+                                  "p.jsonl holds no minimal pairs", "remove it from --blimp_dir"),
+    "blimp_empty_beside_real": Case(lambda t, k: eval_argv("blimp", t, jsonl(jsonl(t, "a.jsonl", [GOOD_PAIR]).parent,
+                                                                               "b.jsonl", [])),
+                                    "b.jsonl holds no minimal pairs", "restore its lines"),
+    # 18. --init_model of another family than --model_type says
+    "init_model_other_type": Case(lambda t, k: train_argv(t, k["mlm"], "--init_model",
+                                                          str(tiny_model(t, k["mlm"], "bert")), "--model_type", "gpt2"),
+                                  "is a bert model but --model_type says gpt2", "drop --model_type"),
+    # 19. the run folder's states: each names the command that works
+    "run_incomplete_plain": Case(lambda t, k: train_argv(t, k["clm"], "--torch_training", "--output_dir",
+                                                         str(killed_in_first_save(t))),
+                                 "interrupted run without a complete checkpoint", "--resume auto to start it over"),
+    "run_incomplete_resume": Case(lambda t, k: train_argv(t, k["clm"], "--torch_training", "--resume", "--output_dir",
+                                                          str(killed_in_first_save(t))),
+                                  "so there is nothing to resume", "pass --overwrite_output_dir or --resume auto"),
+    "run_resumable_plain": Case(lambda t, k: train_argv(t, k["clm"], "--torch_training", "--output_dir",
+                                                        str(checkpoint_of_global_batch(t, 8))),
+                                "interrupted run with a complete checkpoint (checkpoint-5)", "pass --resume"),
+    "run_finished_resume_auto": Case(lambda t, k: train_argv(t, k["clm"], "--resume", "auto", "--output_dir",
+                                                             str(finished_run(t))),
+                                     "already holds a finished run", "pass --overwrite_output_dir"),
+    "run_new_resume": Case(lambda t, k: train_argv(t, k["clm"], "--resume", "--output_dir", str(t / "nothing")),
+                           "there is no run to resume", "start it without --resume"),
 }
+
+
+def killed_in_first_save(tmp: Path) -> Path:
+    """A run folder killed while writing its first checkpoint: a best model, the HF Trainer's
+    partly written checkpoint-5 (no trainer_state.json) and the custom loop's temporary one."""
+    run_dir = tmp / "prev"
+    (run_dir / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (run_dir / "checkpoints" / "checkpoint-5" / "model.safetensors").write_bytes(b"partial")
+    (run_dir / "checkpoints" / ".checkpoint-5.abc.tmp").mkdir()
+    (run_dir / "best_model").mkdir()
+    return run_dir
+
+
+def finished_run(tmp: Path) -> Path:
+    (tmp / "prev").mkdir()
+    (tmp / "prev" / "train_results.json").write_text("{}")
+    return tmp / "prev"
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

@@ -99,7 +99,7 @@ def test_only_rank_0_writes_one_run_folder_and_one_log(runs):
     assert sorted(p.name for p in root.iterdir()) == ["cache", "one", "two"]
     two = root / "two"
     assert sorted(p.name for p in two.iterdir() if not p.name.startswith("chck_")) == [
-        "best_model", "checkpoints", "log.txt", "tensorboard", "train_results.json"]
+        ".lock", "best_model", "checkpoints", "log.txt", "tensorboard", "train_results.json"]
     assert len(list((two / "tensorboard").iterdir())) == 1  # one events file
     log = (two / "log.txt").read_text()
     assert log.count("done: best validation loss") == 1 and "2 processes of 2 x 2 blocks" in log

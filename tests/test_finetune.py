@@ -156,7 +156,7 @@ def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
     out = tmp_path / "ft"
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], out))
     assert json.loads((out / finetune.RESULTS_FILE).read_text()) == results
-    assert sorted(p.name for p in out.iterdir()) == ["finetune_results.json", "log.txt", "tensorboard"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "finetune_results.json", "log.txt", "tensorboard"]
     assert results["model_dir"] == str(model_dirs["gpt2"]) and results["options"]["finetune_epochs"] == 3
     assert sorted(results["tasks"]) == ["mrpc", "rte"]
     for task, r in results["tasks"].items():

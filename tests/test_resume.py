@@ -17,7 +17,6 @@ import huggingface_trainer_loop
 import pytorch_training_loop
 import training_setup
 from training_setup import list_checkpoints
-from utils import UserError
 
 LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -126,17 +125,6 @@ def test_keeps_only_the_newest_checkpoints_and_same_seed_same_losses(loop, tok_d
         runs.append(logged(out, "train/loss"))
     assert [p.name for p in list_checkpoints(tmp_path / "a")] == ["checkpoint-20", "checkpoint-23"]
     assert runs[0] == runs[1] and len(runs[0]) == 23  # determinism: identical, not just close
-
-
-def test_unfinished_run_needs_resume_or_overwrite(tok_dirs, tmp_path):
-    from argument_parser import parse_args
-
-    out = tmp_path / "run"
-    (out / "checkpoints" / "checkpoint-5").mkdir(parents=True)
-    with pytest.raises(UserError, match="unfinished run"):
-        pytorch_training_loop.train(parse_args(argv(tok_dirs, tmp_path, out)))
-    with pytest.raises(UserError, match="no resumable checkpoint"):
-        pytorch_training_loop.train(parse_args([*argv(tok_dirs, tmp_path, out), "--resume"]))
 
 
 def test_nonfinite_loss_stops_or_is_skipped(tok_dirs, tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ def test_loop_trains_and_saves_a_loadable_best_model(loop, model_type, make_args
     assert results["loop"] == loop and results["steps"] == results["planned_steps"]
     for tag in ("train/lr", "train/grad_norm", "train/tokens_per_second", "eval/loss", "eval/perplexity"):
         assert scalars(out, tag), tag
-    assert run_layout(out) == ["best_model", "checkpoints", "log.txt", "tensorboard", "train_results.json"]
+    assert run_layout(out) == [".lock", "best_model", "checkpoints", "log.txt", "tensorboard", "train_results.json"]
     saved = json.loads((out / "best_model" / "run_args.json").read_text())
     assert saved["model_type"] == model_type and saved["torch_training"] == (loop == "pytorch")
 
