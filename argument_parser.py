@@ -11,6 +11,8 @@ import re
 from decimal import Decimal
 from typing import NoReturn
 
+from utils import BABYLM_WORD_MARKS, WORD_SUFFIXES
+
 # The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
 EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
 HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
@@ -260,19 +262,6 @@ def _parse_schedule(parser: argparse.ArgumentParser, text: str) -> list[tuple[in
     if steps != sorted(set(steps)) or steps[0] < 0:
         parser.error("--objective_schedule steps must be distinct, ascending and >= 0")
     return entries
-
-
-# --checkpoint_words babylm: every 1M words up to 10M, then every 10M up to 100M (BabyLM 2024/2025).
-BABYLM_WORD_MARKS = tuple(n * 1_000_000 for n in range(1, 10)) + tuple(n * 10_000_000 for n in range(1, 11))
-WORD_SUFFIXES = {"": 1, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
-
-
-def word_mark_name(words: int) -> str:
-    """A mark's folder label: 1000000 -> '1M', 500000 -> '500K', 1500000 -> '1500K', 999 -> '999'."""
-    for suffix in ("B", "M", "K"):
-        if words % WORD_SUFFIXES[suffix] == 0:
-            return f"{words // WORD_SUFFIXES[suffix]}{suffix}"
-    return str(words)
 
 
 def _parse_word_marks(parser: argparse.ArgumentParser, items: list[str]) -> list[int]:

@@ -44,7 +44,7 @@ from transformers import PreTrainedModel
 
 from custom_models import check_tokenizer_fits, is_causal, is_hybrid, load_model
 from hardware import autocast, log_choice
-from training_setup import load_tokenizer
+from tokenizer import load_tokenizer
 from utils import RunLogger, UserError, get_device, numbered_lines, write_json_atomic, write_text_atomic
 
 

@@ -66,7 +66,7 @@ from transformers.utils import logging as hf_logging
 
 from custom_models import check_tokenizer_fits, is_hybrid, saved_model_type
 from hardware import autocast, grad_scaler, log_choice
-from training_setup import load_tokenizer as load_saved_tokenizer
+from tokenizer import load_tokenizer as load_saved_tokenizer
 from training_setup import make_optimizer
 from utils import RunLogger, UserError, get_device, numbered_lines, set_seed, write_json_atomic
 

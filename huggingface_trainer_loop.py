@@ -25,7 +25,6 @@ from transformers.trainer_callback import ExportableState
 
 import distributed
 from curriculum import CurriculumIndexSampler
-from evaluation import evaluate_lm
 from hardware import autocast
 from losses import make_objective
 from training_setup import (
@@ -45,6 +44,7 @@ from training_setup import (
     training_batch,
 )
 from utils import UserError
+from validation import evaluate_lm
 
 
 class _SharedEvalTrainer(Trainer):

@@ -20,10 +20,11 @@ from tqdm import tqdm
 
 from blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from custom_models import check_tokenizer_fits, is_causal, load_model
-from evaluation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
 from hardware import log_choice
 from pretraining_dataset import load_blocks, resolve_files
+from tokenizer import load_tokenizer
 from utils import RunLogger, UserError, get_device, write_json_atomic
+from validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
 
 CURVE_FILE = "learning_curve.json"
 
@@ -53,7 +54,6 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     points = curve_points(run_dir)
     paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before any scoring
     run_args = json.loads((run_dir / points[-1]["name"] / "run_args.json").read_text())
-    from training_setup import load_tokenizer  # not at the top: training_setup imports blimp's modules
 
     tokenizer = load_tokenizer(run_dir / points[-1]["name"], "--model_dir")
     files = resolve_files(run_args["data_dir"], "validation", run_args.get("validation_files"),

@@ -45,7 +45,6 @@ import torch
 
 import distributed
 from custom_models import load_model
-from evaluation import evaluate_lm
 from hardware import autocast, grad_scaler
 from losses import ObjectiveModule, make_objective
 from training_setup import (
@@ -67,6 +66,7 @@ from training_setup import (
     training_batch,
 )
 from utils import UserError, atomic_dir, write_json_atomic
+from validation import evaluate_lm
 
 STATE_FILE = "pipeline_state.json"  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"

@@ -39,7 +39,7 @@ def run_tokenizer(args: argparse.Namespace) -> None:
 def run_dataset(args: argparse.Namespace) -> None:
     """Tokenize, pack and cache every split (a later train or test step reuses the cache)."""
     from pretraining_dataset import load_splits, resolve_files
-    from training_setup import load_tokenizer
+    from tokenizer import load_tokenizer
     from utils import RunLogger
 
     tokenizer = load_tokenizer(args.tokenizer_dir)
@@ -97,7 +97,7 @@ def run_stats(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from corpus_stats import corpus_stats, markdown_table
-    from training_setup import load_tokenizer
+    from tokenizer import load_tokenizer
     from utils import write_json_atomic, write_text_atomic
 
     tokenizer = load_tokenizer(args.tokenizer_dir) if args.tokenizer_dir else None

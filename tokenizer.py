@@ -23,13 +23,15 @@ loads offline."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from cleaning import clean_files
+from custom_models import is_hybrid
 from utils import UserError, atomic_dir, numbered_lines
 
 CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
@@ -119,3 +121,30 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
     with atomic_dir(out_dir) as tmp:
         fast.save_pretrained(tmp)
     return fast
+
+
+def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
+    """The tokenizer saved in `folder`: by the tokenizer action (`--tokenizer_dir`) or
+    beside a saved model (`option="--model_dir"`). UserError, with the fix for that
+    option, when the folder holds no tokenizer or its files do not load."""
+    if option == "--tokenizer_dir":
+        fix = "run the tokenizer action (make step1) first or fix --tokenizer_dir"
+    else:
+        fix = f"pass a model folder saved with its tokenizer (a training step's best_model) as {option}"
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"no tokenizer in '{folder}' (no tokenizer.json): {fix}")
+    # A gpt_bert model folder's config.json names the project's own model code (auto_map), which
+    # AutoTokenizer would otherwise stop to ask about on stdin; the tokenizer itself is standard.
+    config = folder / "config.json"
+    hybrid = config.is_file() and is_hybrid(json.loads(config.read_text()).get("model_type", ""))
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hybrid)
+    # Exception, not a list: the `tokenizers` library raises the bare Exception class for a
+    # tokenizer.json it cannot parse ("data did not match any variant ..."), and transformers
+    # raises JSONDecodeError, KeyError, AttributeError, ValueError or OSError depending on which
+    # file is damaged and how. Anything raised here means the folder does not load.
+    except Exception as e:
+        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"cannot load the tokenizer in '{folder}' ({type(e).__name__}: {detail}): "
+                        f"the files are damaged; {fix}") from None

@@ -25,11 +25,10 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
 from tqdm import tqdm
-from transformers import AutoTokenizer, PreTrainedModel, get_cosine_schedule_with_warmup
+from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
 import distributed
-from argument_parser import word_mark_name
 from curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from custom_models import (
     build_model,
@@ -40,9 +39,9 @@ from custom_models import (
     load_model,
     saved_model_type,
 )
-from evaluation import eval_collator, eval_dataset, spread_blocks
 from hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
+from tokenizer import load_tokenizer
 from utils import (
     FolderLock,
     RunLogger,
@@ -51,8 +50,10 @@ from utils import (
     remove_path,
     restore_replaced,
     set_seed,
+    word_mark_name,
     write_json_atomic,
 )
+from validation import eval_collator, eval_dataset, spread_blocks
 
 RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
 BEST_MODEL_DIR = "best_model"
@@ -136,33 +137,6 @@ class TrainingSetup:
     # time.perf_counter() when this process starts training, then at the end of each
     # optimizer step (both loops): what `make bench` turns into step times.
     step_clock: list[float] = field(default_factory=list)
-
-
-def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
-    """The tokenizer saved in `folder`: by the tokenizer action (`--tokenizer_dir`) or
-    beside a saved model (`option="--model_dir"`). UserError, with the fix for that
-    option, when the folder holds no tokenizer or its files do not load."""
-    if option == "--tokenizer_dir":
-        fix = "run the tokenizer action (make step1) first or fix --tokenizer_dir"
-    else:
-        fix = f"pass a model folder saved with its tokenizer (a training step's best_model) as {option}"
-    folder = Path(folder)
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise UserError(f"no tokenizer in '{folder}' (no tokenizer.json): {fix}")
-    # A gpt_bert model folder's config.json names the project's own model code (auto_map), which
-    # AutoTokenizer would otherwise stop to ask about on stdin; the tokenizer itself is standard.
-    config = folder / "config.json"
-    hybrid = config.is_file() and is_hybrid(json.loads(config.read_text()).get("model_type", ""))
-    try:
-        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hybrid)
-    # Exception, not a list: the `tokenizers` library raises the bare Exception class for a
-    # tokenizer.json it cannot parse ("data did not match any variant ..."), and transformers
-    # raises JSONDecodeError, KeyError, AttributeError, ValueError or OSError depending on which
-    # file is damaged and how. Anything raised here means the folder does not load.
-    except Exception as e:
-        detail = (str(e).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"cannot load the tokenizer in '{folder}' ({type(e).__name__}: {detail}): "
-                        f"the files are damaged; {fix}") from None
 
 
 def global_batch(args: argparse.Namespace, world: int = 1) -> int:

@@ -26,6 +26,20 @@ class UserError(Exception):
     """Bad input from the user: run.py prints the message on one line and exits 1."""
 
 
+# --------------------------------------------------------------------------- words-seen marks
+# --checkpoint_words babylm: every 1M words up to 10M, then every 10M up to 100M (BabyLM 2024/2025).
+BABYLM_WORD_MARKS = tuple(n * 1_000_000 for n in range(1, 10)) + tuple(n * 10_000_000 for n in range(1, 11))
+WORD_SUFFIXES = {"": 1, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
+
+
+def word_mark_name(words: int) -> str:
+    """A mark's folder label: 1000000 -> '1M', 500000 -> '500K', 1500000 -> '1500K', 999 -> '999'."""
+    for suffix in ("B", "M", "K"):
+        if words % WORD_SUFFIXES[suffix] == 0:
+            return f"{words // WORD_SUFFIXES[suffix]}{suffix}"
+    return str(words)
+
+
 # --------------------------------------------------------------------------- logging
 
 

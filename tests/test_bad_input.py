@@ -25,7 +25,8 @@ from conftest import ROOT, SAMPLE, TINY_MODEL
 import run
 from argument_parser import parse_args
 from custom_models import build_model
-from training_setup import load_tokenizer, save_model_folder
+from tokenizer import load_tokenizer
+from training_setup import save_model_folder
 
 GLUE = ROOT / "data" / "sample_eval" / "glue"
 BLIMP = ROOT / "data" / "sample_eval" / "blimp"

@@ -13,9 +13,10 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
 import huggingface_trainer_loop
 import pytorch_training_loop
-from argument_parser import BABYLM_WORD_MARKS, parse_args, word_mark_name
+from argument_parser import parse_args
 from pretraining_dataset import load_blocks, resolve_files, split_lines
-from training_setup import load_tokenizer
+from tokenizer import load_tokenizer
+from utils import BABYLM_WORD_MARKS, word_mark_name
 
 
 def test_words_per_block_against_a_line_by_line_count(tok_dirs, tmp_path):

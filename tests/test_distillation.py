@@ -15,7 +15,8 @@ import pytorch_training_loop
 from custom_models import build_model
 from losses import distill_kl, make_loss_fn, make_objective
 from pretraining_dataset import mask_tokens
-from training_setup import load_tokenizer, save_model_folder
+from tokenizer import load_tokenizer
+from training_setup import save_model_folder
 from utils import UserError
 
 LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 import bench
 from pretraining_dataset import BlockDataset, load_blocks, resolve_files
 from report import event_scalars
-from training_setup import load_tokenizer
+from tokenizer import load_tokenizer
 
 
 def test_cache_is_uint16_and_a_batch_read_equals_the_items(tok_dirs, tmp_path):

@@ -18,7 +18,8 @@ import huggingface_trainer_loop
 import pytorch_training_loop
 from blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from custom_models import build_model, is_causal, load_model
-from training_setup import hybrid_step_is_masked, load_tokenizer, masked_share_at, save_model_folder, training_batch
+from tokenizer import load_tokenizer
+from training_setup import hybrid_step_is_masked, masked_share_at, save_model_folder, training_batch
 
 LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
 SENTENCES = ["the dog sees the ball .", "a cat runs", "the children were playing outside ."]

@@ -13,10 +13,10 @@ import pytorch_training_loop
 import run
 from blimp import evaluate_blimp, load_paradigms
 from custom_models import load_model
-from evaluation import eval_collator, eval_dataset, evaluate_lm
 from pretraining_dataset import load_blocks, resolve_files
 from report import write_report
-from training_setup import load_tokenizer
+from tokenizer import load_tokenizer
+from validation import eval_collator, eval_dataset, evaluate_lm
 
 BLIMP_SAMPLE = SAMPLE.parent / "sample_eval" / "blimp"
 

@@ -24,7 +24,7 @@ import pytorch_training_loop
 import training_setup
 from custom_models import build_model
 from pretraining_dataset import resolve_files
-from tokenizer import train_tokenizer
+from tokenizer import load_tokenizer, train_tokenizer
 from training_setup import save_model_folder
 from utils import UserError
 
@@ -256,14 +256,14 @@ def test_eval_blocks_validates_on_evenly_spaced_blocks(make_args, tmp_path):
     """--eval_blocks 7: the validation loss is that of the same 7 evenly spaced blocks, recomputed by hand."""
     import numpy as np
 
-    from evaluation import eval_collator, eval_dataset, evaluate_lm
     from pretraining_dataset import load_blocks
+    from validation import eval_collator, eval_dataset, evaluate_lm
 
     out = tmp_path / "run"
     args = make_args("train", "--torch_training", "--output_dir", out, "--max_steps", 4, "--batch_size", 4,
                      "--eval_steps", 4, "--eval_blocks", 7)
     results = pytorch_training_loop.train(args)
-    tok = training_setup.load_tokenizer(out / "best_model", "--model_dir")
+    tok = load_tokenizer(out / "best_model", "--model_dir")
     blocks, _ = load_blocks(resolve_files(SAMPLE, "validation", None), tok, 32, args.cache_dir, "validation")
     assert len(blocks) > 7
     chosen = blocks[[round(x) for x in np.linspace(0, len(blocks) - 1, 7)]]

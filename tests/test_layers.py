@@ -1,0 +1,85 @@
+"""The modules' layers: imports go one way, evaluation -> training -> data and models ->
+utils, and only the front end (run.py, bench.py) knows the command line. Every import
+counts, the ones inside functions too, so no cycle can hide behind a lazy import. Read
+from the source with `ast` (nothing is imported here)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+LAYERS = {
+    # 0: plumbing
+    "utils": 0, "hardware": 0,
+    # 1: raw text, tokens and models
+    "cleaning": 1, "download": 1, "corpus_stats": 1, "pretraining_dataset": 1, "tokenizer": 1,
+    "custom_models": 1, "hybrid_model": 1,
+    # 2: the training machinery both loops share, and the loops
+    "training_setup": 2, "validation": 2, "losses": 2, "distributed": 2, "curriculum": 2,
+    "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,
+    # 3: evaluation of saved models
+    "evaluation": 3, "blimp": 3, "finetune": 3, "learning_curve": 3, "report": 3,
+    # 4: the front end and tools
+    "argument_parser": 4, "run": 4, "bench": 4,
+}
+FRONT_END = {"run", "bench"}  # the only importers of argument_parser
+
+
+def project_imports(source: str) -> set[str]:
+    """The root modules `source` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & set(LAYERS)
+
+
+def violations(sources: dict[str, str]) -> list[str]:
+    """Every import that goes up a layer, reaches the command line from outside the front
+    end, or closes a cycle; and every module without a layer."""
+    problems = [f"{name}.py has no layer in tests/test_layers.py" for name in sources if name not in LAYERS]
+    graph = {name: project_imports(text) - {name} for name, text in sources.items() if name in LAYERS}
+    for name, deps in graph.items():
+        for dep in sorted(deps):
+            if LAYERS[dep] > LAYERS[name]:
+                problems.append(f"{name} (layer {LAYERS[name]}) imports {dep} (layer {LAYERS[dep]})")
+            if dep == "argument_parser" and name not in FRONT_END:
+                problems.append(f"{name} imports the command line (argument_parser)")
+
+    def cycle_from(start: str, node: str, path: list[str]) -> list[str] | None:
+        for dep in sorted(graph.get(node, ())):
+            if dep == start:
+                return [*path, dep]
+            if dep not in path:
+                found = cycle_from(start, dep, [*path, dep])
+                if found:
+                    return found
+        return None
+
+    cycles = {tuple(sorted(c)): c for c in (cycle_from(n, n, [n]) for n in graph) if c}
+    problems += [f"import cycle: {' -> '.join(c)}" for c in cycles.values()]
+    return problems
+
+
+def root_sources() -> dict[str, str]:
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(Path(ROOT).glob("*.py"))}
+
+
+def test_imports_go_one_way_without_cycles():
+    assert violations(root_sources()) == []
+
+
+def test_an_upward_import_a_cycle_and_the_cli_in_the_core_are_caught():
+    sources = root_sources()
+    upward = {**sources, "utils": sources["utils"] + "\nimport blimp\n"}
+    assert "utils (layer 0) imports blimp (layer 3)" in violations(upward)
+    lazy_cli = {**sources, "training_setup": sources["training_setup"] + "\ndef f():\n    import argument_parser\n"}
+    assert "training_setup imports the command line (argument_parser)" in violations(lazy_cli)
+    cycle = {**sources, "losses": sources["losses"] + "\ndef f():\n    import curriculum\n",
+             "curriculum": sources["curriculum"] + "\ndef g():\n    import losses\n"}
+    assert any(p.startswith("import cycle:") and "losses" in p and "curriculum" in p for p in violations(cycle))
+    assert violations({**sources, "newmodule": ""}) == ["newmodule.py has no layer in tests/test_layers.py"]
