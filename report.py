@@ -8,11 +8,12 @@ and `blimp_fields.png` (BLiMP accuracy per field, grouped bars per step), and,
 for the runs `run.py curve` scored (learning_curve.json), `learning_curves.png`:
 BLiMP and validation loss against words seen.
 Test, BLiMP and fine-tuning results are joined to the training step whose
-best model they scored (their `model_dir`). A step that has not run yet is a
-blank row. The steps after step8 (step9 curriculum, step10 distillation, step11
-hybrid) follow in step order, so runs of equal tokens seen sit together; a
-hybrid model's masked next-token BLiMP score (`--hybrid_scoring masked`) gets
-its own column."""
+best model they scored (their `model_dir`). Only the steps that finished
+training are listed (the demo runs four of the eleven experiment steps): a step
+that has not run has no row. The steps after step8 (step9 curriculum, step10
+distillation, step11 hybrid) follow in step order, so runs of equal tokens seen
+sit together; a hybrid model's masked next-token BLiMP score
+(`--hybrid_scoring masked`) gets its own column."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def tokens_seen(save_dir: Path, step: str) -> int:
 
 
 def collect(save_dir: str | Path) -> list[dict]:
-    """One row per training step (known steps first, then any other run folder)."""
+    """One row per finished training step (one with train_results.json): the Makefile's experiment
+    steps first, in their order, then any other run folder in step order."""
     save_dir = Path(save_dir)
     tests = _results_by_model(save_dir, "test_results.json")
     blimps = _results_by_model(save_dir, "blimp_results.json")
@@ -100,27 +102,28 @@ def collect(save_dir: str | Path) -> list[dict]:
     rows = []
     for step in (*TRAIN_STEPS, *others):
         run = save_dir / step
-        row = {"step": step}
         train = _read(run / "train_results.json")
-        if train is not None:
-            model_dir = run / "best_model"
-            config = _read(model_dir / "config.json") or {}
-            args = _read(model_dir / "run_args.json") or {}
-            key = str(model_dir.resolve())
-            data = " ".join(Path(f).stem for f in train["train_files"])
-            if args.get("init_model"):
-                data += f" (from {Path(args['init_model']).parent.name})"
-            if args.get("difficulty"):
-                data += f" ({args['difficulty']} curriculum, {args['pacing']} pacing)"
-            row.update(
-                architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
-                             f"x{config.get('hidden_size', config.get('n_embd'))}",
-                objective=_objective(config, args),
-                data=data, parameters=count_parameters(model_dir), tokens=tokens_seen(save_dir, step),
-                seconds=train["train_seconds"], loop=train["loop"], best_eval_loss=train["best_eval_loss"],
-                test=tests.get(key), blimp=blimps.get(key), blimp_masked=blimps_masked.get(key),
-                finetune=finetunes.get(key),
-            )
+        if train is None:  # not run (or not finished) here: no row
+            continue
+        row = {"step": step}
+        model_dir = run / "best_model"
+        config = _read(model_dir / "config.json") or {}
+        args = _read(model_dir / "run_args.json") or {}
+        key = str(model_dir.resolve())
+        data = " ".join(Path(f).stem for f in train["train_files"])
+        if args.get("init_model"):
+            data += f" (from {Path(args['init_model']).parent.name})"
+        if args.get("difficulty"):
+            data += f" ({args['difficulty']} curriculum, {args['pacing']} pacing)"
+        row.update(
+            architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
+                         f"x{config.get('hidden_size', config.get('n_embd'))}",
+            objective=_objective(config, args),
+            data=data, parameters=count_parameters(model_dir), tokens=tokens_seen(save_dir, step),
+            seconds=train["train_seconds"], loop=train["loop"], best_eval_loss=train["best_eval_loss"],
+            test=tests.get(key), blimp=blimps.get(key), blimp_masked=blimps_masked.get(key),
+            finetune=finetunes.get(key),
+        )
         rows.append(row)
     return rows
 
@@ -151,7 +154,7 @@ def plot_losses(save_dir: Path, rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5))
-    for i, row in enumerate(r for r in rows if "tokens" in r):
+    for i, row in enumerate(rows):
         style = line_style(i)
         steps, values = event_scalars(save_dir / row["step"], "train/loss")
         ax.plot(steps, values, color=style["color"], alpha=0.5, linewidth=1, label=f"{row['step']} train")
@@ -209,7 +212,7 @@ def option_changes(args: dict, base: dict) -> str:
 
 def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -> list[str]:
     """The runs named `prefix`* against run `base`: what each changes, and what it got."""
-    runs = [r for r in rows if r["step"].startswith(prefix) and "tokens" in r]
+    runs = [r for r in rows if r["step"].startswith(prefix)]
     base_row = next((r for r in runs if r["step"] == base), None)
     if base_row is None or len(runs) < 2:
         return []
@@ -293,7 +296,8 @@ def write_report(save_dir: str | Path) -> Path:
              "BLiMP in %, unweighted mean over paradigms (per field: over that field's paradigms). "
              "Fine-tuning: validation accuracy of the best epoch (F1 / MCC where the task defines one), "
              "optimistic since the epoch is chosen on the same split, as in BabyLM's own pipeline. "
-             "Perplexity of masked LMs is over the masked tokens. An empty row: the step has not run.", "",
+             "Perplexity of masked LMs is over the masked tokens. Only the steps that finished training are "
+             "listed.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         test, bl, ft = r.get("test") or {}, r.get("blimp") or {}, (r.get("finetune") or {}).get("tasks", {})
@@ -306,9 +310,11 @@ def write_report(save_dir: str | Path) -> Path:
                    if masked_column else []),
                  *[_finetune_cell(ft.get(t)) for t in tasks]]
         lines.append("| " + " | ".join(cells) + " |")
-    if any("tokens" in r for r in rows):
+    if rows:
         plot_losses(save_dir, rows, save_dir / "loss_curves.png")
         lines += ["", "![training and validation loss](loss_curves.png)"]
+    else:
+        lines += ["", f"No step under {save_dir} has finished training yet."]
     if fields:
         plot_blimp_fields(rows, save_dir / "blimp_fields.png")
         lines += ["", "![BLiMP per field](blimp_fields.png)"]
