@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NoReturn
 
@@ -40,6 +41,45 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see python {self.prog} --help)\n")
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option may take (NaN and infinity never): above `low` (or at
+    it, `low_in`), below `high` (or at it, `high_in`)."""
+
+    low: float
+    high: float = math.inf
+    low_in: bool = True
+    high_in: bool = False
+    hint: str = ""  # appended to the error, e.g. how to get the default back
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value >= self.low if self.low_in else value > self.low
+        below = value <= self.high if self.high_in else value < self.high
+        return above and below
+
+    def says(self) -> str:
+        def show(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        low = (f"at least {show(self.low)}" if self.low else "0 or more") if self.low_in else \
+            f"greater than {show(self.low)}"
+        if self.high == math.inf:
+            return low
+        return f"{low} and {'at most' if self.high_in else 'below'} {show(self.high)}"
+
+
+AT_LEAST_1, POSITIVE, NON_NEGATIVE, SHARE = Range(1), Range(0, low_in=False), Range(0), Range(0, 1)
+RANGES: dict[str, Range] = {}  # option dest -> its range, filled as the parser is built
+
+
+def _number(group: argparse._ArgumentGroup, flag: str, valid: Range, **kwargs) -> None:
+    """Add a numeric option whose range is checked after parsing (`_check_ranges`)."""
+    action = group.add_argument(flag, **kwargs)
+    RANGES[action.dest] = valid
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for `python run.py ACTION [options]`."""
     p = _OneLineErrorParser(
@@ -64,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test_files", nargs="+", default=None, metavar="SOURCE",
                    help="test sources from babylm_test/ (default: every file present)")
     g.add_argument("--cache_dir", default="cache", help="where packed datasets are cached")
-    g.add_argument("--block_size", type=int, default=128, help="tokens per training block")
-    g.add_argument("--num_proc", type=int, default=1, help="processes for tokenizing the corpus")
+    _number(g, "--block_size", Range(2, hint=' (a one-token block has nothing to predict)'), type=int, default=128,
+            help="tokens per training block")
+    _number(g, "--num_proc", AT_LEAST_1, type=int, default=1, help="processes for tokenizing the corpus")
     g.add_argument("--no_cleaning", action="store_true",
                    help="use the corpus lines as they are: no per-source cleaning (rules in cleaning.py)")
 
@@ -75,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tokenizer_type", choices=("clm", "mlm"), default="clm",
                    help="clm: byte-level BPE for GPT-2/Llama; mlm: byte-level BPE with "
                    "<s> </s> <pad> <unk> <mask> for BERT")
-    g.add_argument("--vocab_size", type=int, default=16000, help="tokenizer vocabulary size")
-    g.add_argument("--min_frequency", type=int, default=2, help="minimum pair frequency for a BPE merge")
-    g.add_argument("--model_max_length", type=int, default=512, help="the tokenizer's max length")
+    _number(g, "--vocab_size", AT_LEAST_1, type=int, default=16000, help="tokenizer vocabulary size")
+    _number(g, "--min_frequency", AT_LEAST_1, type=int, default=2, help="minimum pair frequency for a BPE merge")
+    _number(g, "--model_max_length", AT_LEAST_1, type=int, default=512, help="the tokenizer's max length")
     g.add_argument("--lowercase", action="store_true",
                    help="the tokenizer lowercases its input (saved with it, so training, test and BLiMP text alike)")
     g.add_argument("--join_punctuation", action="store_true",
@@ -90,15 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "token: --tokenizer_type mlm) (default: gpt2, or --init_model's type)")
     g.add_argument("--init_model", default=None,
                    help="continue training from this saved model folder instead of a fresh model")
-    g.add_argument("--hidden_size", type=int, default=256, help="model width")
-    g.add_argument("--num_layers", type=int, default=4, help="transformer blocks")
-    g.add_argument("--num_heads", type=int, default=4, help="attention heads (must divide --hidden_size)")
-    g.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default: 4 x hidden_size)")
-    g.add_argument("--max_position_embeddings", type=int, default=512,
-                   help="positions the model supports (must be >= --block_size)")
+    _number(g, "--hidden_size", AT_LEAST_1, type=int, default=256, help="model width")
+    _number(g, "--num_layers", AT_LEAST_1, type=int, default=4, help="transformer blocks")
+    _number(g, "--num_heads", AT_LEAST_1, type=int, default=4, help="attention heads (must divide --hidden_size)")
+    _number(g, "--intermediate_size", Range(1, hint=' (leave it out for 4 x --hidden_size)'), type=int, default=None,
+            help="MLP width (default: 4 x hidden_size)")
+    _number(g, "--max_position_embeddings", AT_LEAST_1, type=int, default=512,
+            help="positions the model supports (must be >= --block_size)")
     # Off by default: BabyLM-size runs see each token only a few times, so there is little
     # to regularise, and dropout costs step time.
-    g.add_argument("--dropout", type=float, default=0.0, help="dropout on attention, residual and embeddings")
+    _number(g, "--dropout", SHARE, type=float, default=0.0, help="dropout on attention, residual and embeddings")
     g.add_argument("--attn_implementation", choices=("eager", "sdpa"), default="eager",
                    help="attention kernel (eager and sdpa trained the step2 GPT-2 equally fast on this CPU)")
 
@@ -109,29 +151,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite_output_dir", action="store_true",
                    help="train even if --output_dir already holds a finished run")
     g.add_argument("--model_dir", default=None, help="saved model to test (test action)")
-    g.add_argument("--num_train_epochs", type=float, default=None, help="passes over the training blocks (default 1)")
-    g.add_argument("--max_steps", type=int, default=None,
-                   help="optimizer steps, overriding --num_train_epochs (default: from the epochs)")
-    g.add_argument("--max_minutes", type=float, default=None,
-                   help="train for this many minutes of wall-clock time inside optimizer steps (compiling "
-                        "included; validation and checkpoint writing not) instead of a number of steps or "
-                        "epochs: the warm-up + cosine schedule runs on the share of the budget used, so it "
-                        "ends when the budget does")
-    g.add_argument("--batch_size", type=int, default=32, help="training blocks per micro-batch")
-    g.add_argument("--eval_batch_size", type=int, default=64, help="blocks per validation/test batch")
-    g.add_argument("--eval_blocks", type=int, default=None,
-                   help="validate during training (and score the curve action's validation loss) on this many "
-                        "blocks, evenly spaced over the validation files (the same ones every time; default: all)")
-    g.add_argument("--gradient_accumulation_steps", type=int, default=1,
-                   help="micro-batches per optimizer step")
-    g.add_argument("--learning_rate", type=float, default=5e-4, help="peak learning rate")
-    g.add_argument("--warmup_ratio", type=float, default=0.05,
-                   help="share of the optimizer steps spent in linear warm-up before cosine decay to 0")
-    g.add_argument("--weight_decay", type=float, default=0.1, help="AdamW decay (not applied to biases or norms)")
-    g.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1")
-    g.add_argument("--adam_beta2", type=float, default=0.98, help="AdamW beta2")
-    g.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon")
-    g.add_argument("--grad_norm_clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    _number(g, "--num_train_epochs", POSITIVE, type=float, default=None,
+            help="passes over the training blocks (default 1)")
+    _number(g, "--max_steps", Range(1, hint=' (leave it out to train for --num_train_epochs)'), type=int, default=None,
+            help="optimizer steps, overriding --num_train_epochs (default: from the epochs)")
+    _number(g, "--max_minutes", POSITIVE, type=float, default=None,
+            help="train for this many minutes of wall-clock time inside optimizer steps (compiling included; "
+            "validation and checkpoint writing not) instead of a number of steps or epochs: the warm-up + cosine "
+            "schedule runs on the share of the budget used, so it ends when the budget does")
+    _number(g, "--batch_size", AT_LEAST_1, type=int, default=32, help="training blocks per micro-batch")
+    _number(g, "--eval_batch_size", AT_LEAST_1, type=int, default=64, help="blocks per validation/test batch")
+    _number(g, "--eval_blocks", Range(1, hint=' (leave it out to validate on all)'), type=int, default=None,
+            help="validate during training (and score the curve action's validation loss) on this many blocks, evenly "
+            "spaced over the validation files (the same ones every time; default: all)")
+    _number(g, "--gradient_accumulation_steps", AT_LEAST_1, type=int, default=1,
+            help="micro-batches per optimizer step")
+    _number(g, "--learning_rate", POSITIVE, type=float, default=5e-4, help="peak learning rate")
+    _number(g, "--warmup_ratio", SHARE, type=float, default=0.05,
+            help="share of the optimizer steps spent in linear warm-up before cosine decay to 0")
+    _number(g, "--weight_decay", NON_NEGATIVE, type=float, default=0.1,
+            help="AdamW decay (not applied to biases or norms)")
+    _number(g, "--adam_beta1", SHARE, type=float, default=0.9, help="AdamW beta1")
+    _number(g, "--adam_beta2", SHARE, type=float, default=0.98, help="AdamW beta2")
+    _number(g, "--adam_epsilon", NON_NEGATIVE, type=float, default=1e-8, help="AdamW epsilon")
+    _number(g, "--grad_norm_clip", NON_NEGATIVE, type=float, default=1.0, help="clip the global gradient norm (0: off)")
     # fp32/off by default so that a bare command computes the same numbers on every machine;
     # the Makefile passes auto (FAST), which chooses from the hardware (hardware.py).
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -143,17 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the model for training (both loops; the first steps pay the compile time, "
                    "cached under --cache_dir for reruns): auto (on CUDA, and on a CPU with native bf16), on "
                    "(--compile alone), or off")
-    g.add_argument("--num_threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice, one per core)")
-    g.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for MLM")
-    g.add_argument("--eval_steps", type=int, default=500, help="validate every N optimizer steps (and at epoch end)")
-    g.add_argument("--logging_steps", type=int, default=50, help="log training metrics every N optimizer steps")
-    g.add_argument("--early_stopping_patience", type=int, default=0,
-                   help="stop after N validations without a new best loss (0: never)")
-    g.add_argument("--save_steps", type=int, default=500,
-                   help="write a resumable checkpoint every N optimizer steps (and at each epoch end)")
-    g.add_argument("--save_total_limit", type=int, default=2,
-                   help="keep only the newest N resumable checkpoints (the best model is always kept)")
+    _number(g, "--num_threads", Range(1, hint=' (leave it out for one per core)'), type=int, default=None,
+            help="torch CPU threads (default: torch's choice, one per core)")
+    _number(g, "--mlm_probability", Range(0, 1, low_in=False), type=float, default=0.15,
+            help="share of tokens masked for MLM")
+    _number(g, "--eval_steps", AT_LEAST_1, type=int, default=500,
+            help="validate every N optimizer steps (and at epoch end)")
+    _number(g, "--logging_steps", AT_LEAST_1, type=int, default=50, help="log training metrics every N optimizer steps")
+    _number(g, "--early_stopping_patience", Range(0, hint=' (0: never stop early)'), type=int, default=0,
+            help="stop after N validations without a new best loss (0: never)")
+    _number(g, "--save_steps", AT_LEAST_1, type=int, default=500,
+            help="write a resumable checkpoint every N optimizer steps (and at each epoch end)")
+    _number(g, "--save_total_limit", AT_LEAST_1, type=int, default=2,
+            help="keep only the newest N resumable checkpoints (the best model is always kept)")
     g.add_argument("--resume", nargs="?", choices=("yes", "auto"), const="yes", default=None,
                    help="continue the run in --output_dir from its newest complete checkpoint; --resume auto: "
                    "continue it if it has one, else start it (over) (what make passes; default: no resume)")
@@ -165,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "counted over all processes) cross each mark, e.g. 1M 2M 5M 10M (suffixes K, M, B); 'babylm' "
                    "stands for the BabyLM checkpoints: every 1M words up to 10M, then every 10M up to 100M "
                    "(default: none)")
-    g.add_argument("--seed", type=int, default=42, help="seed for initialisation, data order and masking")
+    _number(g, "--seed", Range(0, 2**32, hint=" (numpy's seed range)"), type=int, default=42,
+            help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
 
     g = p.add_argument_group("data curriculum (training; see curriculum.py)")
@@ -179,13 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sources ranked harder for --difficulty source (default: %(default)s)")
     g.add_argument("--pacing", choices=("linear", "quad", "root", "step", "exp", "log"), default="linear",
                    help="how fast the available share of the easiest blocks grows")
-    g.add_argument("--start_percent", type=float, default=0.0625,
-                   help="share of the steps before the pool starts growing")
-    g.add_argument("--end_percent", type=float, default=0.875, help="share of the steps after which all data is used")
-    g.add_argument("--start_share", type=float, default=0.1, help="share of the easiest blocks available at first")
-    g.add_argument("--pacing_steps", type=int, default=None, metavar="N",
-                   help="pace the data over the first N optimizer steps, then train on all of it (default: the "
-                   "run's steps; needed with --max_minutes, which leaves the step count open)")
+    _number(g, "--start_percent", Range(0, 1, high_in=True), type=float, default=0.0625,
+            help="share of the steps before the pool starts growing")
+    _number(g, "--end_percent", Range(0, 1, high_in=True), type=float, default=0.875,
+            help="share of the steps after which all data is used")
+    _number(g, "--start_share", Range(0, 1, low_in=False, high_in=True), type=float, default=0.1,
+            help="share of the easiest blocks available at first")
+    _number(g, "--pacing_steps", AT_LEAST_1, type=int, default=None, metavar="N",
+            help="pace the data over the first N optimizer steps, then train on all of it (default: the run's steps; "
+            "needed with --max_minutes, which leaves the step count open)")
 
     g.add_argument("--objective_schedule", default=None, metavar="STEP:KEY=VALUE,...",
                    help="objective settings by optimizer step, each holding until the next, e.g. "
@@ -198,10 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distil from these saved models (best_model folders trained with the same tokenizer): "
                    "loss = alpha * CE + (1 - alpha) * T^2 * KL(average of the teachers' softmax(logits / T) || "
                    "student) per predicted token (default: no distillation)")
-    g.add_argument("--distill_alpha", type=float, default=0.5,
-                   help="weight of the cross-entropy with the data (1: plain training, 0: teachers only)")
-    g.add_argument("--distill_temperature", type=float, default=2.0,
-                   help="softmax temperature T of teachers and student in the KL term")
+    _number(g, "--distill_alpha", Range(0, 1, high_in=True), type=float, default=0.5,
+            help="weight of the cross-entropy with the data (1: plain training, 0: teachers only)")
+    _number(g, "--distill_temperature", POSITIVE, type=float, default=2.0,
+            help="softmax temperature T of teachers and student in the KL term")
     g.add_argument("--hybrid_ratio", default="15:1", metavar="MASKED:CAUSAL",
                    help="gpt_bert: optimizer steps of masked next-token prediction to causal LM steps, e.g. 15:1 "
                    "or 1:1 (each step's batch is one or the other, evenly interleaved; the objective_schedule key "
@@ -210,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("BLiMP (blimp action; the test action too when --blimp_dir is given)")
     g.add_argument("--blimp_dir", default=None,
                    help="folder of BLiMP-format jsonl files, one per paradigm (default: none, no BLiMP)")
-    g.add_argument("--blimp_batch_size", type=int, default=64,
-                   help="sentences (causal) or masked copies (PLL) per forward pass")
+    _number(g, "--blimp_batch_size", AT_LEAST_1, type=int, default=64,
+            help="sentences (causal) or masked copies (PLL) per forward pass")
     g.add_argument("--blimp_prefix_space", action="store_true",
                    help="score ' ' + sentence, as lm-eval 0.4's blimp tasks do (default: the sentence as written, "
                    "as every training line starts after EOS)")
@@ -228,12 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of (Super)GLUE jsonl files, <task>.train.jsonl and <task>.valid.jsonl")
     g.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                    help="tasks to fine-tune on, e.g. rte mrpc (default: every task in --glue_dir)")
-    g.add_argument("--finetune_epochs", type=int, default=5, help="maximum fine-tuning epochs per task")
-    g.add_argument("--finetune_learning_rate", type=float, default=1e-4, help="fine-tuning peak learning rate")
-    g.add_argument("--finetune_batch_size", type=int, default=16, help="fine-tuning examples per batch")
-    g.add_argument("--finetune_patience", type=int, default=2,
-                   help="stop a task after N epochs without a better validation score")
-    g.add_argument("--max_seq_length", type=int, default=128, help="fine-tuning inputs are truncated to this")
+    _number(g, "--finetune_epochs", AT_LEAST_1, type=int, default=5, help="maximum fine-tuning epochs per task")
+    _number(g, "--finetune_learning_rate", POSITIVE, type=float, default=1e-4, help="fine-tuning peak learning rate")
+    _number(g, "--finetune_batch_size", AT_LEAST_1, type=int, default=16, help="fine-tuning examples per batch")
+    _number(g, "--finetune_patience", Range(0, hint=' (0: never stop early)'), type=int, default=2,
+            help="stop a task after N epochs without a better validation score")
+    _number(g, "--max_seq_length", AT_LEAST_1, type=int, default=128, help="fine-tuning inputs are truncated to this")
 
     g = p.add_argument_group("report (report action)")
     g.add_argument("--save_dir", default="save_dir", help="folder whose step runs the report gathers")
@@ -302,25 +350,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"the {args.action} action needs --blimp_dir (a folder of BLiMP jsonl files)")
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
-    _check_numbers(parser, args)
+    _check_ranges(parser, args)
+    _check_together(parser, args)
+    if args.num_train_epochs is None:
+        args.num_train_epochs = 1.0
     if args.model_type is None and args.init_model is None:
         args.model_type = "gpt2"  # with --init_model, training takes the saved model's type
-    if args.action == "train" and args.init_model is None and args.block_size > args.max_position_embeddings:
-        parser.error(f"--block_size {args.block_size} exceeds --max_position_embeddings "
-                     f"{args.max_position_embeddings}: raise the latter or lower the former")
-    if args.hidden_size % args.num_heads:
-        parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
-        parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
-    if not 0.0 <= args.start_percent <= args.end_percent <= 1.0 or not 0.0 < args.start_share <= 1.0:
-        parser.error("curriculum options need 0 <= --start_percent <= --end_percent <= 1 and 0 < --start_share <= 1")
-    if args.pacing_steps is not None and args.pacing_steps < 1:
-        parser.error(f"--pacing_steps must be at least 1, got {args.pacing_steps}")
-    if args.pacing_steps is not None and args.difficulty is None:
-        parser.error("--pacing_steps paces a curriculum: give --difficulty too, or drop --pacing_steps")
-    if args.max_minutes is not None and args.difficulty is not None and args.pacing_steps is None:
-        parser.error("--difficulty paces the data over a known number of steps, which --max_minutes leaves open: "
-                     "give --pacing_steps N, or train the curriculum with --max_steps or --num_train_epochs")
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
     args.hybrid_masked_share = _parse_ratio(parser, args.hybrid_ratio)
@@ -341,56 +376,34 @@ def _parse_ratio(parser: argparse.ArgumentParser, text: str) -> float:
     return m / (m + c)
 
 
-def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The range of every numeric option (NaN and infinity fail the float checks too)."""
-    if args.block_size < 2:  # a block of one token has nothing to predict (its first token never is)
-        parser.error(f"--block_size must be at least 2, got {args.block_size}")
-    if not 0 <= args.seed < 2**32:
-        parser.error(f"--seed must be between 0 and 2**32 - 1 (numpy's range), got {args.seed}")
-    if not 0.0 <= args.dropout < 1.0:  # NaN fails this too
-        parser.error(f"--dropout must be at least 0 and below 1, got {args.dropout}")
-    for name in ("model_max_length", "batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                 "eval_steps", "logging_steps", "save_steps", "save_total_limit", "vocab_size", "min_frequency",
-                 "num_proc", "num_layers", "hidden_size", "num_heads", "max_position_embeddings",
-                 "blimp_batch_size", "finetune_epochs", "finetune_batch_size", "max_seq_length"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.eval_blocks is not None and args.eval_blocks < 1:
-        parser.error(f"--eval_blocks must be at least 1, got {args.eval_blocks} (leave it out to validate on all)")
-    if args.num_threads is not None and args.num_threads < 1:
-        parser.error(f"--num_threads must be at least 1, got {args.num_threads} (leave it out for one per core)")
-    if args.max_steps is not None and args.max_steps < 1:
-        parser.error(f"--max_steps must be at least 1, got {args.max_steps} "
-                     "(leave it out to train for --num_train_epochs)")
-    if args.intermediate_size is not None and args.intermediate_size < 1:
-        parser.error(f"--intermediate_size must be at least 1, got {args.intermediate_size} "
-                     "(leave it out for 4 x --hidden_size)")
-    for name in ("early_stopping_patience", "finetune_patience"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name} must be 0 (never stop early) or more, got {getattr(args, name)}")
+def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every numeric option within the range declared beside it (`_number`); an option left
+    out (None) keeps its default."""
+    for name, valid in RANGES.items():
+        value = getattr(args, name)
+        if value is not None and not valid.holds(value):
+            parser.error(f"--{name} must be {valid.says()}, got {value}{valid.hint}")
+
+
+def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The options that depend on each other."""
     if args.max_minutes is not None:
-        if not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
-            parser.error(f"--max_minutes must be greater than 0, got {args.max_minutes}")
         given = [f"--{n}" for n in ("max_steps", "num_train_epochs") if getattr(args, n) is not None]
         if given:
             parser.error(f"--max_minutes sets the length of the run, so {' and '.join(given)} cannot: drop "
                          f"{'them' if len(given) > 1 else 'it'} or --max_minutes")
-    if args.num_train_epochs is None:
-        args.num_train_epochs = 1.0
-    for name in ("learning_rate", "finetune_learning_rate", "num_train_epochs"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
-            parser.error(f"--{name} must be greater than 0, got {value}")
-    for name in ("weight_decay", "grad_norm_clip", "adam_epsilon"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value >= 0):
-            parser.error(f"--{name} must be 0 or more, got {value}")
-    for name in ("warmup_ratio", "adam_beta1", "adam_beta2"):
-        if not 0.0 <= getattr(args, name) < 1.0:
-            parser.error(f"--{name} must be at least 0 and below 1, got {getattr(args, name)}")
-    if not 0.0 <= args.distill_alpha <= 1.0:
-        parser.error(f"--distill_alpha must be between 0 and 1, got {args.distill_alpha}")
-    if not (math.isfinite(args.distill_temperature) and args.distill_temperature > 0):
-        parser.error(f"--distill_temperature must be greater than 0, got {args.distill_temperature}")
-    if not 0.0 < args.mlm_probability < 1.0:
-        parser.error(f"--mlm_probability must be between 0 and 1, got {args.mlm_probability}")
+    if args.action == "train" and args.init_model is None and args.block_size > args.max_position_embeddings:
+        parser.error(f"--block_size {args.block_size} exceeds --max_position_embeddings "
+                     f"{args.max_position_embeddings}: raise the latter or lower the former")
+    if args.hidden_size % args.num_heads:
+        parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
+    if args.start_percent > args.end_percent:
+        parser.error(f"--start_percent {args.start_percent} is after --end_percent {args.end_percent}: the pool "
+                     "starts growing before it stops")
+    if args.pacing_steps is not None and args.difficulty is None:
+        parser.error("--pacing_steps paces a curriculum: give --difficulty too, or drop --pacing_steps")
+    if args.max_minutes is not None and args.difficulty is not None and args.pacing_steps is None:
+        parser.error("--difficulty paces the data over a known number of steps, which --max_minutes leaves open: "
+                     "give --pacing_steps N, or train the curriculum with --max_steps or --num_train_epochs")

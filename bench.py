@@ -14,8 +14,9 @@ markdown table and saved as JSON + markdown (default `save_dir/bench/`).
    Step time is the median over the measured steps after warm-up, of the
    fastest of --repeats runs (loops in alternating order); the first step
    (which pays the compile, with the compile caches off) is reported separately.
-   The ratio of `auto` and of `fast` to every other loop is reported. MFU = 6 x parameters
-   x tokens/s / the bf16 matmul rate, with every parameter counted once (the
+   The ratio of `auto` and of `fast` to every other loop is reported. MFU = 6 x
+   parameters x tokens/s / the matmul rate of the loop's precision (bf16 or
+   float32), with every parameter counted once (the
    tied input/output embedding is the LM head's matmul) and attention-score
    FLOPs not counted; for BERT in the custom loop, whose vocabulary head runs
    only at the masked positions, the head counts at --mlm_probability of them.
@@ -185,25 +186,20 @@ def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tok
         import pytorch_training_loop as loop
     else:
         import huggingface_trainer_loop as loop
-    captured = {}
-    real_prepare = training_setup.prepare_training
-
-    def prepare(a):  # keep the setup to read its step clock
-        captured["setup"] = real_prepare(a)
-        return captured["setup"]
-
-    loop.prepare_training = prepare
     try:
-        with PeakMemory(_device(args.device)) as memory:
-            loop.train(args)
+        with PeakMemory(_device(args.device)) as memory:  # as run.py trains
+            setup = training_setup.prepare_training(args)
+            try:
+                loop.train(setup)
+            finally:
+                setup.close()
     finally:
-        loop.prepare_training = real_prepare
         torch._dynamo.reset()  # the next model compiles from scratch, as it would in its own process
-    return captured["setup"], memory.peak_mb
+    return setup, memory.peak_mb
 
 
 def bench_training(models: list[str], sizes: list[str], loops: list[str], tokenizer_dirs: dict, data_dir: Path,
-                   out_dir: Path, warmup: int, measured: int, bf16_tflops: float, repeats: int) -> list[dict]:
+                   out_dir: Path, warmup: int, measured: int, matmul: dict, repeats: int) -> list[dict]:
     """One row per (size, model, loop). Each configuration is run `repeats` times, the loops
     in alternating order (A B C D, D C B A, ...) so a slow spell of the shared machine does
     not fall on one loop only; the row is the repeat with the fastest median step."""
@@ -217,7 +213,7 @@ def bench_training(models: list[str], sizes: list[str], loops: list[str], tokeni
                     if loop in emulated:
                         continue  # emulated bf16: see the matmul rates (hundreds of times slower here)
                     row = _measure(size, model_type, loop, tokenizer_dirs, data_dir, out_dir, warmup, measured,
-                                   bf16_tflops)
+                                   matmul)
                     print(row, flush=True)
                     medians = best.get(loop, {}).get("step_seconds_per_repeat", []) + [row["step_seconds"]]
                     if loop not in best or row["step_seconds"] < best[loop]["step_seconds"]:
@@ -228,7 +224,7 @@ def bench_training(models: list[str], sizes: list[str], loops: list[str], tokeni
 
 
 def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_dir: Path, out_dir: Path,
-             warmup: int, measured: int, bf16_tflops: float) -> dict:
+             warmup: int, measured: int, matmul: dict) -> dict:
     options = ["--model_type", model_type, *SIZES[size], *LOOPS[loop]]
     setup, peak_mb = train_run(options, warmup + measured + 1, data_dir, out_dir / "run",
                                tokenizer_dirs[KIND[model_type]])
@@ -250,8 +246,16 @@ def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_d
         "step_seconds": round(step_s, 4), "tokens_per_second": round(tokens_per_s, 1),
         "first_step_seconds": round(steps[0], 2), "peak_memory_mb": round(peak_mb, 1),
         "flops_per_token": round(flops_per_token),
-        "mfu": round(flops_per_token * tokens_per_s / (bf16_tflops * 1e12), 4),
+        # Against the matmul rate of the precision the loop computed in (bf16 or float32).
+        "mfu": round(flops_per_token * tokens_per_s / (matmul[f"{_matmul_dtype(setup.args.precision)}_tflops"] * 1e12),
+                     4),
     }
+
+
+def _matmul_dtype(precision: str) -> str:
+    """The matmul rate an MFU is measured against: bf16's for bf16 (and fp16, not measured
+    separately), float32's for float32."""
+    return "fp32" if precision == "fp32" else "bf16"
 
 
 def ratios(rows: list[dict], reference: str = "fast") -> list[dict]:
@@ -478,7 +482,7 @@ def main() -> None:
     if "training" not in args.skip:
         data = bench_data_dir(args.data_dir, args.out_dir)
         result["training"] = bench_training(args.models, args.sizes, args.loops, tokenizer_dirs, data, args.out_dir,
-                                            args.warmup, args.steps, result["matmul"]["bf16_tflops"], args.repeats)
+                                            args.warmup, args.steps, result["matmul"], args.repeats)
         result["ratios"] = {reference: ratios(result["training"], reference) for reference in RATIO_REFERENCES}
         result["skipped_loops"] = [] if hw.native_bf16 else [loop for loop in args.loops if loop in EMULATED_LOOPS]
         auto = [r["step_seconds"] for r in result["training"]

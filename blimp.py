@@ -42,9 +42,8 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from custom_models import check_tokenizer_fits, is_causal, is_hybrid, load_model
+from custom_models import body_and_head, is_causal, is_hybrid, load_model_and_tokenizer
 from hardware import autocast, log_choice
-from tokenizer import load_tokenizer
 from utils import RunLogger, UserError, get_device, numbered_lines, write_json_atomic, write_text_atomic
 
 
@@ -187,12 +186,11 @@ def _logits_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, ro
     vocabulary head (about half of a small model's compute) runs on that position only;
     the result is the same as taking it from the full output. gpt_bert (masked
     next-token): bidirectional attention, the token read at the position before it."""
+    body, head = body_and_head(model)
     if is_hybrid(model.config.model_type):
-        hidden = model.model(ids, mask, bidirectional=True)
-        return model.lm_head(hidden[rows, positions - 1])
-    if model.config.model_type == "bert":
-        hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        return model.cls(hidden[rows, positions])
+        return head(body(ids, mask, bidirectional=True)[rows, positions - 1])
+    if not is_causal(model.config.model_type):
+        return head(body(input_ids=ids, attention_mask=mask).last_hidden_state[rows, positions])
     return model(input_ids=ids, attention_mask=mask).logits[rows, positions]
 
 
@@ -319,9 +317,7 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
     paradigms = paradigms if paradigms is not None else load_paradigms(args.blimp_dir)
     model_dir = Path(args.model_dir)
     if model is None:
-        model = load_model(model_dir, args.attn_implementation)
-        tokenizer = load_tokenizer(model_dir, "--model_dir")
-        check_tokenizer_fits(model.config, tokenizer, model_dir)
+        model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
     device = get_device(args.device)
     model.to(device)  # float32 weights; --precision bf16/fp16 autocasts the forward passes
     own_logger = logger is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -26,6 +27,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from tokenizer import load_tokenizer
 from utils import UserError
 
 # gpt_bert is causal by default (validation loss, test loss and BLiMP score it as a causal LM);
@@ -123,6 +125,29 @@ def load_model(folder: str | Path, attn_implementation: str = "eager") -> PreTra
     finally:
         if bar_enabled:
             hf_logging.enable_progress_bar()
+
+
+def body_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The model's transformer body and its vocabulary head, so that a loss or a scorer can
+    run the head (about half of a small model's compute) only where it needs logits: BERT's
+    `bert` and `cls` (dense + LayerNorm + projection), the hybrid's `model` and `lm_head`, a
+    causal LM's base model and output embeddings. The one place that knows each family's names."""
+    model_type = model.config.model_type
+    if is_hybrid(model_type):
+        return model.model, model.lm_head
+    if not is_causal(model_type):
+        return model.bert, model.cls
+    return model.base_model, model.get_output_embeddings()
+
+
+def load_model_and_tokenizer(folder: str | Path, attn_implementation: str = "eager", block_size: int | None = None,
+                             option: str = "--model_dir") -> tuple[PreTrainedModel, Any]:
+    """A saved model and the tokenizer saved beside it, checked to fit each other (and blocks
+    of `block_size` tokens); UserError naming `option` otherwise."""
+    model = load_model(folder, attn_implementation)  # checks the folder first
+    tokenizer = load_tokenizer(folder, option)
+    check_tokenizer_fits(model.config, tokenizer, folder, block_size, option=option)
+    return model, tokenizer
 
 
 def check_tokenizer_fits(config: PretrainedConfig, tokenizer, model_dir: str | Path, block_size: int | None = None,

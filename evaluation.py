@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from custom_models import check_tokenizer_fits, is_causal, load_model
+from custom_models import is_causal, load_model_and_tokenizer
 from hardware import log_choice
 from pretraining_dataset import load_blocks, resolve_files
-from tokenizer import load_tokenizer
 from utils import RunLogger, get_device, write_json_atomic
 from validation import EVAL_MASK_SEED, eval_collator, eval_dataset, evaluate_lm
 
@@ -21,9 +20,7 @@ def run_test(args: argparse.Namespace) -> dict:
     out = Path(args.output_dir)
     model_dir = Path(args.model_dir)
     # Every input is checked, and the test files read and packed, before the run folder is made.
-    model = load_model(model_dir, args.attn_implementation)  # checks the folder first
-    tokenizer = load_tokenizer(model_dir, "--model_dir")
-    check_tokenizer_fits(model.config, tokenizer, model_dir, args.block_size)
+    model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation, args.block_size)
     paradigms = None
     if args.blimp_dir:
         from blimp import load_paradigms

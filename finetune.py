@@ -362,9 +362,8 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
     logger.info(f"{task}: {len(train_features)} train / {len(valid_features)} valid examples, "
                 f"{data.num_labels} labels; {type(model).__name__} with new weights {', '.join(new_weights)}")
 
-    # make_optimizer reads --learning_rate: hand it a copy carrying the fine-tuning rate.
-    optimizer = make_optimizer(model, argparse.Namespace(**{**vars(args),
-                                                            "learning_rate": args.finetune_learning_rate}))
+    optimizer = make_optimizer(model, args.finetune_learning_rate, args.weight_decay,
+                               (args.adam_beta1, args.adam_beta2), args.adam_epsilon)
     batch_size = args.finetune_batch_size
     steps_per_epoch = math.ceil(len(train_features) / batch_size)
     total_steps = args.finetune_epochs * steps_per_epoch  # planned; early stopping may end sooner

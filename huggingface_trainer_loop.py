@@ -15,7 +15,6 @@ checkpoint."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -34,16 +33,14 @@ from training_setup import (
     TrainingBar,
     TrainingSetup,
     WordMarks,
+    add_loss_parts,
     finish_run,
     log_eval,
-    make_optimizer,
     make_scheduler,
-    masked_share_at,
-    mlm_probability_at,
-    prepare_training,
+    train_metrics,
     training_batch,
+    training_optimizer,
 )
-from utils import UserError
 from validation import evaluate_lm
 
 
@@ -74,9 +71,7 @@ class _SharedEvalTrainer(Trainer):
                                             s.args.compile)
         with autocast(self.setup.device, self.setup.args.precision):  # teachers and heads too, not only forward()
             loss, parts = self.objective(inputs)
-        for tag, value in parts.items():
-            total = self.window_parts.setdefault(tag, [0.0, 0])
-            total[0], total[1] = total[0] + value.item(), total[1] + 1
+        add_loss_parts(self.window_parts, parts)
         return (loss, None) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
@@ -175,21 +170,10 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         tokens, self.window_tokens = self.window_tokens, 0
         # The Trainer's loss is already averaged over processes; loss parts (distillation, hybrid) exist only
         # in one-process runs (prepare_training refuses them under torchrun with this loop).
-        parts = self.trainer.window_parts
-        metrics = {
-            "train/loss": logs["loss"],
-            "train/lr": logs.get("learning_rate", 0.0),
-            "train/grad_norm": logs.get("grad_norm", 0.0),
-            "train/tokens_per_second": tokens / max(now - self.last_time, 1e-9),
-            "train/epoch": logs.get("epoch", 0.0),
-            **({"train/curriculum_share": self.setup.curriculum.share(state.global_step - 1)}
-               if self.setup.curriculum else {}),
-            **({"train/mlm_probability": mlm_probability_at(self.setup.args, state.global_step - 1)}
-               if self.setup.args.objective_schedule else {}),
-            **({"train/masked_share": masked_share_at(self.setup.args, state.global_step - 1)}
-               if self.setup.hybrid else {}),
-            **{tag: total / n for tag, (total, n) in parts.items()},
-        }
+        parts = {tag: total / n for tag, (total, n) in self.trainer.window_parts.items()}
+        metrics = train_metrics(self.setup, state.global_step, logs["loss"], logs.get("learning_rate", 0.0),
+                                logs.get("grad_norm", 0.0), tokens / max(now - self.last_time, 1e-9),
+                                logs.get("epoch", 0.0), parts)
         self.setup.logger.metrics(state.global_step, metrics)
         if self.bar is not None:
             self.bar.show(metrics)
@@ -206,26 +190,17 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         return control
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Train with the Hugging Face Trainer; returns the contents of train_results.json."""
-    setup = prepare_training(args)
-    try:
-        return _train(setup)
-    finally:
-        setup.logger.close()
-
-
-def _train(setup: TrainingSetup) -> dict:
+def train(setup: TrainingSetup) -> dict:
+    """Train with the Hugging Face Trainer on a prepared setup (`training_setup.prepare_training`);
+    returns the contents of train_results.json. The caller closes the setup."""
     args = setup.args
-    optimizer = make_optimizer(setup.model, args)
+    optimizer = training_optimizer(setup.model, args)
     scheduler = make_scheduler(optimizer, setup)
     marks = WordMarks(setup)
     tracker = BestTracker(setup, marks)
     callback = _PipelineCallback(setup, tracker, marks)
     if setup.resume_from is not None:
-        state_file = setup.resume_from / "trainer_state.json"
-        if not state_file.is_file():
-            raise UserError(f"'{setup.resume_from}' was written by the custom loop: resume with --torch_training")
+        state_file = setup.resume_from / "trainer_state.json"  # the loop was checked in prepare_training
         stored = json.loads(state_file.read_text())["stateful_callbacks"][_PipelineCallback.__name__]
         tracker.load_state_dict(stored["attributes"])
         marks.load_state_dict(stored["attributes"].get("word_marks"))

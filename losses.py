@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import BertForMaskedLM, PreTrainedModel
+from transformers import PreTrainedModel
+
+from custom_models import body_and_head, is_causal, is_hybrid
 
 
 class CausalLMLoss(torch.nn.Module):
@@ -32,7 +34,7 @@ class CausalLMLoss(torch.nn.Module):
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
-        self.body, self.head = model.base_model, model.get_output_embeddings()
+        self.body, self.head = body_and_head(model)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state  # no generation cache in training
@@ -42,11 +44,11 @@ class CausalLMLoss(torch.nn.Module):
 
 def make_loss_fn(model: PreTrainedModel, compile: bool = False) -> Callable[[dict], torch.Tensor]:
     """A function from a training batch ({'input_ids', 'labels'}) to its mean loss."""
-    if not isinstance(model, BertForMaskedLM):
+    if is_causal(model.config.model_type):
         causal = CausalLMLoss(model)
         forward = torch.compile(causal) if compile else causal
         return lambda batch: forward(batch["input_ids"], batch["labels"])
-    body, head = model.bert, model.cls
+    body, head = body_and_head(model)
     if compile:
         body = torch.compile(body)
         head = torch.compile(head, dynamic=True)  # the number of masked tokens changes every batch
@@ -77,7 +79,7 @@ def make_objective(model: PreTrainedModel, teachers: Sequence[PreTrainedModel] =
       both per predicted token, logged as train/ce_loss and train/distill_kl."""
     if teachers:
         return _distillation(model, list(teachers), alpha, temperature, compile)
-    if model.config.model_type == "gpt_bert":
+    if is_hybrid(model.config.model_type):
         return _hybrid(model, compile)
     plain = make_loss_fn(model, compile)
     return lambda batch: (plain(batch), {})
@@ -86,7 +88,7 @@ def make_objective(model: PreTrainedModel, teachers: Sequence[PreTrainedModel] =
 def _hybrid(model: PreTrainedModel, compile: bool) -> Objective:
     """Both modes predict token t+1 at position t; the head runs only where there is a
     target (in masked mode the masked tokens' previous positions, about 15%)."""
-    body, head = model.model, model.lm_head
+    body, head = body_and_head(model)
     if compile:
         body = torch.compile(body)
         head = torch.compile(head, dynamic=True)
@@ -106,8 +108,9 @@ def _predicted_logits(model, ids: torch.Tensor, chosen: torch.Tensor, causal: bo
     """Logits at the predicting positions [n_chosen, vocab]: for a causal LM position t
     (predicting token t+1, `chosen` over labels[:, 1:]), for a masked LM the masked
     positions; BERT's vocabulary head runs there only."""
-    if isinstance(model, BertForMaskedLM):
-        return model.cls(model.bert(input_ids=ids).last_hidden_state[chosen])
+    if not is_causal(model.config.model_type):
+        body, head = body_and_head(model)
+        return head(body(input_ids=ids).last_hidden_state[chosen])
     logits = model(input_ids=ids).logits
     return (logits[:, :-1] if causal else logits)[chosen]
 
@@ -125,7 +128,7 @@ def _distillation(model: PreTrainedModel, teachers: list[PreTrainedModel], alpha
                   compile: bool) -> Objective:
     causal = model.config.model_type != "bert"
     student = model
-    if compile and not isinstance(model, BertForMaskedLM):
+    if compile and is_causal(model.config.model_type):
         student = torch.compile(model)
 
     def distillation_loss(batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

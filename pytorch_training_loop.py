@@ -32,7 +32,6 @@ of processes whose global batch is the checkpoint's."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -54,31 +53,22 @@ from training_setup import (
     TrainingBar,
     TrainingSetup,
     WordMarks,
+    add_loss_parts,
     finish_run,
     global_batch,
     list_checkpoints,
     log_eval,
-    make_optimizer,
     make_scheduler,
-    masked_share_at,
-    mlm_probability_at,
-    prepare_training,
+    train_metrics,
     training_batch,
+    training_optimizer,
 )
-from utils import UserError, atomic_dir, write_json_atomic
+from utils import atomic_dir, write_json_atomic
 from validation import evaluate_lm
 
 STATE_FILE = "pipeline_state.json"  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"
 
-
-def train(args: argparse.Namespace) -> dict:
-    """Train with the custom loop; returns the contents of train_results.json."""
-    setup = prepare_training(args)
-    try:
-        return _train(setup)
-    finally:
-        setup.logger.close()
 
 
 def epoch_order(n_blocks: int, seed: int, epoch: int) -> torch.Tensor:
@@ -142,9 +132,8 @@ def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, scaler, tracker
 
 def _load_checkpoint(setup: TrainingSetup, path: Path, tracker: BestTracker, progress: _Progress,
                      marks: WordMarks):
-    """Restore model, progress, tracker and word count; returns the tensor state (optimizer, scheduler, RNG)."""
-    if not (path / STATE_FILE).is_file():
-        raise UserError(f"'{path}' was written by the HF Trainer loop: resume without --torch_training")
+    """Restore model, progress, tracker and word count; returns the tensor state (optimizer, scheduler, RNG).
+    prepare_training has checked that this loop wrote the checkpoint."""
     setup.model = load_model(path, setup.args.attn_implementation).to(setup.device)
     state = json.loads((path / STATE_FILE).read_text())
     vars(progress).update({k: v for k, v in state["progress"].items() if k != "micro"})  # micro: older checkpoints
@@ -180,14 +169,16 @@ def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
     return distributed.broadcast_flag(tracker.update(step, metrics["loss"]))
 
 
-def _train(setup: TrainingSetup) -> dict:
+def train(setup: TrainingSetup) -> dict:
+    """Train with the custom loop on a prepared setup (`training_setup.prepare_training`);
+    returns the contents of train_results.json. The caller closes the setup."""
     args = setup.args
     world, rank = distributed.world_size(), distributed.rank()
     marks, progress = WordMarks(setup), _Progress(global_batch(args, world))
     tracker = BestTracker(setup, marks)
     saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
     model = setup.model  # after a resume, the checkpoint's weights
-    optimizer = make_optimizer(model, args)
+    optimizer = training_optimizer(model, args)
     scheduler = make_scheduler(optimizer, setup)
     scaler = grad_scaler(setup.device, args.precision)
     if saved is not None:
@@ -240,9 +231,7 @@ def _train(setup: TrainingSetup) -> dict:
                 progress.window_loss += loss.item()
                 progress.window_micro += 1
                 progress.window_tokens += batch["input_ids"].numel()
-                for tag, value in parts.items():
-                    total = progress.window_parts.setdefault(tag, [0.0, 0])
-                    total[0], total[1] = total[0] + value.item(), total[1] + 1
+                add_loss_parts(progress.window_parts, parts)
             clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
             scaler.unscale_(optimizer)  # fp16: clip the true gradients
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
@@ -287,31 +276,18 @@ def _log_window(setup: TrainingSetup, progress: _Progress, scheduler, grad_norm:
                 steps_in_epoch: int) -> dict[str, float]:
     """Log the training metrics of the window since the last log (sums over all processes), reset it, and
     return them."""
-    args = setup.args
     tags = sorted(progress.window_parts)
     sums = distributed.sum_across([progress.window_loss, progress.window_micro, progress.window_tokens,
                                    *(progress.window_parts[t][0] for t in tags),
                                    *(progress.window_parts[t][1] for t in tags)])
     loss, micro, tokens = sums[:3]
     part_sums, part_counts = sums[3:3 + len(tags)], sums[3 + len(tags):]
-    step = progress.step
-    metrics = {
-        "train/loss": loss / max(micro, 1),
-        "train/lr": scheduler.get_last_lr()[0],
-        "train/grad_norm": grad_norm,
-        "train/tokens_per_second": tokens / max(seconds, 1e-9),
-        "train/epoch": progress.epoch + steps_in_epoch / setup.steps_per_epoch,
-    }
-    if args.skip_nonfinite:
+    metrics = train_metrics(setup, progress.step, loss / max(micro, 1), scheduler.get_last_lr()[0], grad_norm,
+                            tokens / max(seconds, 1e-9), progress.epoch + steps_in_epoch / setup.steps_per_epoch,
+                            {tag: total / n for tag, total, n in zip(tags, part_sums, part_counts, strict=True)})
+    if setup.args.skip_nonfinite:
         metrics["train/skipped_batches"] = progress.skipped
-    if setup.curriculum:
-        metrics["train/curriculum_share"] = setup.curriculum.share(step - 1)
-    if args.objective_schedule:
-        metrics["train/mlm_probability"] = mlm_probability_at(args, step - 1)
-    if setup.hybrid:
-        metrics["train/masked_share"] = masked_share_at(args, step - 1)
-    metrics.update({tag: total / n for tag, total, n in zip(tags, part_sums, part_counts, strict=True)})
-    setup.logger.metrics(step, metrics)
+    setup.logger.metrics(progress.step, metrics)
     progress.window_parts = {}
     progress.window_loss, progress.window_micro, progress.window_tokens = 0.0, 0, 0
     return metrics

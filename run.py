@@ -58,6 +58,7 @@ def run_dataset(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     """Train with the loop --torch_training selects (data-parallel when started by torchrun)."""
     import distributed
+    from training_setup import prepare_training
 
     if args.torch_training:
         from pytorch_training_loop import train
@@ -65,7 +66,11 @@ def run_train(args: argparse.Namespace) -> None:
         from huggingface_trainer_loop import train
     distributed.init_distributed(args.device)
     try:
-        train(args)
+        setup = prepare_training(args)
+        try:
+            train(setup)
+        finally:
+            setup.close()
     finally:
         distributed.shutdown()
 

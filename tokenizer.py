@@ -31,7 +31,6 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from cleaning import clean_files
-from custom_models import is_hybrid
 from utils import UserError, atomic_dir, numbered_lines
 
 CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
@@ -137,9 +136,9 @@ def load_tokenizer(folder: str | Path, option: str = "--tokenizer_dir"):
     # A gpt_bert model folder's config.json names the project's own model code (auto_map), which
     # AutoTokenizer would otherwise stop to ask about on stdin; the tokenizer itself is standard.
     config = folder / "config.json"
-    hybrid = config.is_file() and is_hybrid(json.loads(config.read_text()).get("model_type", ""))
+    own_code = config.is_file() and "auto_map" in json.loads(config.read_text())
     try:
-        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hybrid)
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=own_code)
     # Exception, not a list: the `tokenizers` library raises the bare Exception class for a
     # tokenizer.json it cannot parse ("data did not match any variant ..."), and transformers
     # raises JSONDecodeError, KeyError, AttributeError, ValueError or OSError depending on which

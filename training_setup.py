@@ -138,6 +138,10 @@ class TrainingSetup:
     # optimizer step (both loops): what `make bench` turns into step times.
     step_clock: list[float] = field(default_factory=list)
 
+    def close(self) -> None:
+        """Flush and close the run's log and TensorBoard, and give the run folder's lock back."""
+        self.logger.close()
+
 
 def global_batch(args: argparse.Namespace, world: int = 1) -> int:
     """Blocks per optimizer step over all `world` processes: batch x accumulation x processes."""
@@ -226,6 +230,7 @@ def _check_run_dir(args: argparse.Namespace, run_dir: Path, world: int = 1) -> t
         if not args.resume:
             raise UserError(f"'{run_dir}' holds an interrupted run with a complete checkpoint ({checkpoint.name}): "
                             f"pass --resume to continue it, --overwrite_output_dir to start over, {elsewhere}")
+        # The one check that the checkpoint was written by this loop (each loop resumes only its own).
         marker = "pipeline_state.json" if args.torch_training else "trainer_state.json"
         if not (checkpoint / marker).is_file():
             other = "the HF Trainer loop: resume without" if args.torch_training else "the custom loop: resume with"
@@ -504,18 +509,24 @@ def training_batch(setup: TrainingSetup, batch: dict, step: int) -> dict:
     return {"input_ids": ids, "labels": labels}
 
 
-def make_optimizer(model: PreTrainedModel, args: argparse.Namespace) -> torch.optim.AdamW:
+def make_optimizer(model: PreTrainedModel, lr: float, weight_decay: float, betas: tuple[float, float],
+                   eps: float) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: biases and norm weights (all the
-    1-D parameters) are not decayed. Both loops use it."""
+    1-D parameters) are not decayed. Both loops and fine-tuning use it."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": args.weight_decay},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     # The fused kernel (one pass over all parameters) is the same update as the default
     # for-each implementation, and measurably faster on CPU (see `make bench`).
-    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                             eps=args.adam_epsilon, fused=params[0].device.type in ("cpu", "cuda"))
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=params[0].device.type in ("cpu", "cuda"))
+
+
+def training_optimizer(model: PreTrainedModel, args: argparse.Namespace) -> torch.optim.AdamW:
+    """The pretraining optimizer: `make_optimizer` with --learning_rate and the AdamW options."""
+    return make_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
+                          args.adam_epsilon)
 
 
 def lr_factor(fraction: float, warmup_ratio: float) -> float:
@@ -627,6 +638,29 @@ class BestTracker:
             s.logger.info(f"step {step}: no better validation loss in {patience} evaluations; stopping early")
             return True
         return False
+
+
+def add_loss_parts(window: dict[str, list[float]], parts: dict) -> None:
+    """Add one micro-batch's loss parts (distillation, hybrid: tag -> scalar tensor) to a
+    logging window {tag: [sum, micro-batches]}: both loops keep their window this way."""
+    for tag, value in parts.items():
+        total = window.setdefault(tag, [0.0, 0])
+        total[0], total[1] = total[0] + float(value), total[1] + 1
+
+
+def train_metrics(setup: TrainingSetup, step: int, loss: float, lr: float, grad_norm: float,
+                  tokens_per_second: float, epoch: float, part_means: dict[str, float]) -> dict[str, float]:
+    """The train/* metrics of one log at optimizer `step` (1-based), under the same tags for both loops."""
+    args = setup.args
+    metrics = {"train/loss": loss, "train/lr": lr, "train/grad_norm": grad_norm,
+               "train/tokens_per_second": tokens_per_second, "train/epoch": epoch}
+    if setup.curriculum:
+        metrics["train/curriculum_share"] = setup.curriculum.share(step - 1)
+    if args.objective_schedule:
+        metrics["train/mlm_probability"] = mlm_probability_at(args, step - 1)
+    if setup.hybrid:
+        metrics["train/masked_share"] = masked_share_at(args, step - 1)
+    return {**metrics, **part_means}
 
 
 def log_eval(setup: TrainingSetup, step: int, metrics: dict[str, float]) -> None:

@@ -48,3 +48,18 @@ def make_args(tmp_path, tok_dirs):
         return parse_args(argv)
 
     return build
+
+
+def run_loop(loop: str, args):
+    """Train as run.py does: prepare the setup, run the loop ("pytorch": the custom loop,
+    "huggingface": the Trainer) on it, close it; returns train_results.json's contents."""
+    import huggingface_trainer_loop
+    import pytorch_training_loop
+    from training_setup import prepare_training
+
+    module = pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop
+    setup = prepare_training(args)
+    try:
+        return module.train(setup)
+    finally:
+        setup.close()

@@ -342,6 +342,9 @@ CASES = {
     "run_finished_resume_auto": Case(lambda t, k: train_argv(t, k["clm"], "--resume", "auto", "--output_dir",
                                                              str(finished_run(t))),
                                      "already holds a finished run", "pass --overwrite_output_dir"),
+    "run_other_loop": Case(lambda t, k: train_argv(t, k["clm"], "--resume", "--output_dir",
+                                                   str(checkpoint_of_global_batch(t, 8))),
+                           "was written by the custom loop", "resume with --torch_training"),
     "run_new_resume": Case(lambda t, k: train_argv(t, k["clm"], "--resume", "--output_dir", str(t / "nothing")),
                            "there is no run to resume", "start it without --resume"),
 }

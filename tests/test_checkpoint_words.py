@@ -8,11 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, run_loop
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-import huggingface_trainer_loop
-import pytorch_training_loop
 from argument_parser import parse_args
 from pretraining_dataset import load_blocks, resolve_files, split_lines
 from tokenizer import load_tokenizer
@@ -63,7 +61,7 @@ def test_one_epoch_saves_exactly_the_marks_it_crosses(loop, model_type, make_arg
     args = make_args("train", *flag, "--model_type", model_type, "--output_dir", out, "--batch_size", "64",
                      "--num_train_epochs", "1", "--eval_steps", "1000", "--logging_steps", "10",
                      "--checkpoint_words", "10K", "20K", "40K", "1M", kind=kind)
-    results = (pytorch_training_loop.train if loop == "pytorch" else huggingface_trainer_loop.train)(args)
+    results = run_loop(loop, args)
     cache = next((tmp_path / "cache").glob("train-*"))
     total = int(np.load(cache / "words.npy").sum())
     assert total == json.loads((cache / "meta.json").read_text())["block_words"] and 40_000 < total < 1_000_000

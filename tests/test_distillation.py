@@ -8,18 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import huggingface_trainer_loop
-import pytorch_training_loop
 from custom_models import build_model
 from losses import distill_kl, make_loss_fn, make_objective
 from pretraining_dataset import mask_tokens
 from tokenizer import load_tokenizer
 from training_setup import save_model_folder
 from utils import UserError
-
-LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
 
 
 def scalars(run_dir, tag):
@@ -115,7 +112,7 @@ def teachers(make_args, tmp_path):
         args = make_args("train", "--torch_training", "--model_type", model_type, "--output_dir", out,
                          "--hidden_size", "48", "--max_steps", "80", "--batch_size", "8", "--learning_rate", "3e-3",
                          "--eval_steps", "80", "--logging_steps", "80")
-        pytorch_training_loop.train(args)
+        run_loop("pytorch", args)
         folders.append(out / "best_model")
     return folders
 
@@ -127,7 +124,7 @@ def test_distilled_student_learns_in_both_loops(loop, teachers, make_args, tmp_p
     args = make_args("train", *flag, "--model_type", "gpt2", "--output_dir", out, "--teacher_models", *teachers,
                      "--max_steps", "40", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "40",
                      "--logging_steps", "10")
-    results = LOOPS[loop](args)
+    results = run_loop(loop, args)
     losses, ce, kl = (scalars(out, t) for t in ("train/loss", "train/ce_loss", "train/distill_kl"))
     assert len(losses) == len(ce) == len(kl) == 4
     assert losses[-1] < losses[0] - 0.3 and ce[-1] < ce[0] - 0.3 and kl[-1] < kl[0], (losses, ce, kl)
@@ -144,8 +141,8 @@ def test_gradient_accumulation_averages_the_distillation_loss(loop, make_args, t
     flag = ["--torch_training"] if loop == "pytorch" else []
     common = [*flag, "--teacher_models", tmp_path / "teacher", "--max_steps", "4", "--logging_steps", "1",
               "--eval_steps", "100"]
-    LOOPS[loop](make_args("train", *common, "--batch_size", "8", "--output_dir", tmp_path / "big"))
-    LOOPS[loop](make_args("train", *common, "--batch_size", "4", "--gradient_accumulation_steps", "2",
+    run_loop(loop, make_args("train", *common, "--batch_size", "8", "--output_dir", tmp_path / "big"))
+    run_loop(loop, make_args("train", *common, "--batch_size", "4", "--gradient_accumulation_steps", "2",
                           "--output_dir", tmp_path / "acc"))
     for tag in ("train/loss", "train/ce_loss", "train/distill_kl", "train/grad_norm"):
         assert scalars(tmp_path / "acc", tag) == pytest.approx(scalars(tmp_path / "big", tag), rel=1e-3), tag
@@ -157,5 +154,5 @@ def test_teacher_of_another_kind_is_refused(make_args, tmp_path):
     student = make_args("train", "--torch_training", "--output_dir", tmp_path / "out", "--teacher_models",
                         tmp_path / "bert", "--max_steps", "2")
     with pytest.raises(UserError, match="is a masked LM but the student"):
-        pytorch_training_loop.train(student)
+        run_loop("pytorch", student)
     assert not (tmp_path / "out").exists()

@@ -15,13 +15,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SAMPLE, TINY_MODEL
+from conftest import ROOT, SAMPLE, TINY_MODEL, run_loop
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM
 
-import huggingface_trainer_loop
-import pytorch_training_loop
 from argument_parser import parse_args
 from pytorch_training_loop import epoch_order
 from training_setup import checkpoint_step, list_checkpoints
@@ -74,7 +72,7 @@ def runs(tok_dirs, tmp_path_factory):
     """The same 12 steps with a global batch of 8: one process (4 x 2 accumulation, in this
     process) and two (2 x 2 accumulation each, under torchrun), float32, no dropout."""
     root = tmp_path_factory.mktemp("ddp")
-    one = pytorch_training_loop.train(parse_args(train_argv(tok_dirs, root / "cache", root / "one", 4, 2)))
+    one = run_loop("pytorch", parse_args(train_argv(tok_dirs, root / "cache", root / "one", 4, 2)))
     started = time.time()
     done = torchrun(train_argv(tok_dirs, root / "cache", root / "two", 2, 2))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -157,7 +155,7 @@ def test_resume_with_the_same_or_another_number_of_processes(runs, tok_dirs):
     assert done.returncode == 0, done.stderr[-3000:]
     # Two processes, resumed by one with the same global batch (8 x 1).
     interrupted_copy(root / "two", root / "again1", 6)
-    results = pytorch_training_loop.train(parse_args([*train_argv(tok_dirs, root / "cache", root / "again1", 8, 1),
+    results = run_loop("pytorch", parse_args([*train_argv(tok_dirs, root / "cache", root / "again1", 8, 1),
                                                       "--resume"]))
     for run, tol in (("again2", 1e-6), ("again1", 1e-4)):
         resumed = logged(root / run, "train/loss")
@@ -174,7 +172,7 @@ def test_resume_with_the_same_or_another_number_of_processes(runs, tok_dirs):
     from utils import UserError
 
     with pytest.raises(UserError, match="global batch of 8 blocks .* this run's is 4"):
-        pytorch_training_loop.train(parse_args([*train_argv(tok_dirs, root / "cache", root / "again_other", 4, 1),
+        run_loop("pytorch", parse_args([*train_argv(tok_dirs, root / "cache", root / "again_other", 4, 1),
                                                 "--resume"]))
 
 
@@ -215,7 +213,7 @@ def test_hf_trainer_under_torchrun(runs, tok_dirs):
     """The HF Trainer's own DDP: 2 processes x 4 blocks against 1 x 8 (accelerate hands
     process r the r-th of every 2 consecutive batches, the blocks of one batch of 8)."""
     root = runs["root"]
-    one = huggingface_trainer_loop.train(parse_args(train_argv(tok_dirs, root / "cache", root / "hf1", 8, 1,
+    one = run_loop("huggingface", parse_args(train_argv(tok_dirs, root / "cache", root / "hf1", 8, 1,
                                                                loop="huggingface")))
     done = torchrun(train_argv(tok_dirs, root / "cache", root / "hf2", 4, 1, loop="huggingface"))
     assert done.returncode == 0, done.stderr[-3000:]

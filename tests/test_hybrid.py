@@ -10,18 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import huggingface_trainer_loop
-import pytorch_training_loop
 from blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from custom_models import build_model, is_causal, load_model
 from tokenizer import load_tokenizer
 from training_setup import hybrid_step_is_masked, masked_share_at, save_model_folder, training_batch
 
-LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
 SENTENCES = ["the dog sees the ball .", "a cat runs", "the children were playing outside ."]
 
 
@@ -140,7 +137,7 @@ def test_both_loops_train_the_hybrid_and_log_both_losses(loop, make_args, tmp_pa
                      "--max_steps", "60", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "30",
                      "--logging_steps", "10", "--objective_schedule", "0:mlm_probability=0.3,30:masked_share=0.75",
                      kind="mlm")
-    LOOPS[loop](args)
+    run_loop(loop, args)
     for tag in ("train/masked_loss", "train/causal_loss"):
         values = scalars(out, tag)
         assert len(values) == 6 and values[-1] < values[0] - 0.5, (tag, values)

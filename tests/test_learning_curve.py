@@ -7,9 +7,8 @@ import json
 import shutil
 
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, run_loop
 
-import pytorch_training_loop
 import run
 from blimp import evaluate_blimp, load_paradigms
 from custom_models import load_model
@@ -34,7 +33,7 @@ def curved_run(tmp_path_factory, tok_dirs):
                        str(tok_dirs["clm"]), *TINY_MODEL, "--output_dir", str(out), "--torch_training",
                        "--max_steps", "30", "--batch_size", "4", "--learning_rate", "3e-3", "--eval_steps", "10",
                        "--checkpoint_words", "500", "1500", "2500"])
-    results = pytorch_training_loop.train(args)
+    results = run_loop("pytorch", args)
     code = run.main(["curve", "--model_dir", str(out), "--blimp_dir", str(BLIMP_SAMPLE),
                      "--cache_dir", str(root / "cache")])
     assert code == 0

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, SAMPLE, TINY_MODEL
+from conftest import ROOT, SAMPLE, TINY_MODEL, run_loop
 from test_bad_input import killed_in_first_save
 
 import run
@@ -234,10 +234,9 @@ def test_a_nonfinite_loss_before_any_save_does_not_name_a_missing_best_model(tmp
         return model
 
     monkeypatch.setattr(training_setup, "build_model", poisoned)
-    import pytorch_training_loop
 
     with pytest.raises(training_setup.NonFiniteLoss) as caught:
-        pytorch_training_loop.train(run.parse_args(train(tmp_path, tok_dirs, tmp_path / "run", "--max_steps", "2")))
+        run_loop("pytorch", run.parse_args(train(tmp_path, tok_dirs, tmp_path / "run", "--max_steps", "2")))
     assert "no model was saved yet" in str(caught.value) and "best_model" not in str(caught.value)
     assert "--resume" not in str(caught.value)
 
@@ -265,3 +264,18 @@ def test_duplicated_blimp_pairs_and_empty_training_files_are_said(tmp_path, tok_
     assert run.main(["dataset", "--data_dir", str(data), "--tokenizer_dir", str(tok_dirs["clm"]),
                      "--cache_dir", str(tmp_path / "cache"), "--block_size", "32"]) == 0
     assert "switchboard.train holds no text" in capsys.readouterr().err
+
+
+def test_every_numeric_option_refuses_negative_and_nan_values(capsys):
+    import argument_parser
+
+    parser = argument_parser.build_parser()
+    numeric = {a.dest: a for a in parser._actions if a.type in (int, float)}
+    assert set(numeric) == set(argument_parser.RANGES)  # each numeric option declares its range
+    for name, action in numeric.items():
+        for value in ("-1", "nan") if action.type is float else ("-1",):
+            with pytest.raises(SystemExit) as stopped:
+                argument_parser.parse_args(["train", "--tokenizer_dir", "t", "--output_dir", "o",
+                                            action.option_strings[0], value])
+            assert stopped.value.code == 2
+            assert f"--{name} must be" in capsys.readouterr().err

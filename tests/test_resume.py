@@ -10,15 +10,12 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, SAMPLE, TINY_MODEL
+from conftest import ROOT, SAMPLE, TINY_MODEL, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import huggingface_trainer_loop
-import pytorch_training_loop
 import training_setup
 from training_setup import list_checkpoints
 
-LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -62,7 +59,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, ex
     from argument_parser import parse_args
 
     whole = tmp_path / "whole"
-    LOOPS[loop](parse_args(argv(tok_dirs, tmp_path, whole, loop, model_type, *extra)))
+    run_loop(loop, parse_args(argv(tok_dirs, tmp_path, whole, loop, model_type, *extra)))
 
     killed = tmp_path / "killed"
     args = argv(tok_dirs, tmp_path, killed, loop, model_type, *extra)
@@ -73,7 +70,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, ex
     assert not (killed / "train_results.json").exists()
     resumed_from = list_checkpoints(killed)[-1]
 
-    results = LOOPS[loop](parse_args([*args, "--resume"]))
+    results = run_loop(loop, parse_args([*args, "--resume"]))
     reference = logged(whole, "train/loss")
     assert len(reference) == 120 and training_setup.checkpoint_step(resumed_from) < 120
     assert logged(killed, "train/loss") == pytest.approx(reference, abs=1e-6)
@@ -108,7 +105,7 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint_valid(tok_dirs, tmp_p
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "checkpoint-5")  # the previous one loads
-    results = pytorch_training_loop.train(parse_args([*args, "--resume"]))
+    results = run_loop("pytorch", parse_args([*args, "--resume"]))
     assert results["steps"] == 120
     assert not list((out / "checkpoints").glob(".*"))  # the stale temporary folder was removed
 
@@ -120,7 +117,7 @@ def test_keeps_only_the_newest_checkpoints_and_same_seed_same_losses(loop, tok_d
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        LOOPS[loop](parse_args(argv(tok_dirs, tmp_path, out, loop, "gpt2", "--max_steps", "23",
+        run_loop(loop, parse_args(argv(tok_dirs, tmp_path, out, loop, "gpt2", "--max_steps", "23",
                                     "--save_total_limit", "2")))
         runs.append(logged(out, "train/loss"))
     assert [p.name for p in list_checkpoints(tmp_path / "a")] == ["checkpoint-20", "checkpoint-23"]
@@ -152,11 +149,11 @@ def test_nonfinite_loss_stops_or_is_skipped(tok_dirs, tmp_path, monkeypatch):
         calls["n"] = 0
         out = tmp_path / f"nan_{loop}"
         with pytest.raises(training_setup.NonFiniteLoss, match="optimizer step 12"):
-            LOOPS[loop](parse_args(argv(tok_dirs, tmp_path, out, loop)))
+            run_loop(loop, parse_args(argv(tok_dirs, tmp_path, out, loop)))
         assert [p.name for p in list_checkpoints(out)] == ["checkpoint-5", "checkpoint-10"]  # last good ones kept
 
     calls["n"] = 0
     skip = tmp_path / "skip"
-    results = pytorch_training_loop.train(parse_args([*argv(tok_dirs, tmp_path, skip, "pytorch", "gpt2",
+    results = run_loop("pytorch", parse_args([*argv(tok_dirs, tmp_path, skip, "pytorch", "gpt2",
                                                             "--max_steps", "20"), "--skip_nonfinite"]))
     assert results["steps"] == 20 and logged(skip, "train/skipped_batches")[20] == 1

@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import run_loop
 from transformers import get_cosine_schedule_with_warmup
 
-import huggingface_trainer_loop
-import pytorch_training_loop
 from training_setup import BestTracker, TrainingClock, lr_factor
 
 BUDGET_MINUTES = 0.04  # 2.4 s of optimizer steps: dozens of tiny-model steps
@@ -50,8 +49,7 @@ def test_budget_run_ends_with_its_schedule(make_args, tmp_path, loop):
     args = make_args("train", "--output_dir", out, "--max_minutes", BUDGET_MINUTES, "--batch_size", 4,
                      "--logging_steps", 1, "--eval_steps", 10**6, "--save_steps", 10**6, "--warmup_ratio", 0.1,
                      "--learning_rate", 3e-3, *extra)
-    module = pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop
-    results = module.train(args)
+    results = run_loop(loop, args)
     budget = BUDGET_MINUTES * 60
     assert results["max_minutes"] == BUDGET_MINUTES and results["planned_steps"] is None
     # Stopped at the first step ending past the budget: over it by less than one (tiny) step.
@@ -75,7 +73,7 @@ def test_tracker_stores_the_clock(make_args, tmp_path):
     out = tmp_path / "run"
     args = make_args("train", "--output_dir", out, "--torch_training", "--max_minutes", BUDGET_MINUTES,
                      "--batch_size", 4, "--logging_steps", 1000, "--eval_steps", 10**6, "--save_steps", 5)
-    pytorch_training_loop.train(args)
+    run_loop("pytorch", args)
     last = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
     stored = json.loads((last / "pipeline_state.json").read_text())["tracker"]["step_seconds"]
     assert stored >= BUDGET_MINUTES * 60
@@ -124,7 +122,7 @@ def test_budget_curriculum_paces_over_pacing_steps(make_args, tmp_path, loop):
     args = make_args("train", "--output_dir", out, "--max_minutes", BUDGET_MINUTES, "--batch_size", 4,
                      "--logging_steps", 1, "--eval_steps", 10**6, "--save_steps", 10**6, "--difficulty", "length",
                      "--pacing", "root", "--pacing_steps", 12, *extra)
-    results = (pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop).train(args)
+    results = run_loop(loop, args)
     assert results["steps"] > 12  # the run went on past the pacing
     steps, shares = event_scalars(out, "train/curriculum_share")
     assert steps == list(range(1, results["steps"] + 1))  # logged at every step: step t drew with share(t - 1)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import SAMPLE
+from conftest import SAMPLE, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import (
     AutoModelForCausalLM,
@@ -30,7 +30,6 @@ from utils import UserError
 
 TRAIN = ["--num_train_epochs", "1", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "20",
          "--logging_steps", "5", "--warmup_ratio", "0.1"]
-LOOPS = {"pytorch": pytorch_training_loop.train, "huggingface": huggingface_trainer_loop.train}
 
 
 def scalars(run_dir, tag):
@@ -52,7 +51,7 @@ def test_loop_trains_and_saves_a_loadable_best_model(loop, model_type, make_args
     # Masked LM learns from 15% of the tokens only: give it more epochs.
     epochs = ["--num_train_epochs", "3"] if model_type == "bert" else []
     args = make_args("train", *flag, "--model_type", model_type, "--output_dir", out, *TRAIN, *epochs, kind=kind)
-    results = LOOPS[loop](args)
+    results = run_loop(loop, args)
 
     # The loss clearly drops: from ln(vocab) for an untrained model to well below.
     losses = scalars(out, "train/loss")
@@ -94,38 +93,38 @@ def test_saved_model_reloads_to_the_same_logits(make_args, tmp_path):
 def test_continue_from_saved_model(make_args, tmp_path):
     first = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", *TRAIN,
                       "--train_files", "aochildes", "switchboard", "qed")
-    a = pytorch_training_loop.train(first)
+    a = run_loop("pytorch", first)
     # A learning rate of 1e-12 (0 is refused) moves no float32 weight: the continued
     # model is the saved one, so its validation loss equals the first run's best.
     second = make_args("train", "--torch_training", "--output_dir", tmp_path / "b", *TRAIN,
                        "--learning_rate", "1e-12", "--max_steps", "3", "--train_files", "cbt",
                        "--init_model", tmp_path / "a" / "best_model")
-    b = pytorch_training_loop.train(second)
+    b = run_loop("pytorch", second)
     assert b["best_eval_loss"] == pytest.approx(a["best_eval_loss"], abs=1e-5)
     # ... and with a real learning rate it keeps learning from there.
     third = make_args("train", "--torch_training", "--output_dir", tmp_path / "c", *TRAIN,
                       "--init_model", tmp_path / "a" / "best_model")
-    c = pytorch_training_loop.train(third)
+    c = run_loop("pytorch", third)
     assert c["best_eval_loss"] < a["best_eval_loss"]
 
 
 def test_continue_with_another_tokenizer_is_refused(make_args, tmp_path, tok_dirs):
     first = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", "--max_steps", "2")
-    pytorch_training_loop.train(first)
+    run_loop("pytorch", first)
     other = tmp_path / "tok_other"
     train_tokenizer(resolve_files(SAMPLE, "train", ["qed"]), other, "clm", vocab_size=400)
     bad = make_args("train", "--torch_training", "--output_dir", tmp_path / "b", "--max_steps", "2",
                     "--tokenizer_dir", other, "--init_model", tmp_path / "a" / "best_model")
     with pytest.raises(UserError, match="vocabulary of 600"):
-        pytorch_training_loop.train(bad)
+        run_loop("pytorch", bad)
 
 
 def test_finished_run_is_not_overwritten(make_args, tmp_path):
     args = make_args("train", "--torch_training", "--output_dir", tmp_path / "a", "--max_steps", "2")
-    pytorch_training_loop.train(args)
+    run_loop("pytorch", args)
     before = (tmp_path / "a" / "train_results.json").read_text()
     with pytest.raises(UserError, match="--overwrite_output_dir"):
-        pytorch_training_loop.train(args)
+        run_loop("pytorch", args)
     assert (tmp_path / "a" / "train_results.json").read_text() == before
 
 
@@ -155,7 +154,7 @@ def test_early_stopping(loop, make_args, tmp_path, monkeypatch):
     flag = ["--torch_training"] if loop == "pytorch" else []
     args = make_args("train", *flag, "--output_dir", tmp_path / "a",
                      "--eval_steps", "2", "--max_steps", "40", "--early_stopping_patience", "2")
-    results = LOOPS[loop](args)
+    results = run_loop(loop, args)
     assert results["steps"] == 6 and results["best_step"] == 2 and results["best_eval_loss"] == 3.0
 
 
@@ -165,8 +164,8 @@ def test_gradient_accumulation_matches_a_larger_batch(make_args, tmp_path):
     big = make_args("train", *common, "--batch_size", "8", "--output_dir", tmp_path / "big")
     small = make_args("train", *common, "--batch_size", "4", "--gradient_accumulation_steps", "2",
                       "--output_dir", tmp_path / "acc")
-    pytorch_training_loop.train(big)
-    pytorch_training_loop.train(small)
+    run_loop("pytorch", big)
+    run_loop("pytorch", small)
     assert scalars(tmp_path / "acc", "train/loss") == pytest.approx(scalars(tmp_path / "big", "train/loss"), abs=1e-4)
     assert scalars(tmp_path / "acc", "train/grad_norm") == pytest.approx(
         scalars(tmp_path / "big", "train/grad_norm"), rel=1e-3)
@@ -199,13 +198,12 @@ def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_
         captured["setup"] = real_prepare(args)
         return captured["setup"]
 
-    module = pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop
-    monkeypatch.setattr(module, "prepare_training", capture)
+    monkeypatch.setattr(training_setup, "prepare_training", capture)
     flag = ["--torch_training"] if loop == "pytorch" else []
     args = make_args("train", *flag, "--output_dir", tmp_path / "run", "--difficulty", "length", "--pacing", "root",
                      "--batch_size", "4", "--gradient_accumulation_steps", "2", "--max_steps", "40",
                      "--eval_steps", "100", "--logging_steps", "1")
-    LOOPS[loop](args)
+    run_loop(loop, args)
     curriculum = captured["setup"].curriculum
     expected = [int(i) for t in range(40) for i in curriculum.batch(t)]
     assert seen[: len(expected)] == expected  # exactly the curriculum's blocks, step by step
@@ -227,7 +225,7 @@ def test_objective_schedule_switches_masking_at_the_step(loop, make_args, tmp_pa
                      "--batch_size", "4", "--gradient_accumulation_steps", "2", "--logging_steps", "1",
                      "--objective_schedule", "0:mlm_probability=0.3,5:mlm_probability=0.15", kind="mlm")
     assert training_setup.mlm_probability_at(args, 4) == 0.3 and training_setup.mlm_probability_at(args, 5) == 0.15
-    LOOPS[loop](args)
+    run_loop(loop, args)
     assert used[:20] == [0.3] * 10 + [0.15] * 10  # 2 micro-batches per step, switched at step 5
     assert scalars(tmp_path / "run", "train/mlm_probability") == pytest.approx([0.3] * 5 + [0.15] * 5)
 
@@ -238,12 +236,12 @@ def test_source_curriculum_starts_with_the_easier_files(make_args, tmp_path, mon
 
     captured = {}
     real_prepare = training_setup.prepare_training
-    monkeypatch.setattr(pytorch_training_loop, "prepare_training",
+    monkeypatch.setattr(training_setup, "prepare_training",
                         lambda args: captured.setdefault("setup", real_prepare(args)))
     # cbt (harder) is listed first: the order must come from the ranks, not the file order.
     args = make_args("train", "--torch_training", "--output_dir", tmp_path / "run", "--difficulty", "source",
                      "--train_files", "cbt", "qed", "--max_steps", "30", "--batch_size", "4", "--eval_steps", "100")
-    pytorch_training_loop.train(args)
+    run_loop("pytorch", args)
     setup = captured["setup"]
     sources = majority_source(setup.train_meta["tokens_per_file"], 32, len(setup.train_dataset))
     early = [int(i) for t in range(5) for i in setup.curriculum.batch(t)]  # p(t) = 0.1 < qed's share
@@ -262,7 +260,7 @@ def test_eval_blocks_validates_on_evenly_spaced_blocks(make_args, tmp_path):
     out = tmp_path / "run"
     args = make_args("train", "--torch_training", "--output_dir", out, "--max_steps", 4, "--batch_size", 4,
                      "--eval_steps", 4, "--eval_blocks", 7)
-    results = pytorch_training_loop.train(args)
+    results = run_loop("pytorch", args)
     tok = load_tokenizer(out / "best_model", "--model_dir")
     blocks, _ = load_blocks(resolve_files(SAMPLE, "validation", None), tok, 32, args.cache_dir, "validation")
     assert len(blocks) > 7
