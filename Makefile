@@ -342,9 +342,10 @@ DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
 	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue FINETUNE_OPTS="--finetune_epochs 10 --finetune_learning_rate 2e-3 --finetune_batch_size 8 --finetune_patience 0" \
 	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
 	TRAIN_OPTS="--num_train_epochs 10 --batch_size 16 --learning_rate 3e-3 --eval_steps 100 --logging_steps 10" \
-	FAST="--precision auto --compile off" BERT_LOOP=
-# (no torch.compile in the demo: its tiny models train in seconds, less than compiling takes;
-# and its BERT trains with the HF Trainer, so the demo runs both loops)
+	FAST="$(DEMO_FAST)" BERT_LOOP=
+# No torch.compile in the demo: its tiny models train in seconds, less than compiling takes;
+# DEMO_FAST= runs it in plain float32. Its BERT trains with the HF Trainer, so the demo runs both loops.
+DEMO_FAST ?= --precision auto --compile off
 
 demo: $(VENV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)
