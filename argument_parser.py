@@ -91,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=ACTIONS, help="what to do")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    # One function per option group, in --help's order; each declares its options' ranges beside them.
+    for add_options in (_data_options, _tokenizer_options, _model_options, _training_options, _curriculum_options,
+                        _objective_options, _blimp_options, _finetune_options, _report_options):
+        add_options(p)
+    return p
 
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'data'."""
     g = p.add_argument_group("data")
     g.add_argument("--data_dir", default="data/babylm_data",
                    help="corpus root holding <train_split>/, babylm_dev/ and babylm_test/")
@@ -108,8 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="tokens per training block")
     _number(g, "--num_proc", AT_LEAST_1, type=int, default=1, help="processes for tokenizing the corpus")
     g.add_argument("--no_cleaning", action="store_true",
-                   help="use the corpus lines as they are: no per-source cleaning (rules in cleaning.py)")
+                   help="use the corpus lines as they are: no per-source cleaning (rules in corpus/cleaning.py)")
 
+
+def _tokenizer_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'tokenizer'."""
     g = p.add_argument_group("tokenizer")
     g.add_argument("--tokenizer_dir", default=None,
                    help="tokenizer folder: written by the tokenizer action, read by the others")
@@ -124,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--join_punctuation", action="store_true",
                    help="the tokenizer removes the space before . , ? ! ; : 's n't (PTB-style sources: aochildes, cbt)")
 
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'model'."""
     g = p.add_argument_group("model")
     g.add_argument("--model_type", choices=MODEL_TYPES, default=None,
                    help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM, gpt_bert: "
@@ -144,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attn_implementation", choices=("eager", "sdpa"), default="eager",
                    help="attention kernel (eager and sdpa trained the step2 GPT-2 equally fast on this CPU)")
 
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'training'."""
     g = p.add_argument_group("training")
     g.add_argument("--torch_training", action="store_true",
                    help="train with the custom PyTorch loop instead of the Hugging Face Trainer")
@@ -176,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _number(g, "--adam_epsilon", NON_NEGATIVE, type=float, default=1e-8, help="AdamW epsilon")
     _number(g, "--grad_norm_clip", NON_NEGATIVE, type=float, default=1.0, help="clip the global gradient norm (0: off)")
     # fp32/off by default so that a bare command computes the same numbers on every machine;
-    # the Makefile passes auto (FAST), which chooses from the hardware (hardware.py).
+    # the Makefile passes auto (FAST), which chooses from the hardware (training/hardware.py).
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="numeric precision of training and evaluation: auto (bf16 where the device computes it "
                    "natively, fp16 on a CUDA GPU without bf16, else fp32), fp32, bf16 or fp16 (autocast; fp16 with "
@@ -214,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="seed for initialisation, data order and masking")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
 
-    g = p.add_argument_group("data curriculum (training; see curriculum.py)")
+
+def _curriculum_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'data curriculum (training; see training/curriculum.py)'."""
+    g = p.add_argument_group("data curriculum (training; see training/curriculum.py)")
     g.add_argument("--difficulty", choices=("length", "unigram", "source"), default=None,
                    help="order the training blocks by difficulty and pace them in: length (mean tokens per line "
                    "in the block), unigram (mean surprisal of its tokens) or source (its file's rank: "
@@ -241,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "'0:masked_share=1,1000:masked_share=0' (gpt_bert: share of masked steps, 0 to 1; default: "
                    "--mlm_probability and --hybrid_ratio throughout)")
 
-    g = p.add_argument_group("distillation and the hybrid objective (training; see losses.py)")
+
+def _objective_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'distillation and the hybrid objective (training; see training/losses.py)'."""
+    g = p.add_argument_group("distillation and the hybrid objective (training; see training/losses.py)")
     g.add_argument("--teacher_models", nargs="+", default=None, metavar="DIR",
                    help="distil from these saved models (best_model folders trained with the same tokenizer): "
                    "loss = alpha * CE + (1 - alpha) * T^2 * KL(average of the teachers' softmax(logits / T) || "
@@ -255,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 1:1 (each step's batch is one or the other, evenly interleaved; the objective_schedule key "
                    "masked_share overrides it by step)")
 
+
+def _blimp_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'BLiMP (blimp action; the test action too when --blimp_dir is given)'."""
     g = p.add_argument_group("BLiMP (blimp action; the test action too when --blimp_dir is given)")
     g.add_argument("--blimp_dir", default=None,
                    help="folder of BLiMP-format jsonl files, one per paradigm (default: none, no BLiMP)")
@@ -271,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "token masked in turn as --pll_variant says, bidirectional attention, its log-probability read "
                    "at the position before it)")
 
+
+def _finetune_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'fine-tuning (finetune action)'."""
     g = p.add_argument_group("fine-tuning (finetune action)")
     g.add_argument("--glue_dir", default=None,
                    help="folder of (Super)GLUE jsonl files, <task>.train.jsonl and <task>.valid.jsonl")
@@ -283,9 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="stop a task after N epochs without a better validation score")
     _number(g, "--max_seq_length", AT_LEAST_1, type=int, default=128, help="fine-tuning inputs are truncated to this")
 
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'report (report action)'."""
     g = p.add_argument_group("report (report action)")
     g.add_argument("--save_dir", default="save_dir", help="folder whose step runs the report gathers")
-    return p
 
 
 SCHEDULE_KEYS = ("mlm_probability", "masked_share")

@@ -2,13 +2,13 @@
 
 Equivalence with the custom loop is by construction, not by copied settings:
 the optimizer, its parameter groups and the warm-up/cosine schedule are built by
-training_setup.py and handed to the Trainer; validation uses the same
+training/setup.py and handed to the Trainer; validation uses the same
 `evaluate_lm`; the best model, early stopping, TensorBoard tags and
 train_results.json go through the same helpers. The Trainer drives the steps,
 gradient accumulation, clipping (`max_grad_norm`) and --precision (bf16, or fp16 with loss scaling).
 
 Under torchrun the Trainer trains data-parallel itself (DDP through accelerate, on
-the process group distributed.py initialised; --batch_size per process); the
+the process group training/distributed.py initialised; --batch_size per process); the
 pipeline's callback logs, saves the best model and the chck_* folders on rank 0 only.
 Its resume is the Trainer's own and needs the number of processes that wrote the
 checkpoint."""
@@ -22,12 +22,11 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
-import distributed
-from curriculum import CurriculumIndexSampler
-from hardware import autocast
-from losses import make_objective
-from training_setup import (
-    CHECKPOINTS_DIR,
+import training.distributed as distributed
+from training.curriculum import CurriculumIndexSampler
+from training.hardware import autocast
+from training.losses import make_objective
+from training.setup import (
     BestTracker,
     NonFiniteLoss,
     TrainingBar,
@@ -41,7 +40,8 @@ from training_setup import (
     training_batch,
     training_optimizer,
 )
-from validation import evaluate_lm
+from training.validation import evaluate_lm
+from utils import CHECKPOINTS_DIR
 
 
 class _SharedEvalTrainer(Trainer):
@@ -51,7 +51,7 @@ class _SharedEvalTrainer(Trainer):
     def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup = setup
-        # Distillation and the hybrid objective: the loss is the pipeline's own (losses.py,
+        # Distillation and the hybrid objective: the loss is the pipeline's own (training/losses.py,
         # as in the custom loop), a mean per micro-batch that the Trainer divides by the
         # accumulation steps, like the custom loop. Otherwise the stock Trainer loss.
         self.own_loss = bool(setup.teachers) or setup.hybrid
@@ -191,7 +191,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
 
 
 def train(setup: TrainingSetup) -> dict:
-    """Train with the Hugging Face Trainer on a prepared setup (`training_setup.prepare_training`);
+    """Train with the Hugging Face Trainer on a prepared setup (`training.setup.prepare_training`);
     returns the contents of train_results.json. The caller closes the setup."""
     args = setup.args
     optimizer = training_optimizer(setup.model, args)

@@ -25,7 +25,7 @@ import torch
 from datasets import Dataset as HFDataset
 from torch.utils.data import Dataset
 
-from cleaning import clean_files, format_counts, rules_digest
+from corpus.cleaning import clean_files, format_counts, rules_digest
 from utils import UserError, atomic_dir, numbered_lines, sha256_of, write_json_atomic
 
 SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",

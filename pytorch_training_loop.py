@@ -1,10 +1,10 @@
 """The custom PyTorch training loop (`--torch_training`).
 
-AdamW + warm-up/cosine schedule (shared with the HF path in training_setup.py),
+AdamW + warm-up/cosine schedule (shared with the HF path in training/setup.py),
 gradient accumulation, gradient clipping with the norm logged, the fast path
 (--precision: bf16 or fp16 autocast, fp16 with a gradient scaler; torch.compile;
 fused AdamW; batches read straight from the memory-mapped uint16 cache; see
-`make bench` and hardware.py), validation every --eval_steps and at each epoch
+`make bench` and training/hardware.py), validation every --eval_steps and at each epoch
 end, the best model by validation loss saved in HF format, early stopping, and a
 tqdm bar with the step, loss and tokens/s.
 
@@ -17,7 +17,7 @@ seeded by (--seed, epoch), so the rest of an epoch can be rebuilt from the
 number of optimizer steps already done.
 
 Several processes (`torchrun --nproc_per_node=N run.py train --torch_training ...`,
-see distributed.py): the objective runs inside DistributedDataParallel. Every rank
+see training/distributed.py): the objective runs inside DistributedDataParallel. Every rank
 computes the same epoch order (or curriculum draws); optimizer step k of an epoch
 trains on the global batch order[k*G:(k+1)*G], G = --batch_size x
 --gradient_accumulation_steps x N, of which rank r takes the r-th slice, cut into
@@ -42,12 +42,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import distributed
+import training.distributed as distributed
 from custom_models import load_model
-from hardware import autocast, grad_scaler
-from losses import ObjectiveModule, make_objective
-from training_setup import (
-    CHECKPOINTS_DIR,
+from training.hardware import autocast, grad_scaler
+from training.losses import ObjectiveModule, make_objective
+from training.setup import (
     BestTracker,
     NonFiniteLoss,
     TrainingBar,
@@ -59,12 +58,13 @@ from training_setup import (
     list_checkpoints,
     log_eval,
     make_scheduler,
+    optimizer_step,
     train_metrics,
     training_batch,
     training_optimizer,
 )
-from utils import atomic_dir, write_json_atomic
-from validation import evaluate_lm
+from training.validation import evaluate_lm
+from utils import CHECKPOINTS_DIR, atomic_dir, write_json_atomic
 
 STATE_FILE = "pipeline_state.json"  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"
@@ -170,7 +170,7 @@ def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
 
 
 def train(setup: TrainingSetup) -> dict:
-    """Train with the custom loop on a prepared setup (`training_setup.prepare_training`);
+    """Train with the custom loop on a prepared setup (`training.setup.prepare_training`);
     returns the contents of train_results.json. The caller closes the setup."""
     args = setup.args
     world, rank = distributed.world_size(), distributed.rank()
@@ -178,15 +178,7 @@ def train(setup: TrainingSetup) -> dict:
     tracker = BestTracker(setup, marks)
     saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
     model = setup.model  # after a resume, the checkpoint's weights
-    optimizer = training_optimizer(model, args)
-    scheduler = make_scheduler(optimizer, setup)
-    scaler = grad_scaler(setup.device, args.precision)
-    if saved is not None:
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if saved.get("scaler"):  # absent in checkpoints older than --precision
-            scaler.load_state_dict(saved["scaler"])
-        _restore_rng(saved, args.seed, progress.step)  # last: dropout and MLM masking continue where they were
+    optimizer, scheduler, scaler = _optimizer_state(setup, saved, progress.step)
 
     # --compile: the compiled modules share their parameters with `model`, which stays
     # uncompiled for validation and saving (no recompiling for eval mode or new shapes).
@@ -213,32 +205,8 @@ def train(setup: TrainingSetup) -> dict:
             blocks = step_blocks(order, k, size, fill=world > 1)  # the same on every rank
             share = len(blocks) // world
             micro_batches = blocks[rank * share:(rank + 1) * share].split(args.batch_size)
-            for j, indices in enumerate(micro_batches):
-                batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(indices)}, progress.step)
-                batch = {key: v.to(setup.device) if torch.is_tensor(v) else v for key, v in batch.items()}
-                # Gradients are all-reduced on the step's last micro-batch only.
-                with distributed.no_sync(objective, j + 1 < len(micro_batches)):
-                    with autocast(setup.device, args.precision):
-                        loss, parts = objective(batch)
-                    if not torch.isfinite(loss):
-                        if not args.skip_nonfinite:
-                            raise NonFiniteLoss.at(setup, loss.item(), progress.step + 1, skippable=True)
-                        progress.skipped += 1
-                        setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
-                        continue
-                    # Average over the micro-batches of this step (the epoch's last may have fewer).
-                    scaler.scale(loss / len(micro_batches)).backward()
-                progress.window_loss += loss.item()
-                progress.window_micro += 1
-                progress.window_tokens += batch["input_ids"].numel()
-                add_loss_parts(progress.window_parts, parts)
-            clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
-            scaler.unscale_(optimizer)  # fp16: clip the true gradients
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
-            scaler.step(optimizer)  # fp16: skipped when a gradient overflowed (the scale then shrinks)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _forward_backward(setup, objective, scaler, micro_batches, progress)
+            grad_norm = optimizer_step(model, optimizer, scheduler, scaler, args.grad_norm_clip)
             clock.stop()
             progress.step += 1
             step = progress.step
@@ -270,6 +238,47 @@ def train(setup: TrainingSetup) -> dict:
                 break
     bar.close()
     return finish_run(setup, tracker, progress.step, loop="pytorch", tokens_seen=progress.tokens_seen, marks=marks)
+
+
+def _optimizer_state(setup: TrainingSetup, saved: dict | None, step: int):
+    """AdamW, the LR schedule and fp16's gradient scaler, restored from a checkpoint's tensor
+    state when resuming; the RNG states last, so dropout and masking continue where they were."""
+    optimizer = training_optimizer(setup.model, setup.args)
+    scheduler = make_scheduler(optimizer, setup)
+    scaler = grad_scaler(setup.device, setup.args.precision)
+    if saved is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):  # absent in checkpoints older than --precision
+            scaler.load_state_dict(saved["scaler"])
+        _restore_rng(saved, setup.args.seed, step)
+    return optimizer, scheduler, scaler
+
+
+def _forward_backward(setup: TrainingSetup, objective, scaler, micro_batches: list[torch.Tensor],
+                      progress: _Progress) -> None:
+    """Accumulate the gradients of one optimizer step's micro-batches (block indices), each
+    loss divided by their number, and add their losses to the logging window. With several
+    processes the gradients are all-reduced on the last micro-batch only."""
+    args = setup.args
+    for j, indices in enumerate(micro_batches):
+        batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(indices)}, progress.step)
+        batch = {key: v.to(setup.device) if torch.is_tensor(v) else v for key, v in batch.items()}
+        with distributed.no_sync(objective, j + 1 < len(micro_batches)):
+            with autocast(setup.device, args.precision):
+                loss, parts = objective(batch)
+            if not torch.isfinite(loss):
+                if not args.skip_nonfinite:
+                    raise NonFiniteLoss.at(setup, loss.item(), progress.step + 1, skippable=True)
+                progress.skipped += 1
+                setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
+                continue
+            # Average over the micro-batches of this step (the epoch's last may have fewer).
+            scaler.scale(loss / len(micro_batches)).backward()
+        progress.window_loss += loss.item()
+        progress.window_micro += 1
+        progress.window_tokens += batch["input_ids"].numel()
+        add_loss_parts(progress.window_parts, parts)
 
 
 def _log_window(setup: TrainingSetup, progress: _Progress, scheduler, grad_norm: float, seconds: float,

@@ -7,7 +7,7 @@ perplexity of --model_dir on the test files), `blimp`, `finetune`, `report`, `cu
 (BLiMP and validation loss of a run's words-seen checkpoints). See `python run.py --help`.
 
 `torchrun --nproc_per_node=N run.py train ...` trains data-parallel in N processes
-(distributed.py); the other actions run in one process."""
+(training/distributed.py); the other actions run in one process."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def run_dataset(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     """Train with the loop --torch_training selects (data-parallel when started by torchrun)."""
-    import distributed
-    from training_setup import prepare_training
+    import training.distributed as distributed
+    from training.setup import prepare_training
 
     if args.torch_training:
         from pytorch_training_loop import train
@@ -77,21 +77,21 @@ def run_train(args: argparse.Namespace) -> None:
 
 def run_test(args: argparse.Namespace) -> None:
     """Test a saved model on the test files."""
-    from evaluation import run_test as test
+    from evaluation.testset import run_test as test
 
     test(args)
 
 
 def run_blimp(args: argparse.Namespace) -> None:
     """Score --model_dir on the BLiMP minimal pairs in --blimp_dir."""
-    from blimp import run_blimp as blimp
+    from evaluation.blimp import run_blimp as blimp
 
     blimp(args)
 
 
 def run_finetune(args: argparse.Namespace) -> None:
     """Fine-tune --model_dir on the classification tasks in --glue_dir."""
-    from finetune import run_finetune as finetune
+    from evaluation.finetune import run_finetune as finetune
 
     finetune(args)
 
@@ -101,7 +101,7 @@ def run_stats(args: argparse.Namespace) -> None:
     printed, and written to --output_dir as corpus_stats.md/.json when given."""
     from pathlib import Path
 
-    from corpus_stats import corpus_stats, markdown_table
+    from corpus.stats import corpus_stats, markdown_table
     from tokenizer import load_tokenizer
     from utils import write_json_atomic, write_text_atomic
 
@@ -116,14 +116,14 @@ def run_stats(args: argparse.Namespace) -> None:
 
 def run_curve(args: argparse.Namespace) -> None:
     """Score every chck_* folder and the best model of the run in --model_dir: BLiMP and validation loss."""
-    from learning_curve import run_curve as curve
+    from evaluation.learning_curve import run_curve as curve
 
     curve(args)
 
 
 def run_report(args: argparse.Namespace) -> None:
     """Gather every finished step under --save_dir into report.md and plots."""
-    from report import write_report
+    from evaluation.report import write_report
 
     write_report(args.save_dir)
 
@@ -138,9 +138,9 @@ PRECISION_ACTIONS = ("train", "test", "blimp", "finetune", "curve")
 
 
 def _resolve_fast_path(args: argparse.Namespace) -> None:
-    """Choose precision and compiling from the hardware (hardware.py); each action logs
+    """Choose precision and compiling from the hardware (training/hardware.py); each action logs
     the choice when its inputs have been checked and its work starts."""
-    from hardware import resolve_fast_path
+    from training.hardware import resolve_fast_path
 
     resolve_fast_path(args)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from cleaning import clean_files
+from corpus.cleaning import clean_files
 from utils import UserError, atomic_dir, numbered_lines
 
 CLM_SPECIAL = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",

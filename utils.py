@@ -26,6 +26,22 @@ class UserError(Exception):
     """Bad input from the user: run.py prints the message on one line and exits 1."""
 
 
+# --------------------------------------------------------------------------- run folder names
+# The files and folders the steps write, named once: every module that writes or reads a run
+# folder (evaluation/report.py reads what the others write) uses these.
+TRAIN_RESULTS = "train_results.json"  # written last by training: its presence marks a finished run
+TEST_RESULTS = "test_results.json"
+BLIMP_RESULTS, BLIMP_TABLE = "blimp_results.json", "blimp_results.md"
+FINETUNE_RESULTS = "finetune_results.json"
+CURVE_RESULTS = "learning_curve.json"
+BEST_MODEL_DIR = "best_model"
+CHECKPOINTS_DIR = "checkpoints"
+WORD_CHECKPOINT_PREFIX = "chck_"  # --checkpoint_words folders: chck_1M, chck_500K, ...
+RUN_ARGS = "run_args.json"  # beside every saved model: the options that trained it
+LOG_FILE = "log.txt"
+TENSORBOARD_DIR = "tensorboard"
+
+
 # --------------------------------------------------------------------------- words-seen marks
 # --checkpoint_words babylm: every 1M words up to 10M, then every 10M up to 100M (BabyLM 2024/2025).
 BABYLM_WORD_MARKS = tuple(n * 1_000_000 for n in range(1, 10)) + tuple(n * 10_000_000 for n in range(1, 11))
@@ -74,7 +90,7 @@ class RunLogger:
         bad input leaves nothing behind."""
         run_dir = Path(run_dir)
         self.lock = lock or FolderLock(run_dir)
-        file_handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+        file_handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
         file_handler.setFormatter(self.fmt)
         for record in self.early.buffer:
             file_handler.handle(record)
@@ -85,7 +101,7 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: a resumed run hides the events the killed run wrote after its checkpoint.
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+        self.writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
 
     def silence(self) -> None:
         """Errors only: for the ranks other than 0 of a run in several processes."""

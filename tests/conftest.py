@@ -55,7 +55,7 @@ def run_loop(loop: str, args):
     "huggingface": the Trainer) on it, close it; returns train_results.json's contents."""
     import huggingface_trainer_loop
     import pytorch_training_loop
-    from training_setup import prepare_training
+    from training.setup import prepare_training
 
     module = pytorch_training_loop if loop == "pytorch" else huggingface_trainer_loop
     setup = prepare_training(args)

@@ -10,10 +10,10 @@ from conftest import ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoTokenizer
 
-import blimp
+import evaluation.blimp as blimp
 import run
 from custom_models import build_model
-from training_setup import save_model_folder
+from training.setup import save_model_folder
 
 BLIMP_SAMPLE = ROOT / "data" / "sample_eval" / "blimp"
 SENTENCES = ["The dog runs.", "These boys washed themselves near the old mill by the river.",

@@ -9,7 +9,7 @@ import re
 import pytest
 from conftest import SAMPLE
 
-from cleaning import (
+from corpus.cleaning import (
     RULE_NAMES,
     RULES,
     clean_files,

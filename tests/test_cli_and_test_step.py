@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 import run
 from argument_parser import build_parser
-from cleaning import clean_files
+from corpus.cleaning import clean_files
 from pretraining_dataset import load_blocks, resolve_files
 
 
@@ -83,8 +83,8 @@ def brute_force_loss(model, blocks, causal, dataset=None):
 @pytest.mark.parametrize("model_type", ["gpt2", "bert"])
 def test_test_action_matches_brute_force(model_type, make_args, tmp_path):
     from custom_models import build_model
-    from training_setup import save_model_folder
-    from validation import eval_dataset
+    from training.setup import save_model_folder
+    from training.validation import eval_dataset
 
     kind = "mlm" if model_type == "bert" else "clm"
     args = make_args("train", "--model_type", model_type, "--output_dir", tmp_path, kind=kind)

@@ -10,9 +10,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-import corpus_stats
-from corpus_stats import byte_token_classes, file_stats, markdown_table
-from corpus_stats import corpus_stats as stats_of_corpus
+import corpus.stats as corpus_stats
+from corpus.stats import byte_token_classes, file_stats, markdown_table
+from corpus.stats import corpus_stats as stats_of_corpus
 from utils import UserError
 
 

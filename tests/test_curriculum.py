@@ -1,4 +1,4 @@
-"""The data curriculum (curriculum.py): difficulty scores against brute force on
+"""The data curriculum (training/curriculum.py): difficulty scores against brute force on
 hand-made blocks, pacing functions against hand-computed values, and the
 sampler's guarantees (threshold, passes without replacement, reachability,
 determinism, resume by replay)."""
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-import curriculum
-from curriculum import (
+import training.curriculum as curriculum
+from training.curriculum import (
     PACING_KINDS,
     CurriculumIndexSampler,
     CurriculumSampler,

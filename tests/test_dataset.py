@@ -63,7 +63,7 @@ def test_packing_keeps_every_token_but_the_remainder(tok_dirs, tmp_path):
 
 
 def test_cleaning_is_applied_counted_and_switchable(tok_dirs, tmp_path, caplog):
-    from cleaning import clean_files
+    from corpus.cleaning import clean_files
 
     tok = AutoTokenizer.from_pretrained(tok_dirs["clm"])
     files = resolve_files(SAMPLE, "train", ["aochildes", "switchboard", "wikipedia"])

@@ -12,10 +12,10 @@ from conftest import run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from custom_models import build_model
-from losses import distill_kl, make_loss_fn, make_objective
 from pretraining_dataset import mask_tokens
 from tokenizer import load_tokenizer
-from training_setup import save_model_folder
+from training.losses import distill_kl, make_loss_fn, make_objective
+from training.setup import save_model_folder
 from utils import UserError
 
 

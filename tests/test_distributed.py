@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM
 
 from argument_parser import parse_args
 from pytorch_training_loop import epoch_order
-from training_setup import checkpoint_step, list_checkpoints
+from training.setup import checkpoint_step, list_checkpoints
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 STEPS = 12

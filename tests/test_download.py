@@ -1,4 +1,4 @@
-"""download.py against a local HTTP server (127.0.0.1, port 0) started here: never the internet.
+"""corpus/download.py against a local HTTP server (127.0.0.1, port 0) started here: never the internet.
 
 The server serves in-memory files, honours `Range: bytes=N-` (unless told not
 to), and can be told to cut or stall its next response after K bytes, or to
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-import download
-from download import MARKER, download_blimp, download_corpus
+import corpus.download as download
+from corpus.download import MARKER, download_blimp, download_corpus
 from utils import UserError
 
 FAST = {"timeout": 5.0, "retries": 0, "retry_wait": 0.0}
@@ -347,8 +347,8 @@ def test_blimp_installs_then_does_nothing(server, blimp, capsys):
     assert json.loads((blimp_dir / MARKER).read_text())["paradigms"] == PARADIGMS
     assert [p.name for p in blimp_dir.parent.iterdir()] == ["blimp"]
 
-    # blimp.py reads what was installed (the marker is not a *.jsonl).
-    from blimp import load_paradigms
+    # evaluation/blimp.py reads what was installed (the marker is not a *.jsonl).
+    from evaluation.blimp import load_paradigms
 
     assert sorted(p.name for p in load_paradigms(blimp_dir)) == sorted(PARADIGMS)
     n = len(server.requests)

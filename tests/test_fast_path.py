@@ -13,9 +13,9 @@ import torch
 from conftest import SAMPLE, TINY_MODEL
 from transformers import AutoModelForCausalLM
 
-import bench
+import tools.bench as bench
+from evaluation.report import event_scalars
 from pretraining_dataset import BlockDataset, load_blocks, resolve_files
-from report import event_scalars
 from tokenizer import load_tokenizer
 
 
@@ -96,7 +96,7 @@ def test_ratios_per_repeat_pair_the_loops_of_each_repeat():
 def assert_loss_fn_matches_the_model(batch: dict, model) -> None:
     """The custom loop's loss (losses.make_loss_fn) of `batch` and its gradients equal the
     model's own loss and gradients."""
-    from losses import make_loss_fn
+    from training.losses import make_loss_fn
 
     ours = make_loss_fn(model)(batch)
     ours.backward()

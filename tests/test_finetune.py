@@ -1,4 +1,4 @@
-"""Fine-tuning (finetune.py): metrics against hand-computed values, text layouts,
+"""Fine-tuning (evaluation/finetune.py): metrics against hand-computed values, text layouts,
 padding invariance of the classifiers, full runs on the sample GLUE tasks,
 reproducibility, early stopping and one-line errors."""
 
@@ -15,12 +15,12 @@ from conftest import ROOT, TINY_MODEL
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoTokenizer
 
-import finetune
+import evaluation.finetune as finetune
 import run
 from argument_parser import parse_args
 from custom_models import build_model
-from training_setup import save_model_folder
-from utils import UserError
+from training.setup import save_model_folder
+from utils import FINETUNE_RESULTS, UserError
 
 GLUE = ROOT / "data" / "sample_eval" / "glue"
 FAST = ["--finetune_epochs", "3", "--finetune_learning_rate", "3e-3", "--finetune_batch_size", "16",
@@ -155,7 +155,7 @@ def test_padding_does_not_change_the_logits(model_type, model_dirs, tmp_path):
 def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
     out = tmp_path / "ft"
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], out))
-    assert json.loads((out / finetune.RESULTS_FILE).read_text()) == results
+    assert json.loads((out / FINETUNE_RESULTS).read_text()) == results
     assert sorted(p.name for p in out.iterdir()) == [".lock", "finetune_results.json", "log.txt", "tensorboard"]
     assert results["model_dir"] == str(model_dirs["gpt2"]) and results["options"]["finetune_epochs"] == 3
     assert sorted(results["tasks"]) == ["mrpc", "rte"]

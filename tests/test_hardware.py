@@ -1,4 +1,4 @@
-"""--precision and --compile chosen from the hardware (hardware.py): the choice for each
+"""--precision and --compile chosen from the hardware (training/hardware.py): the choice for each
 kind of device, with torch's capability checks monkeypatched; the warning when bf16 is
 forced where it is emulated; the choice recorded in the run's files; the time-budget
 bar showing the step, loss and tokens/s."""
@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import SAMPLE, TINY_MODEL
 
-import hardware
 import run
-from training_setup import TrainingBar, TrainingClock
+import training.hardware as hardware
+from training.setup import TrainingBar, TrainingClock
 
 
 def fake_cpu(monkeypatch, native_bf16: bool, compiler: str | None = "/usr/bin/g++", isa: str = "AVX2") -> None:

@@ -14,10 +14,10 @@ from conftest import ROOT, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from custom_models import build_model, is_causal, load_model
+from evaluation.blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from tokenizer import load_tokenizer
-from training_setup import hybrid_step_is_masked, masked_share_at, save_model_folder, training_batch
+from training.setup import hybrid_step_is_masked, masked_share_at, save_model_folder, training_batch
 
 SENTENCES = ["the dog sees the ball .", "a cat runs", "the children were playing outside ."]
 

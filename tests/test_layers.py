@@ -1,5 +1,5 @@
 """The modules' layers: imports go one way, evaluation -> training -> data and models ->
-utils, and only the front end (run.py, bench.py) knows the command line. Every import
+utils, and only the front end (run.py, tools/bench.py) knows the command line. Every import
 counts, the ones inside functions too, so no cycle can hide behind a lazy import. Read
 from the source with `ast` (nothing is imported here)."""
 
@@ -12,29 +12,33 @@ from conftest import ROOT
 
 LAYERS = {
     # 0: plumbing
-    "utils": 0, "hardware": 0,
+    "utils": 0,
     # 1: raw text, tokens and models
-    "cleaning": 1, "download": 1, "corpus_stats": 1, "pretraining_dataset": 1, "tokenizer": 1,
+    "corpus.cleaning": 1, "corpus.download": 1, "corpus.stats": 1, "pretraining_dataset": 1, "tokenizer": 1,
     "custom_models": 1, "hybrid_model": 1,
     # 2: the training machinery both loops share, and the loops
-    "training_setup": 2, "validation": 2, "losses": 2, "distributed": 2, "curriculum": 2,
-    "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,
+    "training.hardware": 2, "training.setup": 2, "training.validation": 2, "training.losses": 2,
+    "training.distributed": 2, "training.curriculum": 2, "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,
     # 3: evaluation of saved models
-    "evaluation": 3, "blimp": 3, "finetune": 3, "learning_curve": 3, "report": 3,
+    "evaluation.testset": 3, "evaluation.blimp": 3, "evaluation.finetune": 3, "evaluation.learning_curve": 3,
+    "evaluation.report": 3,
     # 4: the front end and tools
-    "argument_parser": 4, "run": 4, "bench": 4,
+    "argument_parser": 4, "run": 4, "tools.bench": 4,
 }
-FRONT_END = {"run", "bench"}  # the only importers of argument_parser
+PACKAGES = ("training", "evaluation", "corpus", "tools")
+FRONT_END = {"run", "tools.bench"}  # the only importers of argument_parser
 
 
 def project_imports(source: str) -> set[str]:
-    """The root modules `source` imports, anywhere in it."""
+    """The project modules `source` imports, anywhere in it (`from training import setup` and
+    `import training.setup` both name training.setup)."""
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
     return found & set(LAYERS)
 
 
@@ -65,21 +69,25 @@ def violations(sources: dict[str, str]) -> list[str]:
     return problems
 
 
-def root_sources() -> dict[str, str]:
-    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(Path(ROOT).glob("*.py"))}
+def project_sources() -> dict[str, str]:
+    """Every module of the project (the root's and the packages'), by dotted name."""
+    paths = [*Path(ROOT).glob("*.py"), *(p for pkg in PACKAGES for p in (Path(ROOT) / pkg).glob("*.py"))]
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts): p.read_text(encoding="utf-8")
+            for p in sorted(paths) if p.name != "__init__.py"}
 
 
 def test_imports_go_one_way_without_cycles():
-    assert violations(root_sources()) == []
+    assert violations(project_sources()) == []
 
 
 def test_an_upward_import_a_cycle_and_the_cli_in_the_core_are_caught():
-    sources = root_sources()
-    upward = {**sources, "utils": sources["utils"] + "\nimport blimp\n"}
-    assert "utils (layer 0) imports blimp (layer 3)" in violations(upward)
-    lazy_cli = {**sources, "training_setup": sources["training_setup"] + "\ndef f():\n    import argument_parser\n"}
-    assert "training_setup imports the command line (argument_parser)" in violations(lazy_cli)
-    cycle = {**sources, "losses": sources["losses"] + "\ndef f():\n    import curriculum\n",
-             "curriculum": sources["curriculum"] + "\ndef g():\n    import losses\n"}
+    sources = project_sources()
+    upward = {**sources, "utils": sources["utils"] + "\nfrom evaluation import blimp\n"}
+    assert "utils (layer 0) imports evaluation.blimp (layer 3)" in violations(upward)
+    setup = sources["training.setup"]
+    lazy_cli = {**sources, "training.setup": setup + "\ndef f():\n    import argument_parser\n"}
+    assert "training.setup imports the command line (argument_parser)" in violations(lazy_cli)
+    cycle = {**sources, "training.losses": sources["training.losses"] + "\ndef f():\n    import training.curriculum\n",
+             "training.curriculum": sources["training.curriculum"] + "\ndef g():\n    from training import losses\n"}
     assert any(p.startswith("import cycle:") and "losses" in p and "curriculum" in p for p in violations(cycle))
     assert violations({**sources, "newmodule": ""}) == ["newmodule.py has no layer in tests/test_layers.py"]

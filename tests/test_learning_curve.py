@@ -10,12 +10,12 @@ import pytest
 from conftest import SAMPLE, run_loop
 
 import run
-from blimp import evaluate_blimp, load_paradigms
 from custom_models import load_model
+from evaluation.blimp import evaluate_blimp, load_paradigms
+from evaluation.report import write_report
 from pretraining_dataset import load_blocks, resolve_files
-from report import write_report
 from tokenizer import load_tokenizer
-from validation import eval_collator, eval_dataset, evaluate_lm
+from training.validation import eval_collator, eval_dataset, evaluate_lm
 
 BLIMP_SAMPLE = SAMPLE.parent / "sample_eval" / "blimp"
 

@@ -18,9 +18,9 @@ from conftest import ROOT, SAMPLE, TINY_MODEL, run_loop
 from test_bad_input import killed_in_first_save
 
 import run
-import training_setup
+import training.setup as training_setup
 import utils
-from training_setup import RunState, list_checkpoints, run_state, tidy_run_dir
+from training.setup import RunState, list_checkpoints, run_state, tidy_run_dir
 from utils import FolderLock, UserError
 
 

@@ -6,7 +6,7 @@ import json
 
 from conftest import ROOT, SAMPLE, TINY_MODEL
 
-import report
+import evaluation.report as report
 import run
 
 
@@ -75,7 +75,7 @@ def test_report_lists_distillation_and_hybrid_steps_in_step_order(tok_dirs, tmp_
 
 
 def test_option_changes_lists_what_differs():
-    from report import option_changes
+    from evaluation.report import option_changes
 
     base = {"learning_rate": 5e-4, "output_dir": "a", "tokenizer_dir": "runs/step1/tokenizer_clm",
             "train_files": None, "hybrid_masked_share": 0.0}
@@ -87,7 +87,7 @@ def test_option_changes_lists_what_differs():
 
 
 def test_tokens_seen_adds_the_run_continued_from(tmp_path):
-    from report import tokens_seen
+    from evaluation.report import tokens_seen
 
     def fake_run(name: str, tokens: int, init: str | None) -> None:
         (tmp_path / name / "best_model").mkdir(parents=True)

@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT, SAMPLE, TINY_MODEL, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import training_setup
-from training_setup import list_checkpoints
+import training.setup as training_setup
+from training.setup import list_checkpoints
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 

@@ -9,7 +9,7 @@ import torch
 from conftest import run_loop
 from transformers import get_cosine_schedule_with_warmup
 
-from training_setup import BestTracker, TrainingClock, lr_factor
+from training.setup import BestTracker, TrainingClock, lr_factor
 
 BUDGET_MINUTES = 0.04  # 2.4 s of optimizer steps: dozens of tiny-model steps
 
@@ -114,8 +114,8 @@ def test_budget_curriculum_paces_over_pacing_steps(make_args, tmp_path, loop):
     """With --pacing_steps the curriculum's share follows the pacing function over those
     steps (root pacing, compared with curriculum.pacing step by step) and stays 1 after them,
     while the clock ends the run."""
-    from curriculum import pacing
-    from report import event_scalars
+    from evaluation.report import event_scalars
+    from training.curriculum import pacing
 
     out = tmp_path / loop
     extra = ["--torch_training"] if loop == "pytorch" else []

@@ -21,11 +21,11 @@ from transformers import (
 
 import huggingface_trainer_loop
 import pytorch_training_loop
-import training_setup
+import training.setup as training_setup
 from custom_models import build_model
 from pretraining_dataset import resolve_files
 from tokenizer import load_tokenizer, train_tokenizer
-from training_setup import save_model_folder
+from training.setup import save_model_folder
 from utils import UserError
 
 TRAIN = ["--num_train_epochs", "1", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "20",
@@ -173,7 +173,7 @@ def test_gradient_accumulation_matches_a_larger_batch(make_args, tmp_path):
 
 @pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
 def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_path, monkeypatch):
-    import training_setup
+    import training.setup as training_setup
 
     seen = []
     real_getitem = training_setup.BlockDataset.__getitem__
@@ -214,7 +214,7 @@ def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_
 
 @pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
 def test_objective_schedule_switches_masking_at_the_step(loop, make_args, tmp_path, monkeypatch):
-    import training_setup
+    import training.setup as training_setup
 
     used = []
     real_mask = training_setup.mask_tokens
@@ -231,8 +231,8 @@ def test_objective_schedule_switches_masking_at_the_step(loop, make_args, tmp_pa
 
 
 def test_source_curriculum_starts_with_the_easier_files(make_args, tmp_path, monkeypatch):
-    import training_setup
-    from curriculum import majority_source
+    import training.setup as training_setup
+    from training.curriculum import majority_source
 
     captured = {}
     real_prepare = training_setup.prepare_training
@@ -255,7 +255,7 @@ def test_eval_blocks_validates_on_evenly_spaced_blocks(make_args, tmp_path):
     import numpy as np
 
     from pretraining_dataset import load_blocks
-    from validation import eval_collator, eval_dataset, evaluate_lm
+    from training.validation import eval_collator, eval_dataset, evaluate_lm
 
     out = tmp_path / "run"
     args = make_args("train", "--torch_training", "--output_dir", out, "--max_steps", 4, "--batch_size", 4,

@@ -49,16 +49,16 @@ import torch
 import torch._inductor.config as inductor_config
 from transformers import AutoTokenizer
 
-import blimp
-import hardware
+import evaluation.blimp as blimp
+import training.hardware as hardware
 from argument_parser import parse_args
 from custom_models import build_model, count_parameters
+from evaluation.report import event_scalars
 from pretraining_dataset import read_lines, resolve_files, tokenize_and_pack
-from report import event_scalars
 from tokenizer import train_tokenizer
 from utils import write_json_atomic, write_text_atomic
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 SHARED_BLIMP = ROOT.parent / "shared" / "data" / "blimp_dev"
 SHARED_CORPUS = ROOT.parent / "shared" / "data" / "babylm" / "2023"
 
@@ -175,7 +175,7 @@ def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tok
               logging_steps: int = 100_000) -> tuple[object, float]:
     """Run the real training code for `steps` optimizer steps; returns its TrainingSetup
     (with the step clock) and the peak memory in MB."""
-    import training_setup
+    import training.setup as training_setup
 
     args = parse_args(["train", "--data_dir", str(data_dir), "--tokenizer_dir", str(tokenizer_dir),
                        "--output_dir", str(out_dir), "--overwrite_output_dir",
@@ -236,7 +236,7 @@ def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_d
     flops_per_token = 6 * params
     if model_type == "bert" and setup.args.torch_training:
         # The custom loop runs BERT's vocabulary head only at the masked ~15% of positions
-        # (losses.py): count the FLOPs it does, not those of the stock forward.
+        # (training/losses.py): count the FLOPs it does, not those of the stock forward.
         head = sum(p.numel() for p in setup.model.cls.parameters())
         flops_per_token = 6 * (params - (1 - setup.args.mlm_probability) * head)
     return {
@@ -286,7 +286,7 @@ def ratios(rows: list[dict], reference: str = "fast") -> list[dict]:
 def bench_data_loading(tokenizer_dir: Path, data_dir: Path, out_dir: Path, auto_step_seconds: float | None,
                        repeats: int = 50) -> dict:
     """Median time of the custom loop's batch read + preparation, alone."""
-    import training_setup
+    import training.setup as training_setup
     from pytorch_training_loop import epoch_order
 
     args = parse_args(["train", "--torch_training", "--data_dir", str(data_dir), "--tokenizer_dir", str(tokenizer_dir),

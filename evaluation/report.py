@@ -23,7 +23,16 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from utils import write_text_atomic
+from utils import (
+    BEST_MODEL_DIR,
+    BLIMP_RESULTS,
+    FINETUNE_RESULTS,
+    RUN_ARGS,
+    TENSORBOARD_DIR,
+    TEST_RESULTS,
+    TRAIN_RESULTS,
+    write_text_atomic,
+)
 
 TRAIN_STEPS = ("step2_1", "step3_1", "step3_2", "step4_1", "step5_1", "step5_2", "step6_1", "step7_1", "step7_2",
                "step8_1", "step8_2")
@@ -80,8 +89,8 @@ def _objective(config: dict, args: dict) -> str:
 def tokens_seen(save_dir: Path, step: str) -> int:
     """Training tokens of a run plus those of the run it continued from (--init_model, when that
     is a run of the same save folder), recursively: a curriculum's two halves count together."""
-    train = _read(save_dir / step / "train_results.json") or {}
-    args = _read(save_dir / step / "best_model" / "run_args.json") or {}
+    train = _read(save_dir / step / TRAIN_RESULTS) or {}
+    args = _read(save_dir / step / BEST_MODEL_DIR / RUN_ARGS) or {}
     tokens = train.get("tokens_seen", 0)
     parent = Path(args["init_model"]).parent if args.get("init_model") else None
     if parent is not None and parent.parent.resolve() == save_dir.resolve() and parent.name != step:
@@ -93,22 +102,22 @@ def collect(save_dir: str | Path) -> list[dict]:
     """One row per finished training step (one with train_results.json): the Makefile's experiment
     steps first, in their order, then any other run folder in step order."""
     save_dir = Path(save_dir)
-    tests = _results_by_model(save_dir, "test_results.json")
-    blimps = _results_by_model(save_dir, "blimp_results.json")
-    blimps_masked = _results_by_model(save_dir, "blimp_results.json", masked_hybrid=True)
-    finetunes = _results_by_model(save_dir, "finetune_results.json")
+    tests = _results_by_model(save_dir, TEST_RESULTS)
+    blimps = _results_by_model(save_dir, BLIMP_RESULTS)
+    blimps_masked = _results_by_model(save_dir, BLIMP_RESULTS, masked_hybrid=True)
+    finetunes = _results_by_model(save_dir, FINETUNE_RESULTS)
     others = sorted((p.parent.name for p in save_dir.glob("*/train_results.json") if p.parent.name not in TRAIN_STEPS),
                     key=_step_order)
     rows = []
     for step in (*TRAIN_STEPS, *others):
         run = save_dir / step
-        train = _read(run / "train_results.json")
+        train = _read(run / TRAIN_RESULTS)
         if train is None:  # not run (or not finished) here: no row
             continue
         row = {"step": step}
-        model_dir = run / "best_model"
+        model_dir = run / BEST_MODEL_DIR
         config = _read(model_dir / "config.json") or {}
-        args = _read(model_dir / "run_args.json") or {}
+        args = _read(model_dir / RUN_ARGS) or {}
         key = str(model_dir.resolve())
         data = " ".join(Path(f).stem for f in train["train_files"])
         if args.get("init_model"):
@@ -136,9 +145,9 @@ def event_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:
     """The (steps, values) of one TensorBoard scalar of a run; empty when the run logged none."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    if not (run_dir / "tensorboard").is_dir():  # e.g. a run copied without its logs
+    if not (run_dir / TENSORBOARD_DIR).is_dir():  # e.g. a run copied without its logs
         return [], []
-    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc = EventAccumulator(str(run_dir / TENSORBOARD_DIR))
     acc.Reload()
     if tag not in acc.Tags().get("scalars", []):
         return [], []
@@ -216,12 +225,12 @@ def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -
     base_row = next((r for r in runs if r["step"] == base), None)
     if base_row is None or len(runs) < 2:
         return []
-    base_args = _read(save_dir / base / "best_model" / "run_args.json") or {}
+    base_args = _read(save_dir / base / BEST_MODEL_DIR / RUN_ARGS) or {}
     base_blimp = (base_row.get("blimp") or {}).get("overall")
     lines = [f"| run | options changed from {base} | tokens seen | BLiMP overall | change vs {base} | best val loss "
              "| test nats per word |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in runs:
-        args = _read(save_dir / r["step"] / "best_model" / "run_args.json") or {}
+        args = _read(save_dir / r["step"] / BEST_MODEL_DIR / RUN_ARGS) or {}
         blimp = (r.get("blimp") or {}).get("overall")
         delta = "" if blimp is None or base_blimp is None else f"{100 * (blimp - base_blimp):+.1f}"
         lines.append(f"| {r['step']} | {option_changes(args, base_args) if r is not base_row else ''} | "

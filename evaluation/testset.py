@@ -8,10 +8,10 @@ import argparse
 from pathlib import Path
 
 from custom_models import is_causal, load_model_and_tokenizer
-from hardware import log_choice
 from pretraining_dataset import load_blocks, resolve_files
-from utils import RunLogger, get_device, write_json_atomic
-from validation import EVAL_MASK_SEED, eval_collator, eval_dataset, evaluate_lm
+from training.hardware import log_choice
+from training.validation import EVAL_MASK_SEED, eval_collator, eval_dataset, evaluate_lm
+from utils import TEST_RESULTS, RunLogger, get_device, write_json_atomic
 
 
 def run_test(args: argparse.Namespace) -> dict:
@@ -23,7 +23,7 @@ def run_test(args: argparse.Namespace) -> dict:
     model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation, args.block_size)
     paradigms = None
     if args.blimp_dir:
-        from blimp import load_paradigms
+        from evaluation.blimp import load_paradigms
 
         paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before anything is written
     device = get_device(args.device)
@@ -61,12 +61,12 @@ def run_test(args: argparse.Namespace) -> dict:
         logger.info(f"test loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f} "
                     f"on {metrics['tokens']} tokens")
         if args.blimp_dir:
-            from blimp import run_blimp
+            from evaluation.blimp import run_blimp
 
             # The same loaded model and pairs; blimp_results.json/.md beside test_results.json.
             run_blimp(args, logger, model=model, tokenizer=tokenizer, paradigms=paradigms)
         # Last: Make takes test_results.json as "this test step is done", BLiMP included.
-        write_json_atomic(out / "test_results.json", results)
+        write_json_atomic(out / TEST_RESULTS, results)
         logger.info(f"-> {out / 'test_results.json'}")
         return results
     finally:

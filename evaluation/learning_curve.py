@@ -18,22 +18,29 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from custom_models import check_tokenizer_fits, is_causal, load_model
-from hardware import log_choice
+from evaluation.blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from pretraining_dataset import load_blocks, resolve_files
 from tokenizer import load_tokenizer
-from utils import RunLogger, UserError, get_device, write_json_atomic
-from validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
-
-CURVE_FILE = "learning_curve.json"
+from training.hardware import log_choice
+from training.validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
+from utils import (
+    BEST_MODEL_DIR,
+    CURVE_RESULTS,
+    RUN_ARGS,
+    TRAIN_RESULTS,
+    RunLogger,
+    UserError,
+    get_device,
+    write_json_atomic,
+)
 
 
 def curve_points(run_dir: str | Path) -> list[dict]:
     """The model folders of a finished run to score, sorted by words seen: every chck_*
     folder (words = its mark's actual count) and best_model (words up to the best step)."""
     run_dir = Path(run_dir)
-    results_file = run_dir / "train_results.json"
+    results_file = run_dir / TRAIN_RESULTS
     if not results_file.is_file():
         raise UserError(f"'{run_dir}' holds no finished training run (no train_results.json): pass a training "
                         "step's folder as --model_dir, e.g. save_dir/best_recipe")
@@ -41,11 +48,11 @@ def curve_points(run_dir: str | Path) -> list[dict]:
     points = [{"name": name, "words": saved["words_seen"], "step": saved["step"]}
               for name, saved in (results.get("checkpoint_words") or {}).items() if (run_dir / name).is_dir()]
     if results.get("best_words_seen") is not None:
-        points.append({"name": "best_model", "words": results["best_words_seen"], "step": results["best_step"]})
+        points.append({"name": BEST_MODEL_DIR, "words": results["best_words_seen"], "step": results["best_step"]})
     if not points:
         raise UserError(f"'{run_dir}' has no chck_* folders and no word count at its best step: train it with "
                         "--checkpoint_words (e.g. babylm) to get a learning curve")
-    return sorted(points, key=lambda p: (p["words"], p["name"] != "best_model"))
+    return sorted(points, key=lambda p: (p["words"], p["name"] != BEST_MODEL_DIR))
 
 
 def run_curve(args: argparse.Namespace) -> list[dict]:
@@ -53,7 +60,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     run_dir = Path(args.model_dir)
     points = curve_points(run_dir)
     paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before any scoring
-    run_args = json.loads((run_dir / points[-1]["name"] / "run_args.json").read_text())
+    run_args = json.loads((run_dir / points[-1]["name"] / RUN_ARGS).read_text())
 
     tokenizer = load_tokenizer(run_dir / points[-1]["name"], "--model_dir")
     files = resolve_files(run_args["data_dir"], "validation", run_args.get("validation_files"),
@@ -80,10 +87,10 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
             point.update(eval_loss=metrics["loss"], blimp=summary["overall"], blimp_fields=summary["fields"])
             logger.info(f"{point['name']}: {point['words']:,} words, validation loss {metrics['loss']:.4f}, "
                         f"BLiMP {100 * summary['overall']:.1f}%")
-        write_json_atomic(run_dir / CURVE_FILE, {"run": str(run_dir), "blimp_dir": str(args.blimp_dir),
+        write_json_atomic(run_dir / CURVE_RESULTS, {"run": str(run_dir), "blimp_dir": str(args.blimp_dir),
                                                  "validation_files": [str(f) for f in files],
                                                  "eval_blocks": len(blocks), "points": points})
-        logger.info(f"-> {run_dir / CURVE_FILE}")
+        logger.info(f"-> {run_dir / CURVE_RESULTS}")
     finally:
         logger.close()
     return points

@@ -5,7 +5,7 @@ training loops (validation), the test step and the learning curve, so the number
 are comparable everywhere: the mean negative log-likelihood per predicted token
 (token-weighted over the whole split, not a mean of batch means). For MLM the
 masked positions come from a fixed seed (see BlockDataset), so every run scores the
-same masks. Training machinery: the evaluation layer (evaluation.py, the test
+same masks. Training machinery: the evaluation layer (evaluation/testset.py, the test
 action) builds on it, never the other way round."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import PreTrainedModel
 
-import distributed
+import training.distributed as distributed
 from custom_models import is_causal
-from hardware import autocast
 from pretraining_dataset import BlockDataset, CLMCollator, stack_blocks
+from training.hardware import autocast
 
 EVAL_MASK_SEED = 1234  # fixed masking of MLM validation/test blocks
 
@@ -31,7 +31,7 @@ def evaluate_lm(model: PreTrainedModel, dataset: Dataset, collator, batch_size: 
                 device: torch.device, precision: str = "fp32") -> dict[str, float]:
     """Token-weighted mean loss and perplexity of `model` on `dataset`.
 
-    With several processes (see distributed.py) every rank scores every world_size-th
+    With several processes (see training/distributed.py) every rank scores every world_size-th
     block and the sums are added up, so every rank gets the same whole-split result."""
     was_training = model.training
     model.eval()

@@ -4,7 +4,7 @@ parameter groups, the warm-up + cosine schedule, the best-model folder and the
 final results file, the words-seen checkpoints (--checkpoint_words), the clock
 of the time budget (--max_minutes). The loops differ only in who drives the steps.
 
-With several processes (torchrun, see distributed.py) every rank runs all of this
+With several processes (torchrun, see training/distributed.py) every rank runs all of this
 (so every rank checks the inputs and fails with the same message), but only rank 0
 writes: the run folder, log.txt, TensorBoard, best_model/, chck_*/ and
 train_results.json. The global batch of an optimizer step is --batch_size x
@@ -28,8 +28,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
-import distributed
-from curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
+import training.distributed as distributed
 from custom_models import (
     build_model,
     check_tokenizer_fits,
@@ -39,10 +38,19 @@ from custom_models import (
     load_model,
     saved_model_type,
 )
-from hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
 from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
 from tokenizer import load_tokenizer
+from training.curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
+from training.hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
+from training.validation import eval_collator, eval_dataset, spread_blocks
 from utils import (
+    BEST_MODEL_DIR,
+    CHECKPOINTS_DIR,
+    LOG_FILE,
+    RUN_ARGS,
+    TENSORBOARD_DIR,
+    TRAIN_RESULTS,
+    WORD_CHECKPOINT_PREFIX,
     FolderLock,
     RunLogger,
     UserError,
@@ -53,10 +61,6 @@ from utils import (
     word_mark_name,
     write_json_atomic,
 )
-from validation import eval_collator, eval_dataset, spread_blocks
-
-RESULTS_FILE = "train_results.json"  # written last: its presence marks a finished run
-BEST_MODEL_DIR = "best_model"
 
 
 class NonFiniteLoss(UserError):
@@ -168,14 +172,12 @@ def count_steps(args: argparse.Namespace, n_blocks: int, world: int = 1) -> int:
     return args.max_steps if args.max_steps is not None else max(1, math.ceil(args.num_train_epochs * per_epoch))
 
 
-CHECKPOINTS_DIR = "checkpoints"
 # A checkpoint folder is complete once its last file exists: the custom loop's
 # pipeline_state.json (its whole folder is renamed into place) or the HF Trainer's
 # trainer_state.json (written after model, optimizer and RNG states).
 COMPLETE_MARKERS = ("pipeline_state.json", "trainer_state.json")
-WORD_CHECKPOINT_PREFIX = "chck_"  # --checkpoint_words folders: chck_1M, chck_500K, ...
 # What a run writes; --overwrite_output_dir clears exactly these (and the chck_* folders).
-RUN_OUTPUTS = (CHECKPOINTS_DIR, BEST_MODEL_DIR, "tensorboard", "log.txt", RESULTS_FILE)
+RUN_OUTPUTS = (CHECKPOINTS_DIR, BEST_MODEL_DIR, TENSORBOARD_DIR, LOG_FILE, TRAIN_RESULTS)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -203,7 +205,7 @@ def run_state(run_dir: Path) -> RunState:
     """The state of `run_dir`. A run is started once it has written a checkpoint folder, a
     best model or a words-seen checkpoint (log.txt and TensorBoard alone do not count: an
     error before the first step leaves them); it is finished once train_results.json exists."""
-    if (run_dir / RESULTS_FILE).is_file():
+    if (run_dir / TRAIN_RESULTS).is_file():
         return RunState.FINISHED
     if list_checkpoints(run_dir):
         return RunState.RESUMABLE
@@ -223,7 +225,7 @@ def _check_run_dir(args: argparse.Namespace, run_dir: Path, world: int = 1) -> t
     state = run_state(run_dir)
     elsewhere = "or pick another --output_dir"
     if state is RunState.FINISHED:
-        raise UserError(f"'{run_dir}' already holds a finished run ({RESULTS_FILE}), so there is nothing to "
+        raise UserError(f"'{run_dir}' already holds a finished run ({TRAIN_RESULTS}), so there is nothing to "
                         f"resume: pass --overwrite_output_dir to train again, {elsewhere}")
     if state is RunState.RESUMABLE:
         checkpoint = list_checkpoints(run_dir)[-1]
@@ -317,24 +319,8 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     world, main = distributed.world_size(), distributed.is_main()
     resume_from, clear_outputs = _check_run_dir(args, run_dir, world)
     tokenizer = load_tokenizer(args.tokenizer_dir)
-    if args.init_model:  # the saved model's type; run_args.json records it
-        saved = saved_model_type(args.init_model)
-        if args.model_type not in (None, saved):
-            raise UserError(f"--init_model {args.init_model} is a {saved} model but --model_type says "
-                            f"{args.model_type}: drop --model_type (it continues the saved model) or pass {saved}")
-        args.model_type = saved
-    model_type = args.model_type
+    model_type = _check_model_type(args, tokenizer)
     causal, hybrid = is_causal(model_type), is_hybrid(model_type)
-    schedule_keys = {key for _, setting in args.objective_schedule or [] for key in setting}
-    if causal and not hybrid and schedule_keys:
-        raise UserError(f"--objective_schedule sets masking, but {model_type} is a causal LM: drop the option "
-                        "or train a masked LM")
-    if not hybrid and "masked_share" in schedule_keys:
-        raise UserError(f"--objective_schedule key masked_share needs --model_type gpt_bert, not {model_type}: "
-                        "drop that key")
-    if (not causal or hybrid) and tokenizer.mask_token_id is None:
-        raise UserError(f"{model_type} {'is a masked LM and ' if not causal else ''}needs a tokenizer with a mask "
-                        "token: train it with --tokenizer_type mlm")
     _check_distributed(args, hybrid, world)
     teacher_dirs = load_teacher_checks(args, tokenizer, model_type)
     train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
@@ -357,34 +343,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
             args.num_proc, logger, clean=not args.no_cleaning)
     total = count_steps(args, len(train_blocks), world)
     val_blocks = spread_blocks(val_blocks, args.eval_blocks)
-    curriculum = None
-    if args.difficulty:
-        try:
-            sources = {}
-            if args.difficulty == "source":  # each block's file (by majority of its tokens) and that file's rank
-                sources = {
-                    "block_sources": majority_source(train_meta["tokens_per_file"], args.block_size, len(train_blocks)),
-                    "source_rank": source_ranks([Path(f).stem for f in train_meta["files"]],
-                                                [args.easier_files, args.harder_files]),
-                    "tie_break_seed": args.seed,  # otherwise the first pool is the start of the first file
-                }
-            curriculum = curriculum_for(
-                train_blocks, args.difficulty, tokenizer.eos_token_id, args.pacing_steps or total,
-                global_batch(args, world), args.pacing, args.seed,
-                start_percent=args.start_percent, end_percent=args.end_percent, start_share=args.start_share,
-                vocab_size=len(tokenizer), **sources)
-        except ValueError as e:
-            raise UserError(f"cannot build the curriculum: {e}") from None
-    if main:
-        lock = _take_run_dir(args, run_dir, world, (resume_from, clear_outputs))
-        if clear_outputs:  # only now: bad input must not cost the old run
-            if run_state(run_dir) is not RunState.NEW:
-                logger.info(f"starting over in {run_dir}: its earlier outputs are removed")
-            for path in [run_dir / name for name in RUN_OUTPUTS] + list(run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*")):
-                remove_path(path)
-        tidy_run_dir(run_dir)
-        # On resume, TensorBoard hides what the killed run logged after the checkpoint.
-        logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None, lock=lock)
+    curriculum = _curriculum(args, train_blocks, train_meta, tokenizer, total, world) if args.difficulty else None
+    if main:  # every input is checked: only now is the run folder written
+        _open_run_dir(args, run_dir, world, (resume_from, clear_outputs), logger)
     setup = TrainingSetup(
         args=args, run_dir=run_dir, logger=logger, device=device, tokenizer=tokenizer, model=model, causal=causal,
         train_dataset=BlockDataset(train_blocks, words=train_meta["words_per_block"]),
@@ -399,29 +360,97 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         train_meta=train_meta, resume_from=resume_from, curriculum=curriculum, hybrid=hybrid, teachers=teachers,
         steps_per_epoch=steps_per_epoch(args, len(train_blocks), world), clock=TrainingClock(args.max_minutes),
     )
-    start = f"from {args.init_model}" if args.init_model else "from scratch"
-    if resume_from:
-        start = f"resuming from {resume_from}"
-    logger.info(f"{model_type} ({count_parameters(model) / 1e6:.2f}M parameters, {start}) on {device}; "
-                f"{len(train_blocks)} training blocks, {len(val_blocks)} validation blocks; "
+    _log_start(setup, len(val_blocks), teacher_dirs, world)
+    return setup
+
+
+def _check_model_type(args: argparse.Namespace, tokenizer) -> str:
+    """The model type to train (--init_model's, recorded in args), checked against the objective
+    schedule and the tokenizer."""
+    if args.init_model:  # the saved model's type; run_args.json records it
+        saved = saved_model_type(args.init_model)
+        if args.model_type not in (None, saved):
+            raise UserError(f"--init_model {args.init_model} is a {saved} model but --model_type says "
+                            f"{args.model_type}: drop --model_type (it continues the saved model) or pass {saved}")
+        args.model_type = saved
+    model_type = args.model_type
+    causal, hybrid = is_causal(model_type), is_hybrid(model_type)
+    schedule_keys = {key for _, setting in args.objective_schedule or [] for key in setting}
+    if causal and not hybrid and schedule_keys:
+        raise UserError(f"--objective_schedule sets masking, but {model_type} is a causal LM: drop the option "
+                        "or train a masked LM")
+    if not hybrid and "masked_share" in schedule_keys:
+        raise UserError(f"--objective_schedule key masked_share needs --model_type gpt_bert, not {model_type}: "
+                        "drop that key")
+    if (not causal or hybrid) and tokenizer.mask_token_id is None:
+        raise UserError(f"{model_type} {'is a masked LM and ' if not causal else ''}needs a tokenizer with a mask "
+                        "token: train it with --tokenizer_type mlm")
+    return model_type
+
+
+def _curriculum(args: argparse.Namespace, train_blocks, train_meta: dict, tokenizer, total: int,
+                world: int) -> CurriculumSampler:
+    """--difficulty: the sampler that paces the training blocks in (UserError when it cannot be built)."""
+    try:
+        sources = {}
+        if args.difficulty == "source":  # each block's file (by majority of its tokens) and that file's rank
+            sources = {
+                "block_sources": majority_source(train_meta["tokens_per_file"], args.block_size, len(train_blocks)),
+                "source_rank": source_ranks([Path(f).stem for f in train_meta["files"]],
+                                            [args.easier_files, args.harder_files]),
+                "tie_break_seed": args.seed,  # otherwise the first pool is the start of the first file
+            }
+        return curriculum_for(
+            train_blocks, args.difficulty, tokenizer.eos_token_id, args.pacing_steps or total,
+            global_batch(args, world), args.pacing, args.seed,
+            start_percent=args.start_percent, end_percent=args.end_percent, start_share=args.start_share,
+            vocab_size=len(tokenizer), **sources)
+    except ValueError as e:
+        raise UserError(f"cannot build the curriculum: {e}") from None
+
+
+def _open_run_dir(args: argparse.Namespace, run_dir: Path, world: int, decided: tuple[Path | None, bool],
+                  logger: RunLogger) -> None:
+    """Rank 0, once every input is checked: lock the run folder, clear it when starting over
+    (bad input must not cost the old run, so only now), tidy what a killed run left, and
+    start the log and TensorBoard there."""
+    resume_from, clear_outputs = decided
+    lock = _take_run_dir(args, run_dir, world, decided)
+    if clear_outputs:
+        if run_state(run_dir) is not RunState.NEW:
+            logger.info(f"starting over in {run_dir}: its earlier outputs are removed")
+        for path in [run_dir / name for name in RUN_OUTPUTS] + list(run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*")):
+            remove_path(path)
+    tidy_run_dir(run_dir)
+    # On resume, TensorBoard hides what the killed run logged after the checkpoint.
+    logger.attach(run_dir, purge_step=checkpoint_step(resume_from) + 1 if resume_from else None, lock=lock)
+
+
+def _log_start(setup: TrainingSetup, n_val_blocks: int, teacher_dirs: list[str], world: int) -> None:
+    """What the run is about to do, in the log (and its options in TensorBoard)."""
+    args, logger, total = setup.args, setup.logger, setup.total_steps
+    start = f"resuming from {setup.resume_from}" if setup.resume_from else (
+        f"from {args.init_model}" if args.init_model else "from scratch")
+    n_blocks = len(setup.train_dataset)
+    logger.info(f"{args.model_type} ({count_parameters(setup.model) / 1e6:.2f}M parameters, {start}) on "
+                f"{setup.device}; {n_blocks} training blocks, {n_val_blocks} validation blocks; "
                 + (f"{args.max_minutes:g} minutes of optimizer steps" if args.max_minutes is not None
                    else f"{total} optimizer steps") + f" of {setup.tokens_per_step} tokens"
                 + (f" ({world} processes of {args.batch_size} x {args.gradient_accumulation_steps} blocks)"
                    if world > 1 else ""))
     if args.checkpoint_words and args.max_minutes is None:
-        planned = total * global_batch(args, world) * train_meta["block_words"] / max(len(train_blocks), 1)
+        planned = total * global_batch(args, world) * setup.train_meta["block_words"] / max(n_blocks, 1)
         reached = sum(mark <= planned for mark in args.checkpoint_words)
         logger.info(f"--checkpoint_words: {len(args.checkpoint_words)} marks, about {reached} of them within the "
                     f"run's ~{planned:,.0f} words")
-    if teachers:
-        logger.info(f"distilling from {len(teachers)} teachers ({', '.join(teacher_dirs)}): alpha "
+    if setup.teachers:
+        logger.info(f"distilling from {len(setup.teachers)} teachers ({', '.join(teacher_dirs)}): alpha "
                     f"{args.distill_alpha}, temperature {args.distill_temperature}")
-    if hybrid:
+    if setup.hybrid:
         logger.info(f"hybrid objective: masked:causal steps {args.hybrid_ratio} "
                     f"({args.hybrid_masked_share:.1%} masked next-token steps)")
     log_choice(logger, args)
     logger.hparams(vars(args))
-    return setup
 
 
 def load_teacher_checks(args: argparse.Namespace, tokenizer, model_type: str) -> list[str]:
@@ -523,6 +552,20 @@ def make_optimizer(model: PreTrainedModel, lr: float, weight_decay: float, betas
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=params[0].device.type in ("cpu", "cuda"))
 
 
+def optimizer_step(model: PreTrainedModel, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+                   grad_norm_clip: float) -> float:
+    """Clip the gradients (0: no clipping; their norm is returned, for the log), then step the
+    optimizer, the gradient scaler and the LR schedule: the custom loop and fine-tuning both."""
+    clip = grad_norm_clip if grad_norm_clip > 0 else float("inf")
+    scaler.unscale_(optimizer)  # fp16: clip the true gradients
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+    scaler.step(optimizer)  # fp16: skipped when a gradient overflowed (the scale then shrinks)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
 def training_optimizer(model: PreTrainedModel, args: argparse.Namespace) -> torch.optim.AdamW:
     """The pretraining optimizer: `make_optimizer` with --learning_rate and the AdamW options."""
     return make_optimizer(model, args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
@@ -585,7 +628,7 @@ def save_model_folder(model: PreTrainedModel, tokenizer, args: argparse.Namespac
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / "run_args.json", vars(args))
+        write_json_atomic(tmp / RUN_ARGS, vars(args))
 
 
 class BestTracker:
@@ -735,7 +778,7 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         results["words_seen"] = marks.words
         results["checkpoint_words"] = marks.saved  # chck_<mark> -> the mark, the step that reached it, words then
     if distributed.is_main():
-        write_json_atomic(setup.run_dir / RESULTS_FILE, results)
+        write_json_atomic(setup.run_dir / TRAIN_RESULTS, results)
     setup.logger.info(f"done: best validation loss {tracker.best_loss:.4f} at step {tracker.best_step}; "
-                      f"model in {setup.run_dir / BEST_MODEL_DIR}; TensorBoard: {setup.run_dir / 'tensorboard'}")
+                      f"model in {setup.run_dir / BEST_MODEL_DIR}; TensorBoard: {setup.run_dir / TENSORBOARD_DIR}")
     return results

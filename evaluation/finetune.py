@@ -26,7 +26,7 @@ find it as the rightmost token that is not the pad token, so the config must
 know the pad id (set from the tokenizer when missing) and batches are padded on
 the right. BERT classifies from its first token, whatever the padding.
 
-Training: AdamW (training_setup.make_optimizer, peak `--finetune_learning_rate`),
+Training: AdamW (training.setup.make_optimizer, peak `--finetune_learning_rate`),
 linear warm-up for `--warmup_ratio` of the planned steps then cosine decay to 0,
 gradient clipping, --precision (bf16/fp16 autocast, fp16 with a gradient scaler), data order from a torch.Generator
 seeded with `--seed`. After every epoch the valid split is scored; the best
@@ -65,12 +65,20 @@ from transformers import get_cosine_schedule_with_warmup as cosine_schedule
 from transformers.utils import logging as hf_logging
 
 from custom_models import check_tokenizer_fits, is_hybrid, saved_model_type
-from hardware import autocast, grad_scaler, log_choice
 from tokenizer import load_tokenizer as load_saved_tokenizer
-from training_setup import make_optimizer
-from utils import RunLogger, UserError, get_device, numbered_lines, set_seed, write_json_atomic
+from training.hardware import autocast, grad_scaler, log_choice
+from training.setup import make_optimizer, optimizer_step
+from utils import (
+    FINETUNE_RESULTS,
+    TENSORBOARD_DIR,
+    RunLogger,
+    UserError,
+    get_device,
+    numbered_lines,
+    set_seed,
+    write_json_atomic,
+)
 
-RESULTS_FILE = "finetune_results.json"
 PAIR_LAYOUTS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
                 ("question", "passage"), ("question", "sentence"))
 SINGLE_FIELDS = ("sentence1", "sentence", "text")
@@ -180,7 +188,7 @@ def read_task_file(path: Path) -> tuple[list[tuple[str, ...]], list[int]]:
             texts.append(example_texts(record))
         except KeyError:
             raise UserError(f"{where} has no text fields (found {sorted(record)}): use sentence1[/sentence2], "
-                            "premise/hypothesis, question/passage, ... (see finetune.py)") from None
+                            "premise/hypothesis, question/passage, ... (see evaluation/finetune.py)") from None
         labels.append(int(label))
     if not labels:
         raise UserError(f"{path} holds no examples: regenerate it or leave the task out of --tasks")
@@ -345,6 +353,15 @@ def evaluate(model: PreTrainedModel, features: list[dict[str, list[int]]], label
 # --------------------------------------------------------------------------- training
 
 
+def _log_epoch(logger: RunLogger, task: str, record: dict, scores: dict, lr: float) -> None:
+    """One fine-tuning epoch's losses and scores, to TensorBoard (finetune/<task>/...) and the log."""
+    tags = {"train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
+            **{f"eval_{name}": value for name, value in scores.items()}, "lr": lr}
+    logger.metrics(record["epoch"], {f"finetune/{task}/{name}": value for name, value in tags.items()})
+    shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch")
+    logger.info(f"{task} epoch {record['epoch']}: {shown}")
+
+
 def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_length: int, device: torch.device,
                   logger: RunLogger) -> dict:
     """Fine-tune a fresh copy of `--model_dir` on one task; returns its results entry."""
@@ -369,7 +386,6 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
     total_steps = args.finetune_epochs * steps_per_epoch  # planned; early stopping may end sooner
     scheduler = cosine_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     order = torch.Generator().manual_seed(args.seed)  # data order depends only on --seed
-    clip = args.grad_norm_clip if args.grad_norm_clip > 0 else float("inf")
     scaler = grad_scaler(device, args.precision)
     selection = SELECTION_METRIC.get(task, "accuracy")
 
@@ -385,12 +401,7 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
             logits = batch_logits(model, [train_features[i] for i in chosen], pad_id, device, args.precision)
             loss = F.cross_entropy(logits, torch.tensor([data.train_labels[i] for i in chosen], device=device))
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # fp16: clip the true gradients
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scheduler, scaler, args.grad_norm_clip)
             loss_sum += loss.item() * len(chosen)
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
@@ -399,11 +410,7 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
         record = {"epoch": epoch, "train_loss": loss_sum / len(train_features), "eval_loss": scores.pop("loss"),
                   **scores}
         history.append(record)
-        tags = {"train_loss": record["train_loss"], "eval_loss": record["eval_loss"],
-                **{f"eval_{name}": value for name, value in scores.items()}, "lr": scheduler.get_last_lr()[0]}
-        logger.metrics(epoch, {f"finetune/{task}/{name}": value for name, value in tags.items()})
-        shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch")
-        logger.info(f"{task} epoch {epoch}: {shown}")
+        _log_epoch(logger, task, record, scores, scheduler.get_last_lr()[0])
 
         if best is None or record[selection] > best[selection]:  # strict: a tie keeps the earlier epoch
             best, epochs_without_gain = record, 0
@@ -469,8 +476,8 @@ def run_finetune(args: argparse.Namespace) -> dict:
                    "tasks": {}}
         for task_data in data:
             results["tasks"][task_data.name] = finetune_task(args, task_data, tokenizer, max_length, device, logger)
-            write_json_atomic(out / RESULTS_FILE, results)
-        logger.info(f"done: results in {out / RESULTS_FILE}; TensorBoard: {out / 'tensorboard'}")
+            write_json_atomic(out / FINETUNE_RESULTS, results)
+        logger.info(f"done: results in {out / FINETUNE_RESULTS}; TensorBoard: {out / TENSORBOARD_DIR}")
         return results
     finally:
         logger.close()

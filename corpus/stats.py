@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cleaning import clean_lines, source_of
+from corpus.cleaning import clean_lines, source_of
 from pretraining_dataset import SPLIT_DIR, SPLIT_EXT
 from utils import UserError, numbered_lines
 

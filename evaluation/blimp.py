@@ -43,8 +43,17 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from custom_models import body_and_head, is_causal, is_hybrid, load_model_and_tokenizer
-from hardware import autocast, log_choice
-from utils import RunLogger, UserError, get_device, numbered_lines, write_json_atomic, write_text_atomic
+from training.hardware import autocast, log_choice
+from utils import (
+    BLIMP_RESULTS,
+    BLIMP_TABLE,
+    RunLogger,
+    UserError,
+    get_device,
+    numbered_lines,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 @dataclass
@@ -340,8 +349,8 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
                        prefix_space=args.blimp_prefix_space, precision=args.precision,
                        hybrid_scoring=args.hybrid_scoring if is_hybrid(model_type) else None)
         out = Path(args.output_dir)
-        write_json_atomic(out / "blimp_results.json", summary)
-        write_text_atomic(out / "blimp_results.md", markdown_table(summary))
+        write_json_atomic(out / BLIMP_RESULTS, summary)
+        write_text_atomic(out / BLIMP_TABLE, markdown_table(summary))
         scalars = {"blimp/overall": summary["overall"]}
         scalars.update({f"blimp/field/{k}": v for k, v in summary["fields"].items()})
         scalars.update({f"blimp/term/{k}": v for k, v in summary["terms"].items()})

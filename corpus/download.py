@@ -1,7 +1,7 @@
 """Download the BabyLM corpus and the BLiMP evaluation sets.
 
-    python download.py corpus [--data_dir data/babylm_data] [--url URL --sha256 HEX --size N]
-    python download.py blimp  [--blimp_dir data/blimp] [--base_url URL] [--paradigms NAME ...]
+    python corpus/download.py corpus [--data_dir data/babylm_data] [--url URL --sha256 HEX --size N]
+    python corpus/download.py blimp  [--blimp_dir data/blimp] [--base_url URL] [--paradigms NAME ...]
 
 `corpus` fetches the 2023 BabyLM release zip (the one the original experiment
 used; `--url/--sha256/--size` select a mirror or another release), checks its
@@ -89,7 +89,7 @@ BLIMP_PARADIGMS = (
     "wh_vs_that_with_gap_long_distance",
 )
 
-MARKER = ".download.json"  # hidden, so neither the corpus globs nor blimp.py's *.jsonl see it
+MARKER = ".download.json"  # hidden, so neither the corpus globs nor evaluation/blimp.py's *.jsonl see it
 TIMEOUT = 30.0  # seconds per connect and per read
 RETRIES = 3  # automatic resumes of a broken transfer within one run
 RETRY_WAIT = 2.0  # seconds; attempt k waits k * RETRY_WAIT
@@ -294,7 +294,7 @@ def download_corpus(data_dir: str | Path = "data/babylm_data", url: str = CORPUS
     fetch(url, part, size, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
     digest = verify_file(part, size, sha256, url)
     _install_zip(part, data_dir, {"url": url, "sha256": digest, "size": part.stat().st_size,
-                                  "downloaded": _now(), "by": "download.py corpus"}, progress)
+                                  "downloaded": _now(), "by": "corpus/download.py corpus"}, progress)
     part.unlink()
     print(f"installed the BabyLM corpus in {data_dir} (sha256 {digest})")
     return True
@@ -398,7 +398,7 @@ def download_blimp(blimp_dir: str | Path = "data/blimp", base_url: str = BLIMP_B
     base = base_url.rstrip("/")
     part_dir = blimp_dir.with_name(blimp_dir.name + ".part")
     hint = (f"or place the files by hand: download {base}/<paradigm>.jsonl for every paradigm "
-            f"(BLIMP_PARADIGMS in download.py) into {blimp_dir}")
+            f"(BLIMP_PARADIGMS in corpus/download.py) into {blimp_dir}")
     print(f"downloading {len(paradigms)} BLiMP paradigms from {base}/ -> {part_dir}")
     digests = {}
     for name in tqdm(paradigms, unit="file", desc="BLiMP", disable=not progress, leave=False):
@@ -414,7 +414,7 @@ def download_blimp(blimp_dir: str | Path = "data/blimp", base_url: str = BLIMP_B
         if stale.name != MARKER and stale.name.removesuffix(".part").removesuffix(".jsonl") not in digests:
             stale.unlink()
     _write_marker(part_dir, {"base_url": base, "paradigms": paradigms, "sha256": digests,
-                             "downloaded": _now(), "by": "download.py blimp"})
+                             "downloaded": _now(), "by": "corpus/download.py blimp"})
     _move_into_place(part_dir, blimp_dir)
     print(f"installed {len(paradigms)} BLiMP paradigms in {blimp_dir}")
     return True
@@ -515,8 +515,8 @@ def _count_arg(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of `python download.py corpus|blimp [options]`."""
-    parser = _Parser(prog="download.py", description="Download the BabyLM corpus or the BLiMP paradigms.")
+    """The parser of `python corpus/download.py corpus|blimp [options]`."""
+    parser = _Parser(prog="python -m corpus.download", description="Download the BabyLM corpus or the BLiMP paradigms.")
     sub = parser.add_subparsers(dest="what", required=True, parser_class=_Parser)
     corpus = sub.add_parser("corpus", help="the BabyLM corpus zip -> DATA_DIR")
     corpus.add_argument("--data_dir", default="data/babylm_data",
@@ -534,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     blimp.add_argument("--base_url", default=BLIMP_BASE_URL,
                        help="folder URL holding <paradigm>.jsonl (default: %(default)s)")
     blimp.add_argument("--paradigms", nargs="+", default=BLIMP_PARADIGMS, metavar="UID",
-                       help="paradigms to download (default: all 67, BLIMP_PARADIGMS in download.py)")
+                       help="paradigms to download (default: all 67, BLIMP_PARADIGMS in corpus/download.py)")
     for p in (corpus, blimp):
         p.add_argument("--timeout", type=_positive_float, default=TIMEOUT,
                        help="seconds to wait for a connection or for data (default: %(default)s)")

@@ -1,0 +1,1 @@
+"""The raw corpus before tokens: download, cleaning rules, statistics."""

@@ -1,0 +1,1 @@
+"""Tools: make bench."""
