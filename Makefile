@@ -68,7 +68,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench lint tensorboard clean clean_demo step1 blimp finetune report data eval_data stats
+.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp finetune report data eval_data stats
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -255,6 +255,17 @@ test: $(VENV_STAMP)
 BENCH_OPTS ?=
 bench: $(VENV_STAMP)
 	$(PY) -m tools.bench --out_dir $(SAVE_DIR)/bench $(BENCH_OPTS)
+
+# The pipeline on one CUDA GPU (tools/gpu_check.py): gpu_bundle prepares the data on the CPU (corpus slice,
+# BLiMP, tokenizers, packed cache into gpu_bundle/); gpu_check runs on the GPU machine's own python3
+# and writes $(SAVE_DIR)/gpu_check/gpu_check.md.
+GPU_DATA  ?= ../shared/data/babylm/2023
+GPU_BLIMP ?= ../shared/data/blimp_dev
+GPU_PY    ?= python3
+gpu_bundle: $(VENV_STAMP)
+	$(PY) -m tools.gpu_check bundle --data_dir $(GPU_DATA) --blimp_dir $(GPU_BLIMP) --out gpu_bundle
+gpu_check:
+	$(GPU_PY) -m tools.gpu_check run --bundle gpu_bundle --out $(SAVE_DIR)/gpu_check
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

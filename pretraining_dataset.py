@@ -20,9 +20,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
-from datasets import Dataset as HFDataset
 from torch.utils.data import Dataset
 
 from corpus.cleaning import clean_files, format_counts, rules_digest
@@ -117,6 +115,11 @@ def tokenize_and_pack(lines: list[str], tokenizer, block_size: int,
     Returns (blocks [n_blocks, block_size], tokens dropped at the end, tokens of
     each line). Blocks are uint16 when the vocabulary fits (every vocabulary of up
     to 65,536 tokens), else int32: half the bytes to read per training batch."""
+    # Imported here, not at the top: a run whose blocks are already cached (a GPU machine without
+    # `datasets`, see tools/gpu_check.py) never tokenizes, and needs neither library.
+    import pyarrow.compute as pc
+    from datasets import Dataset as HFDataset
+
     eos = tokenizer.eos_token_id
 
     def encode(batch: dict) -> dict:

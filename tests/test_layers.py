@@ -23,7 +23,7 @@ LAYERS = {
     "evaluation.testset": 3, "evaluation.blimp": 3, "evaluation.finetune": 3, "evaluation.learning_curve": 3,
     "evaluation.report": 3,
     # 4: the front end and tools
-    "argument_parser": 4, "run": 4, "tools.bench": 4,
+    "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4,
 }
 PACKAGES = ("training", "evaluation", "corpus", "tools")
 FRONT_END = {"run", "tools.bench"}  # the only importers of argument_parser

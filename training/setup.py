@@ -773,6 +773,10 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         # the kernels from the cache under --cache_dir and pay less.
         "compile_seconds": compile_seconds() if setup.args.compile else 0.0,
         "fast_path": setup.args.fast_path["summary"],
+        "parameters": count_parameters(setup.model),
+        # The CUDA allocator's peak of this process (None on other devices; the bench samples CPU memory).
+        "peak_memory_mb": (round(torch.cuda.max_memory_allocated(setup.device) / 2**20, 1)
+                           if setup.device.type == "cuda" else None),
     }
     if marks is not None:
         results["words_seen"] = marks.words
