@@ -67,8 +67,8 @@ class Paradigm:
     source: Path | None = None  # the jsonl file
 
     def duplicates(self) -> int:
-        """Pairs that repeat an earlier pair of the paradigm (each is scored and counted, as
-        the official scorer does)."""
+        """Pairs that repeat an earlier pair of the paradigm (each line is still scored and
+        counted as an item)."""
         return len(self.pairs) - len(set(self.pairs))
 
 
@@ -117,7 +117,7 @@ def warn_duplicates(paradigms: list[Paradigm], logger: RunLogger) -> None:
     for p in paradigms:
         if p.duplicates():
             logger.warning(f"{p.source}: {p.duplicates()} of its {len(p.pairs)} pairs repeat an earlier pair; "
-                           "each is scored and counted (as the official scorer does): deduplicate the file if "
+                           "each is scored and counted (every line is an item): deduplicate the file if "
                            "that is not intended")
 
 
