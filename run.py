@@ -137,14 +137,6 @@ ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_trai
 PRECISION_ACTIONS = ("train", "test", "blimp", "finetune", "curve")
 
 
-def _resolve_fast_path(args: argparse.Namespace) -> None:
-    """Choose precision and compiling from the hardware (training/hardware.py); each action logs
-    the choice when its inputs have been checked and its work starts."""
-    from training.hardware import resolve_fast_path
-
-    resolve_fast_path(args)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
     args = parse_args(argv)
@@ -158,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"the {args.action} action runs in one process: start it with python, not torchrun "
                             "(only train runs in several)")
         if args.action in PRECISION_ACTIONS:
-            _resolve_fast_path(args)
+            # Chosen before any input is read, so that an impossible --compile on writes nothing;
+            # each action logs the choice once its inputs are checked (training/hardware.py).
+            from training.hardware import resolve_fast_path
+
+            resolve_fast_path(args)
         ACTIONS[args.action](args)
     except UserError as e:
         if args.debug:

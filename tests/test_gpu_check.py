@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,18 +19,29 @@ from tools import gpu_check
 
 def test_the_bundle_trains_without_datasets_or_pyarrow(tmp_path):
     bundle = tmp_path / "bundle"
-    gpu_check.bundle(SAMPLE, ROOT / "data" / "sample_eval" / "blimp", bundle, block_size=32, vocab_size=600)
+    gpu_check.bundle(SAMPLE, ROOT / "data" / "sample_eval" / "blimp", bundle, vocab_size=600)
     assert (bundle / "tokenizer_clm" / "tokenizer.json").is_file() and (bundle / "blimp").is_dir()
     # The GPU machine has neither library: with both unimportable, a run from the bundle still trains.
     code = ("import sys; sys.modules['datasets'] = None; sys.modules['pyarrow'] = None; sys.modules['pyarrow.compute']"
             " = None; import run; sys.exit(run.main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "train", "--torch_training", "--data_dir", str(bundle / "data"),
                            "--cache_dir", str(bundle / "cache"), "--tokenizer_dir", str(bundle / "tokenizer_clm"),
-                           "--block_size", "32", "--hidden_size", "32", "--num_layers", "2", "--num_heads", "2",
+                           "--block_size", "128", "--hidden_size", "32", "--num_layers", "2", "--num_heads", "2",
                            "--max_steps", "2", "--output_dir", str(tmp_path / "run")],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "used cached dataset" in done.stderr
+    assert "used cached dataset" in done.stderr and "tokenized" not in done.stderr
+    # The bench step too, from a copy of the bundle elsewhere (as on the GPU machine).
+    moved = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(bundle, moved, symlinks=True)
+    shutil.rmtree(bundle)
+    code_bench = code.replace("import run; sys.exit(run.main(sys.argv[1:]))", "from tools import bench; bench.main()")
+    done = subprocess.run([sys.executable, "-c", code_bench, "--data_dir", str(moved / "data"), "--out_dir",
+                           str(moved / "bench"), "--models", "gpt2", "--sizes", "step2", "--loops", "plain_fp32",
+                           "--warmup", "1", "--steps", "1", "--repeats", "1", "--skip", "curves", "blimp", "packing"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tokenized" not in done.stderr and (moved / "bench" / "bench.json").is_file()
 
 
 def test_the_summary_computes_tokens_per_second_and_mfu(tmp_path):

@@ -56,7 +56,7 @@ from custom_models import build_model, count_parameters
 from evaluation.report import event_scalars
 from pretraining_dataset import read_lines, resolve_files, tokenize_and_pack
 from tokenizer import train_tokenizer
-from utils import write_json_atomic, write_text_atomic
+from utils import get_device, write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 SHARED_BLIMP = ROOT.parent / "shared" / "data" / "blimp_dev"
@@ -90,15 +90,18 @@ def model_args(model_type: str, vocab: int) -> argparse.Namespace:
 # --------------------------------------------------------------------------- matmul rate
 
 
-def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 20) -> float:
-    """Median TFLOP/s of an n x n x n product on the CPU in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 20, device: str = "cpu") -> float:
+    """Median TFLOP/s of an n x n x n product in `dtype` on `device` (the one training runs on)."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(min(3, repeats)):
         a @ b
     times = []
     for _ in range(repeats):
+        sync()
         started = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - started)
     return 2 * n**3 / statistics.median(times) / 1e12
 
@@ -159,16 +162,13 @@ def bench_data_dir(corpus: Path, out_dir: Path) -> Path:
     (folder / "babylm_10M").mkdir(parents=True)
     (folder / "babylm_dev").mkdir()
     for path in resolve_files(corpus, "train", None):
-        (folder / "babylm_10M" / path.name).symlink_to(path.resolve())
+        link = folder / "babylm_10M" / path.name
+        # Relative, so that a bundle made on one machine (tools/gpu_check.py) works on another.
+        link.symlink_to(os.path.relpath(path.resolve(), link.parent))
     dev = resolve_files(corpus, "validation", None)[0]
     lines = dev.read_text(encoding="utf-8").splitlines()[:400]
     (folder / "babylm_dev" / dev.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
-
-
-def _device(name: str = "auto") -> str:
-    """The device type a run with --device `name` trains on."""
-    return name if name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tokenizer_dir: Path,
@@ -187,7 +187,7 @@ def train_run(options: list[str], steps: int, data_dir: Path, out_dir: Path, tok
     else:
         import huggingface_trainer_loop as loop
     try:
-        with PeakMemory(_device(args.device)) as memory:  # as run.py trains
+        with PeakMemory(get_device(args.device).type) as memory:  # as run.py trains
             setup = training_setup.prepare_training(args)
             try:
                 loop.train(setup)
@@ -204,7 +204,7 @@ def bench_training(models: list[str], sizes: list[str], loops: list[str], tokeni
     in alternating order (A B C D, D C B A, ...) so a slow spell of the shared machine does
     not fall on one loop only; the row is the repeat with the fastest median step."""
     rows = []
-    emulated = set() if hardware.detect(torch.device(_device())).native_bf16 else EMULATED_LOOPS
+    emulated = set() if hardware.detect(get_device()).native_bf16 else EMULATED_LOOPS
     for size in sizes:
         for model_type in models:
             best: dict[str, dict] = {}
@@ -241,7 +241,8 @@ def _measure(size: str, model_type: str, loop: str, tokenizer_dirs: dict, data_d
         flops_per_token = 6 * (params - (1 - setup.args.mlm_probability) * head)
     return {
         "size": size, "model": model_type, "loop": loop, "options": " ".join(LOOPS[loop]),
-        "chosen": setup.args.fast_path["summary"].split(" (")[0], "measured_steps": measured,
+        "chosen": f"precision {setup.args.precision}, compile {'on' if setup.args.compile else 'off'}",
+        "measured_steps": measured,
         "parameters": params, "tokens_per_step": setup.tokens_per_step,
         "step_seconds": round(step_s, 4), "tokens_per_second": round(tokens_per_s, 1),
         "first_step_seconds": round(steps[0], 2), "peak_memory_mb": round(peak_mb, 1),
@@ -466,7 +467,7 @@ def main() -> None:
             train_tokenizer(files, folder, kind, args.vocab_size)
         tokenizers[kind] = AutoTokenizer.from_pretrained(folder)
 
-    hw = hardware.detect(torch.device(_device()))
+    hw = hardware.detect(get_device())
     info = {"torch_threads": torch.get_num_threads(), "cpu": hardware.cpu_name(), "torch": torch.__version__,
             "hardware": hw.describe() + (f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
             "auto_choice": f"precision {hardware.choose_precision('auto', hw)[0]}, compile "
@@ -475,8 +476,9 @@ def main() -> None:
             "warmup_steps": args.warmup, "measured_steps": args.steps, "repeats": args.repeats}
     # Emulated bf16 (no native support) runs the product hundreds of times slower: a smaller one, twice.
     bf16_size = {"n": 2048, "repeats": 20} if hw.native_bf16 else {"n": 512, "repeats": 2}
-    result = {"info": info, "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16, **bf16_size),
-                                       "fp32_tflops": matmul_tflops(torch.float32)},
+    device = get_device().type
+    result = {"info": info, "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16, **bf16_size, device=device),
+                                       "fp32_tflops": matmul_tflops(torch.float32, device=device)},
               "training": [], "ratios": [], "other": []}
     print(result["matmul"], flush=True)
     if "training" not in args.skip:

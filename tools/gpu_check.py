@@ -31,7 +31,13 @@ import sys
 import time
 from pathlib import Path
 
+from pretraining_dataset import load_splits, resolve_files
+from tokenizer import load_tokenizer
+from tools.bench import bench_data_dir, matmul_tflops
+
 ROOT = Path(__file__).resolve().parent.parent
+# Tokens per block of every run and of the cache the bundle packs (the bench trains on 128 too).
+BLOCK = 128
 # Dense bf16 tensor-core peaks from the datasheets, TFLOP/s (without sparsity).
 DATASHEET_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
 SIZES = {"step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"],
@@ -42,7 +48,7 @@ SIZES = {"step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "
 # --------------------------------------------------------------------------- bundle (CPU)
 
 
-def bundle(data_dir: Path, blimp_dir: Path, out: Path, block_size: int, vocab_size: int) -> None:
+def bundle(data_dir: Path, blimp_dir: Path, out: Path, vocab_size: int) -> None:
     """Copy the corpus and BLiMP into `out`, train the tokenizers and pack the cache there."""
     if out.exists():
         shutil.rmtree(out)
@@ -52,7 +58,15 @@ def bundle(data_dir: Path, blimp_dir: Path, out: Path, block_size: int, vocab_si
         _run_py(["tokenizer", "--data_dir", str(out / "data"), "--tokenizer_type", kind, "--vocab_size",
                  str(vocab_size), "--tokenizer_dir", str(out / f"tokenizer_{kind}")], cwd=ROOT)
         _run_py(["dataset", "--data_dir", str(out / "data"), "--tokenizer_dir", str(out / f"tokenizer_{kind}"),
-                 "--cache_dir", str(out / "cache"), "--block_size", str(block_size)], cwd=ROOT)
+                 "--cache_dir", str(out / "cache"), "--block_size", str(BLOCK)], cwd=ROOT)
+    # The bench's own corpus view (a short validation file), its tokenizers and cache: a GPU machine
+    # without `datasets` must not tokenize there either.
+    bench_dir = out / "bench"
+    bench_data = bench_data_dir(out / "data", bench_dir)  # train and validation only
+    for kind in ("clm", "mlm"):
+        shutil.copytree(out / f"tokenizer_{kind}", bench_dir / f"tokenizer_{kind}")
+        specs = [(split, resolve_files(bench_data, split, None)) for split in ("train", "validation")]
+        load_splits(specs, load_tokenizer(bench_dir / f"tokenizer_{kind}"), BLOCK, bench_dir / "cache")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"bundle ready: {out} ({size / 2**20:.1f} MiB; the working tree that travels must stay under 64 MiB)")
 
@@ -88,24 +102,6 @@ class Steps:
         return status == "ok"
 
 
-def matmul_tflops(device: str, dtype_name: str = "bfloat16", n: int = 8192, repeats: int = 20) -> float | None:
-    """The device's measured matmul rate (TFLOP/s) for an n x n x n product."""
-    import torch
-
-    if not device.startswith("cuda"):
-        return None
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e12
-
-
 def run_check(bundle_dir: Path, out: Path, smoke: bool, minutes: float) -> dict:
     """Every step of the check; returns (and writes) the summary."""
     import torch
@@ -115,11 +111,11 @@ def run_check(bundle_dir: Path, out: Path, smoke: bool, minutes: float) -> dict:
     device = "cuda" if cuda else "cpu"
     info = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
             "smoke": smoke, "cuda": torch.version.cuda if cuda else None}
-    info["bf16_matmul_tflops"] = matmul_tflops(device)
+    info["bf16_matmul_tflops"] = matmul_tflops(torch.bfloat16, n=8192, device=device) if cuda else None
     info["datasheet_bf16_tflops"] = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in info["device"]), None)
     steps = Steps(out, time.time() + minutes * 60)
     data = ["--data_dir", str(bundle_dir / "data"), "--cache_dir", str(bundle_dir / "cache"),
-            "--block_size", "128" if not smoke else "32"]
+            "--block_size", str(BLOCK)]
     tok = {kind: ["--tokenizer_dir", str(bundle_dir / f"tokenizer_{kind}")] for kind in ("clm", "mlm")}
     budget = "0.05" if smoke else "0.75"  # minutes of optimizer steps, compiling included
     blimp = ["--blimp_dir", str(bundle_dir / "blimp")]
@@ -154,7 +150,7 @@ def run_check(bundle_dir: Path, out: Path, smoke: bool, minutes: float) -> dict:
                                      "--nproc_per_node=1", "run.py", "train", "--torch_training", *data, *tok["clm"],
                                      "--output_dir", str(runs / "torchrun"), "--overwrite_output_dir",
                                      *SIZES["tiny" if smoke else "step2"], *few], limit_s=120)
-    bench_out = out / "bench"
+    bench_out = bundle_dir / "bench"  # its tokenizers and cache come with the bundle
     steps.run("bench", [sys.executable, "-m", "tools.bench", "--data_dir", str(bundle_dir / "data"), "--blimp_dir",
                         str(bundle_dir / "blimp"), "--out_dir", str(bench_out), "--models", "gpt2", "--sizes",
                         *(["step2"] if smoke else ["step2", "8x512"]), "--loops", "auto", "trainer", "--skip",
@@ -232,7 +228,6 @@ def main() -> None:
     b.add_argument("--data_dir", type=Path, default=ROOT.parent / "shared" / "data" / "babylm" / "2023")
     b.add_argument("--blimp_dir", type=Path, default=ROOT.parent / "shared" / "data" / "blimp_dev")
     b.add_argument("--out", type=Path, default=ROOT / "gpu_bundle")
-    b.add_argument("--block_size", type=int, default=128)
     b.add_argument("--vocab_size", type=int, default=16000)
     r = sub.add_parser("run", help="on the GPU machine: every step, then the summary")
     r.add_argument("--bundle", type=Path, default=ROOT / "gpu_bundle")
@@ -241,7 +236,7 @@ def main() -> None:
     r.add_argument("--smoke", action="store_true", help="tiny sizes and steps: the CPU-side check of this script")
     args = p.parse_args()
     if args.command == "bundle":
-        bundle(args.data_dir, args.blimp_dir, args.out, args.block_size, args.vocab_size)
+        bundle(args.data_dir, args.blimp_dir, args.out, args.vocab_size)
     else:
         print(markdown(run_check(args.bundle, args.out, args.smoke, args.minutes)))
 

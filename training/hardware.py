@@ -125,27 +125,25 @@ def choose_compile(requested: str, hw: Hardware) -> bool:
     return hw.device_type == "cpu" and hw.native_bf16 and not cannot
 
 
-def resolve_fast_path(args: argparse.Namespace, device: torch.device | None = None) -> list[str]:
+def resolve_fast_path(args: argparse.Namespace, device: torch.device | None = None) -> None:
     """Resolve args.precision and args.compile in place (see the module docstring), keep
-    the request, choice and hardware in args.fast_path (with the warning lines to show,
-    one per problem, which it also returns), and point torch.compile's caches below
-    --cache_dir. A namespace already resolved is left as it is."""
+    the request, the hardware, the logged summary and the warning lines to show (one per
+    problem) in args.fast_path, and point torch.compile's caches below --cache_dir. A
+    namespace already resolved is left as it is."""
     if hasattr(args, "fast_path"):
-        return args.fast_path["warnings"]
+        return
     device = device if device is not None else get_device(getattr(args, "device", "auto"))
     hw = detect(device)
     requested = {"precision": args.precision, "compile": args.compile}
     precision, warning = choose_precision(args.precision, hw)
     compile_ = choose_compile(args.compile, hw)
     args.precision, args.compile = precision, compile_
-    args.fast_path = {"requested": requested, "precision": precision, "compile": compile_,
-                      "hardware": asdict(hw), "summary": summary(precision, compile_, hw),
+    args.fast_path = {"requested": requested, "hardware": asdict(hw), "summary": summary(precision, compile_, hw),
                       "warnings": [warning] if warning else []}
     if compile_ and getattr(args, "cache_dir", None) and _USER_COMPILE_CACHE is None:
         # A rerun or resume of the same step then loads its compiled kernels instead of compiling
         # again (inductor reads this at each cache access); a TORCHINDUCTOR_CACHE_DIR of the user's wins.
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.cache_dir).resolve() / COMPILE_CACHE_DIR)
-    return args.fast_path["warnings"]
 
 
 def log_choice(logger, args: argparse.Namespace) -> None:
