@@ -5,8 +5,9 @@ token ids of the project's own tokenizer. GPT-2, Llama and BERT are stock
 transformers architectures, so a saved folder loads through AutoModelForCausalLM /
 AutoModelForMaskedLM / AutoModelForSequenceClassification with no custom code.
 The one exception is the hybrid GPT-BERT model (`gpt_bert`, hybrid_model.py): its
-folder carries its own code and loads with AutoModelForCausalLM and
-trust_remote_code=True (passed here for that model type only)."""
+folder carries its own code and loads with trust_remote_code=True (passed here for
+that model type only) through AutoModelForCausalLM (what this module loads: causal by
+default), AutoModelForMaskedLM (masked next-token mode) or AutoModel (the body)."""
 
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ prediction (Charpentier & Samuel, 2024).
 The head always predicts the NEXT token: the output at position t is a
 distribution over token t+1. What changes between the two objectives is the
 attention and the input:
-- causal (`bidirectional=False`, the default, what `AutoModelForCausalLM`
-  callers and lm-eval get): each position attends to itself and the positions
-  before it; the labels are the inputs (shifted inside `forward`, as in GPT-2);
+- causal (`bidirectional=False`, the default of `GPTBertForCausalLM`): each
+  position attends to itself and the positions before it; the labels are the
+  inputs (shifted inside `forward`, as in GPT-2);
 - masked next-token (`bidirectional=True`): some tokens are replaced by the mask
   token, every position attends to every other (not to padding), and masked
   token j is predicted at position j-1; the labels are the original tokens at
@@ -15,8 +15,20 @@ attention and the input:
 
 This file is self-contained (torch + transformers only) on purpose: it is
 registered with `register_for_auto_class`, so `save_pretrained` writes it beside
-the weights with an `auto_map` in config.json, and any folder loads with
-`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
+the weights with an `auto_map` in config.json (`GPTBertConfig` records all three
+model classes there), and any folder loads with `trust_remote_code=True` through:
+- `AutoModelForCausalLM` -> `GPTBertForCausalLM`: causal by default (lm-eval, the
+  BabyLM pipeline's `causal` backend); `forward(..., bidirectional=True)` is the
+  masked mode;
+- `AutoModelForMaskedLM` -> `GPTBertForMaskedLM`: always the masked next-token
+  mode (the BabyLM pipeline's `mntp` backend reads a masked token's prediction at
+  the position before it);
+- `AutoModel` -> `GPTBertModel`: the body's hidden states (`last_hidden_state`)
+  for fine-tuning, bidirectional by default; a [batch, query, key] attention
+  mask (the pipeline's causal fine-tuning) is applied as given.
+All three keep the body under `model.` (the head, `lm_head`, is tied to the
+token embeddings and not saved), so one folder loads into each with no missing
+or unexpected weights.
 
 Architecture: learned absolute positions, pre-LayerNorm blocks (multi-head
 attention through `scaled_dot_product_attention`, GELU MLP), a final LayerNorm
@@ -28,7 +40,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput, MaskedLMOutput
+
+# The module's own name ("hybrid_model"; also when transformers loads the copy in a saved folder,
+# as transformers_modules.<folder>.hybrid_model), as save_pretrained writes it in `auto_map`.
+_MODULE = __name__.rsplit(".", 1)[-1]
+# Every Auto class this file serves. save_pretrained records only the class of the object saved
+# (and AutoConfig), so the config carries all of them: a folder saved from any one class then
+# loads through each.
+AUTO_MAP = {"AutoConfig": f"{_MODULE}.GPTBertConfig", "AutoModel": f"{_MODULE}.GPTBertModel",
+            "AutoModelForCausalLM": f"{_MODULE}.GPTBertForCausalLM",
+            "AutoModelForMaskedLM": f"{_MODULE}.GPTBertForMaskedLM"}
 
 
 class GPTBertConfig(PretrainedConfig):
@@ -51,6 +73,8 @@ class GPTBertConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.mask_token_id = mask_token_id
+        # Entries read from a folder's config.json win (the Hub prefixes them with the repository).
+        kwargs["auto_map"] = {**AUTO_MAP, **(kwargs.get("auto_map") or {})}
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
 
@@ -86,8 +110,10 @@ class _Block(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
-class GPTBertModel(nn.Module):
-    """Embeddings + blocks + final norm: the hidden states, one per position."""
+class GPTBertBody(nn.Module):
+    """Embeddings + blocks + final norm: the hidden states, one per position. The training
+    objective and BLiMP call it directly (`custom_models.body_and_head`) so that the
+    vocabulary head runs only where there is a target."""
 
     def __init__(self, config: GPTBertConfig) -> None:
         super().__init__()
@@ -99,13 +125,18 @@ class GPTBertModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 bidirectional: bool = False) -> torch.Tensor:
+        """Hidden states [batch, length, hidden]. `attention_mask` is 1 for tokens and 0 for
+        padding, [batch, key]; or [batch, query, key], what each query may attend to (the
+        BabyLM pipeline's causal fine-tuning passes one), further made causal unless
+        `bidirectional`."""
         n = input_ids.size(1)
         positions = torch.arange(n, device=input_ids.device)
         x = self.drop(self.embed_tokens(input_ids) + self.embed_positions(positions))
         mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             # [batch, 1, query, key]: no query attends to padding (nor, causally, to later keys).
-            mask = attention_mask.bool()[:, None, None, :].expand(-1, 1, n, n)
+            allowed = attention_mask.bool()
+            mask = (allowed[:, None, None, :] if allowed.dim() == 2 else allowed[:, None]).expand(-1, 1, n, n)
             if not bidirectional:
                 mask = mask & torch.ones(n, n, dtype=torch.bool, device=input_ids.device).tril()
             # A padding query would attend to nothing (NaN); let it see itself. Its output is ignored.
@@ -116,29 +147,60 @@ class GPTBertModel(nn.Module):
 
 
 class GPTBertPreTrainedModel(PreTrainedModel):
+    """What the three loadable classes share: the config and the body under `model.`.
+
+    Every class keeps the body under the same name (`base_model_prefix`), so the
+    state-dict keys of a saved folder (`model.*`; `lm_head.weight` is tied and not
+    saved) are the same for all three: no key is renamed, missing or unexpected
+    whichever Auto class loads the folder."""
+
     config_class = GPTBertConfig
     base_model_prefix = "model"
     _supports_sdpa = True
 
-
-class GPTBertForCausalLM(GPTBertPreTrainedModel):
-    """The hybrid model with its next-token head. `forward(..., bidirectional=True)`
-    is the masked mode; the default is causal, so causal-LM tools use it unchanged."""
-
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    accepts_loss_kwargs = False  # forward returns a per-batch mean loss
-
     def __init__(self, config: GPTBertConfig) -> None:
         super().__init__(config)
-        self.model = GPTBertModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+        self.model = GPTBertBody(config)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.model.embed_tokens = value
+
+
+class GPTBertModel(GPTBertPreTrainedModel):
+    """The body alone (`AutoModel`): hidden states for fine-tuning with a head of one's own."""
+
+    # save_pretrained leaves the tied head out, but a folder written by a tool that saves tied
+    # weights holds it; the body has no use for it, so loading says nothing about it.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
+
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__(config)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                bidirectional: bool = True, **kwargs) -> BaseModelOutput:
+        """`last_hidden_state` [batch, length, hidden]. Bidirectional by default: a sequence
+        classifier reading the first position (the BabyLM pipeline's default) then sees the
+        whole input; a causal [batch, query, key] mask or `bidirectional=False` gives the
+        causal mode. Other keyword arguments (e.g. `token_type_ids`) are ignored."""
+        return BaseModelOutput(last_hidden_state=self.model(input_ids, attention_mask, bidirectional))
+
+
+class GPTBertForCausalLM(GPTBertPreTrainedModel):
+    """The hybrid model with its next-token head (`AutoModelForCausalLM`).
+    `forward(..., bidirectional=True)` is the masked mode; the default is causal, so
+    causal-LM tools use it unchanged."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = False  # forward returns a per-batch mean loss
+
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -159,5 +221,21 @@ class GPTBertForCausalLM(GPTBertPreTrainedModel):
         return CausalLMOutput(loss=loss, logits=logits)
 
 
+class GPTBertForMaskedLM(GPTBertForCausalLM):
+    """The same model and weights in the masked next-token mode only (`AutoModelForMaskedLM`),
+    for tools that score a masked LM: every position attends to every non-padding position,
+    and the logits at position t predict token t+1, so masked token i is read at i-1."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs) -> MaskedLMOutput:
+        """Logits [batch, length, vocab], position t predicting token t+1. `labels` as in
+        training's masked steps: the original token at each masked position, -100 elsewhere
+        (the shift to the predicting position happens inside)."""
+        out = super().forward(input_ids, attention_mask, labels, bidirectional=True, **kwargs)
+        return MaskedLMOutput(loss=out.loss, logits=out.logits)
+
+
 GPTBertConfig.register_for_auto_class()
+GPTBertModel.register_for_auto_class("AutoModel")
 GPTBertForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+GPTBertForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")

@@ -1,11 +1,17 @@
 """The GPT-BERT hybrid model: causal mode never looks ahead, masked mode does; the
 saved folder reloads through AutoModelForCausalLM (trust_remote_code) to the same
-logits; the step schedule of masked and causal batches; both loops train it and
-log both losses; BLiMP's masked next-token PLL against a one-sentence brute force."""
+logits, and in a fresh process outside the repository through AutoModelForCausalLM,
+AutoModelForMaskedLM (masked next-token mode) and AutoModel (the body); the step
+schedule of masked and causal batches; both loops train it and log both losses;
+BLiMP's masked next-token PLL against a one-sentence brute force."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +20,7 @@ from conftest import ROOT, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from custom_models import build_model, is_causal, load_model
+from custom_models import body_and_head, build_model, is_causal, load_model, load_model_and_tokenizer
 from evaluation.blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from tokenizer import load_tokenizer
 from training.setup import hybrid_step_is_masked, masked_share_at, save_model_folder, training_batch
@@ -85,6 +91,79 @@ def test_save_and_reload_through_auto_classes_gives_the_same_logits(hybrid, tmp_
                 assert torch.allclose(model(ids, bidirectional=bidirectional).logits,
                                       reloaded(ids, bidirectional=bidirectional).logits, atol=1e-6)
     assert external.lm_head.weight.data_ptr() == external.model.embed_tokens.weight.data_ptr()  # still tied
+
+
+# Run by a fresh interpreter outside the repository: what the BabyLM evaluation pipeline does
+# (each Auto class with trust_remote_code; `[0]` / ["logits"] as its backends read them).
+EXTERNAL_LOADER = """
+import importlib.util, sys, torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+assert importlib.util.find_spec("custom_models") is None, "the repository is importable"
+folder, inputs, out = sys.argv[1:]
+batch = torch.load(inputs)
+ids, mask, labels = batch["ids"], batch["mask"], batch["labels"]
+result = {}
+with torch.no_grad():
+    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM, AutoModel):
+        model, info = auto.from_pretrained(folder, trust_remote_code=True, output_loading_info=True)
+        result[auto.__name__ + " class"] = type(model).__name__
+        result[auto.__name__ + " keys"] = sorted(info["missing_keys"]) + sorted(info["unexpected_keys"])
+        model.eval()
+        if auto is AutoModel:
+            result["hidden"] = model(ids, mask).last_hidden_state
+            result["hidden_causal_3d"] = model(ids, batch["causal_mask_3d"])[0]
+        elif auto is AutoModelForMaskedLM:
+            output = model(input_ids=ids, attention_mask=mask, labels=labels)
+            result["masked"], result["masked_loss"] = output["logits"], output.loss
+        else:
+            result["causal"] = model(input_ids=ids, attention_mask=mask)[0]
+torch.save(result, out)
+"""
+
+
+def test_fresh_process_loads_the_folder_through_all_three_auto_classes(hybrid, tmp_path):
+    model, tok, args = hybrid
+    save_model_folder(model, tok, args, tmp_path / "saved")  # the training's own code path
+    auto_map = json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"]
+    assert {auto_map[name] for name in ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModel")} == {
+        "hybrid_model.GPTBertForCausalLM", "hybrid_model.GPTBertForMaskedLM", "hybrid_model.GPTBertModel"}
+    # A copy elsewhere, loaded by a process whose cwd and PYTHONPATH are not the repository:
+    # the folder must carry all the code it needs.
+    folder = shutil.copytree(tmp_path / "saved", tmp_path / "elsewhere" / "model")
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"].clone(), enc["attention_mask"]
+    ids[:, 2] = tok.mask_token_id  # masked next-token input: token 2 is predicted at position 1
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = enc["input_ids"][:, 2]
+    # The pipeline's causal fine-tuning mask: [batch, query, key], padding and later keys masked.
+    causal_mask_3d = mask[:, None, :].repeat(1, ids.size(1), 1).tril()
+    torch.save({"ids": ids, "mask": mask, "labels": labels, "causal_mask_3d": causal_mask_3d}, tmp_path / "in.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))  # no writes to ~/.cache
+    proc = subprocess.run([sys.executable, "-c", EXTERNAL_LOADER, str(folder), str(tmp_path / "in.pt"),
+                           str(tmp_path / "out.pt")], cwd=tmp_path / "elsewhere", env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    external = torch.load(tmp_path / "out.pt")
+    assert [external[f"{name} class"] for name in ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModel")] == [
+        "GPTBertForCausalLM", "GPTBertForMaskedLM", "GPTBertModel"]
+    for name in ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModel"):
+        assert external[f"{name} keys"] == [], name  # no missing or unexpected weights
+
+    ours, _ = load_model_and_tokenizer(tmp_path / "saved")
+    body, head = body_and_head(ours)
+    with torch.no_grad():
+        causal = ours(ids, attention_mask=mask).logits
+        hidden = body(ids, mask, bidirectional=True)  # as BLiMP's masked next-token scoring runs it
+        masked = head(hidden)
+        masked_loss = ours(ids, attention_mask=mask, labels=labels, bidirectional=True).loss
+        hidden_causal = body(ids, mask)
+    torch.testing.assert_close(external["causal"], causal)
+    torch.testing.assert_close(external["masked"], masked)
+    torch.testing.assert_close(external["masked_loss"], masked_loss)
+    torch.testing.assert_close(external["hidden"], hidden)
+    torch.testing.assert_close(external["hidden_causal_3d"], hidden_causal)
+    assert not torch.allclose(external["masked"], external["causal"], atol=1e-3)  # the two modes differ
 
 
 def test_hybrid_needs_a_mask_token(make_args, tmp_path):
