@@ -4,6 +4,7 @@
 #
 #   make demo                  whole chain on data/sample, tiny models (< 5 min on 2 CPU cores)
 #   make data / make eval_data download the BabyLM corpus into $(DATA_DIR) / BLiMP into $(BLIMP_DIR)
+#                              and the official 2025 evaluation data into $(EVAL_DIR)
 #   make test                  the test suite (and ruff)
 #   make step2_2               tokenizer -> small GPT-2 -> its test, on $(DATA_DIR)
 #   make step2_1 NPROC=4       train data-parallel in 4 processes (torchrun; docs/distributed.md)
@@ -24,6 +25,8 @@ DATA_DIR    ?= data/babylm_data
 TRAIN_SPLIT ?= babylm_10M
 SAVE_DIR    ?= save_dir
 BLIMP_DIR   ?= data/blimp
+# The official BabyLM 2025 evaluation data (make eval_data): $(EVAL_DIR)/full_eval and $(EVAL_DIR)/fast_eval.
+EVAL_DIR    ?= data/official_eval
 GLUE_DIR    ?= data/glue
 EASY_FILES  ?= aochildes open_subtitles qed simple_wikipedia switchboard
 HARD_FILES  ?= bnc_spoken cbt children_stories gutenberg wikipedia
@@ -68,7 +71,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp finetune report data eval_data stats
+.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp finetune report data eval_data eval_data_blimp eval_data_official stats
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -189,16 +192,26 @@ include experiments.mk
 
 # ----------------------------------------------------------------------------- downloads
 # make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms
-# into $(BLIMP_DIR). Checked (corpus: size + sha256) before anything is installed, resumable
-# (rerun after a broken download), and a no-op once installed. Another release or a mirror:
+# into $(BLIMP_DIR) (eval_data_blimp) and the official BabyLM 2025 evaluation data, full_eval/ and
+# fast_eval/, into $(EVAL_DIR) (eval_data_official). Checked before anything is installed (corpus:
+# size + sha256; BLiMP and the official data: every line of every file), resumable (rerun after a
+# broken download), and a no-op once installed. Another release or a mirror:
 #   make data CORPUS_OPTS="--url URL --sha256 HEX --size BYTES"
+# The official data's release pins no checksum: EVAL_OPTS="--sha256 HEX --size BYTES" pins a copy,
+# EVAL_OPTS="--url URL" picks a mirror, EVAL_OPTS="--from DIR" installs a folder downloaded by hand.
 CORPUS_OPTS ?=
+EVAL_OPTS   ?=
 
 data: $(VENV_STAMP)
 	$(PY) -m corpus.download corpus --data_dir $(DATA_DIR) $(CORPUS_OPTS)
 
-eval_data: $(VENV_STAMP)
+eval_data: eval_data_blimp eval_data_official
+
+eval_data_blimp: $(VENV_STAMP)
 	$(PY) -m corpus.download blimp --blimp_dir $(BLIMP_DIR)
+
+eval_data_official: $(VENV_STAMP)
+	$(PY) -m corpus.download official_eval --eval_dir $(EVAL_DIR) $(EVAL_OPTS)
 
 # Corpus statistics per split and file (+ tokens per word once step1 ran) -> $(SAVE_DIR)/stats/.
 stats: $(VENV_STAMP)

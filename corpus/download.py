@@ -1,7 +1,9 @@
-"""Download the BabyLM corpus and the BLiMP evaluation sets.
+"""Download the BabyLM corpus, the BLiMP evaluation sets and the official evaluation data.
 
-    python corpus/download.py corpus [--data_dir data/babylm_data] [--url URL --sha256 HEX --size N]
-    python corpus/download.py blimp  [--blimp_dir data/blimp] [--base_url URL] [--paradigms NAME ...]
+    python -m corpus.download corpus [--data_dir data/babylm_data] [--url URL --sha256 HEX --size N]
+    python -m corpus.download blimp  [--blimp_dir data/blimp] [--base_url URL] [--paradigms NAME ...]
+    python -m corpus.download official_eval [--eval_dir data/official_eval] [--url URL --sha256 HEX --size N]
+    python -m corpus.download official_eval [--eval_dir data/official_eval] --from FOLDER
 
 `corpus` fetches the 2023 BabyLM release zip (the one the original experiment
 used; `--url/--sha256/--size` select a mirror or another release), checks its
@@ -10,12 +12,18 @@ that DATA_DIR/babylm_10M/*.train, babylm_dev/*.dev, babylm_test/*.test exist.
 `blimp` fetches the 67 BLiMP paradigms, one `<paradigm>.jsonl` each, into
 BLIMP_DIR (BLiMP publishes no checksums, so each file is only checked to be
 non-empty jsonl whose every line has `sentence_good` and `sentence_bad`).
+`official_eval` fetches the BabyLM 2025 evaluation data (the `evaluation_data`
+folder of evaluation-pipeline-2025's OSF project, as one zip) and installs its
+`full_eval/` and `fast_eval/` in EVAL_DIR, once every task file decodes line by
+line (evaluation/tasks.py) and the reading CSV has its columns; the release
+pins no checksum, so `--sha256/--size` are unchecked unless given. `--from`
+installs a copy of that folder downloaded by hand, with the same checks.
 
-What both guarantee:
+What all three guarantee:
 - Nothing half-done at the destination: files are downloaded next to it
-  (`DATA_DIR.zip.part`, `BLIMP_DIR.part/`), checked, and only then moved into
-  place with one rename. An interrupted or bad download leaves the destination
-  absent (or as it was).
+  (`DATA_DIR.zip.part`, `BLIMP_DIR.part/`, `EVAL_DIR.zip.part`), checked, and
+  only then moved into place with one rename. An interrupted or bad download
+  leaves the destination absent (or as it was).
 - Resume: a broken connection keeps what arrived; the next attempt asks for the
   rest with `Range: bytes=N-` (and starts over if the server ignores that).
   Each run retries a broken transfer itself (`--retries`, default 3, waiting
@@ -34,6 +42,7 @@ Errors are `utils.UserError`; the CLI prints them as one line and exits 1."""
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
 import json
 import os
@@ -44,6 +53,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +61,8 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from utils import UserError, sha256_of, temp_dir_beside
+from evaluation.tasks import READING_FILE, TASKS, find_tasks, read_task
+from utils import UserError, sha256_of, temp_dir_beside, write_failure
 
 # --------------------------------------------------------------------------- sources
 
@@ -88,6 +99,22 @@ BLIMP_PARADIGMS = (
     "wh_vs_that_no_gap", "wh_vs_that_no_gap_long_distance", "wh_vs_that_with_gap",
     "wh_vs_that_with_gap_long_distance",
 )
+
+# The official BabyLM 2025 evaluation data: evaluation-pipeline-2025's README says to "download the
+# evaluation_data folder" of the OSF project below (full_eval/ and fast_eval/, one folder per task).
+# OSF serves a folder as a zip built on request (its `?zip=` link) and the README pins no checksum,
+# size or version, so by default neither the size nor the sha256 is checked: every line of every task
+# file is (--sha256/--size pin a copy). The folder id in the URL is the one public download scripts
+# use for evaluation_data (not checked from here); if OSF moves it, pass --url (or download by hand, --from).
+OFFICIAL_EVAL_PAGE = "https://osf.io/ryjfm/"
+OFFICIAL_EVAL_URL = "https://files.osf.io/v1/resources/ryjfm/providers/osfstorage/6819f54f5dc6fc2bff0a7bba/?zip="
+EVAL_SETS = ("full_eval", "fast_eval")
+# The release ships EWoK's fast set as an encrypted ewok_fast.zip (unpacked here when it sits in a set,
+# fast_eval/ by its name); the pipeline's README gives this password for it.
+EWOK_FAST_PASSWORD = "BabyLM2025"
+# The columns evaluation-pipeline-2025's reading evaluation reads from reading/reading_data.csv.
+READING_COLUMNS = ("item", "word", "prev_item", "prev_word", "Subtlex_log10", "length", "context_length",
+                   "prev_length", "RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound", "self_paced_reading_time")
 
 MARKER = ".download.json"  # hidden, so neither the corpus globs nor evaluation/blimp.py's *.jsonl see it
 TIMEOUT = 30.0  # seconds per connect and per read
@@ -334,19 +361,7 @@ def _install_zip(zip_path: Path, data_dir: Path, marker: dict, progress: bool = 
         # A plain subfolder (not mkdtemp's, which is private 0700) becomes data_dir when the zip has no top folder.
         unpacked = tmp / "unpacked"
         unpacked.mkdir()
-        try:
-            with zipfile.ZipFile(zip_path) as zf:
-                members = zf.infolist()
-                # extract() drops absolute paths and '..', so no member lands outside `unpacked`.
-                with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True,
-                          unit_divisor=1024, desc="unpacking", disable=not progress, leave=False) as bar:
-                    for member in members:
-                        zf.extract(member, unpacked)
-                        bar.update(member.file_size)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
-            zip_path.unlink()
-            raise UserError(f"{zip_path} is not a readable zip ({e}): it was deleted and nothing was installed; "
-                            "rerun to download it again") from None
+        _unzip_download(zip_path, unpacked, progress)
         content = _content_root(unpacked, zip_path)
         missing = [name for name in ("babylm_dev", "babylm_test") if not (content / name).is_dir()]
         if not any((content / name).is_dir() for name in ("babylm_10M", "babylm_100M")):
@@ -362,11 +377,40 @@ def _install_zip(zip_path: Path, data_dir: Path, marker: dict, progress: bool = 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _content_root(unpacked: Path, zip_path: Path) -> Path:
-    """The folder to install: the zip's single top folder, unless that is itself a corpus folder.
+def _extract_all(zip_path: Path, dest: Path, progress: bool, password: bytes | None = None) -> None:
+    """Unpack every member of `zip_path` under `dest`, with a progress bar; zipfile's errors pass
+    through (BadZipFile also for a member whose CRC does not match). `password` opens members
+    encrypted with the classic zip cipher and is ignored for the others."""
+    with zipfile.ZipFile(zip_path) as zf:
+        members = zf.infolist()
+        # extract() drops absolute paths and '..', so no member lands outside `dest`.
+        with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True,
+                  unit_divisor=1024, desc="unpacking", disable=not progress, leave=False) as bar:
+            for member in members:
+                zf.extract(member, dest, pwd=password)
+                bar.update(member.file_size)
 
-    macOS zips carry a `__MACOSX/` folder of resource forks beside the content; it is ignored."""
-    entries = [p for p in unpacked.iterdir() if p.name not in ("__MACOSX", ".DS_Store")]
+
+def _unzip_download(zip_path: Path, dest: Path, progress: bool) -> None:
+    """_extract_all for a downloaded zip: one that does not unpack is deleted (so a rerun
+    downloads it afresh instead of resuming it) and reported as a UserError."""
+    try:
+        _extract_all(zip_path, dest, progress)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
+        zip_path.unlink()
+        raise UserError(f"{zip_path} is not a readable zip ({e}): it was deleted and nothing was installed; "
+                        "rerun to download it again") from None
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries without the `__MACOSX/` resource forks and `.DS_Store` files that
+    macOS puts beside the content of the zips it makes."""
+    return [p for p in folder.iterdir() if p.name not in ("__MACOSX", ".DS_Store")]
+
+
+def _content_root(unpacked: Path, zip_path: Path) -> Path:
+    """The folder to install: the zip's single top folder, unless that is itself a corpus folder."""
+    entries = _entries(unpacked)
     if not entries:
         raise UserError(f"{zip_path} is an empty zip: nothing was installed; check --url")
     if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in CORPUS_FOLDERS:
@@ -472,6 +516,235 @@ def _check_blimp_file(path: Path, url: str) -> None:
         bad("empty")
 
 
+# --------------------------------------------------------------------------- the official evaluation data
+
+
+class _InvalidData(UserError):
+    """A task file of the official evaluation data that does not decode (named by file and line)."""
+
+
+def download_official_eval(eval_dir: str | Path = "data/official_eval", url: str = OFFICIAL_EVAL_URL,
+                           sha256: str | None = None, size: int | None = None, *,
+                           zip_password: str | None = EWOK_FAST_PASSWORD, timeout: float = TIMEOUT,
+                           retries: int = RETRIES, retry_wait: float = RETRY_WAIT, progress: bool = True) -> bool:
+    """Download the official evaluation data zip, check it and install its full_eval/ and fast_eval/
+    folders in `eval_dir`; False if `eval_dir` already holds them.
+
+    As the corpus: `eval_dir` must be absent, empty or already hold the data;
+    the zip collects in `<eval_dir>.zip.part` (resumed when the server allows
+    it), is checked against `size` and `sha256` when given (the release pins
+    neither, so both default to None), unpacked beside `eval_dir`, and installed
+    with one rename only once every task file has been decoded line by line
+    (evaluation/tasks.py) and the reading CSV has its columns. A zip that does
+    not unpack, or whose data does not decode, is deleted (a rerun downloads it
+    afresh) and nothing is installed."""
+    eval_dir = Path(eval_dir)
+    if sha256 is not None:
+        sha256 = sha256.lower()
+    if _official_eval_present(eval_dir, sha256):
+        return False
+    part = eval_dir.with_name(eval_dir.name + ".zip.part")
+    hint = (f"or download the evaluation_data folder from {OFFICIAL_EVAL_PAGE} another way and install it with "
+            "`python -m corpus.download official_eval --from FOLDER` (checked as usual), or rerun with "
+            "--url file:///ABSOLUTE/PATH/TO/evaluation_data.zip")
+    resumed = f" (resuming after {part.stat().st_size} bytes)" if part.exists() else ""
+    print(f"downloading {url} -> {part}{resumed}")
+    fetch(url, part, size, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
+    digest = verify_file(part, size, sha256, url)
+    marker = {"url": url, "sha256": digest, "size": part.stat().st_size, "downloaded": _now(),
+              "by": "corpus/download.py official_eval"}
+    tmp = temp_dir_beside(eval_dir)
+    try:
+        unpacked = tmp / "unpacked"
+        unpacked.mkdir()
+        _unzip_download(part, unpacked, progress)
+        root = _eval_sets_root(unpacked)
+        if root is None:
+            part.unlink()
+            raise UserError(f"{url} gave a zip with no full_eval/ or fast_eval/ folder: it was deleted and nothing "
+                            f"was installed; check --url (the evaluation_data folder of {OFFICIAL_EVAL_PAGE})")
+        try:
+            _install_sets(root, eval_dir, tmp, marker, copy=False, zip_password=zip_password)
+        except _InvalidData as e:
+            part.unlink()
+            raise UserError(f"{url} gave invalid evaluation data: {e}; the download was deleted and nothing "
+                            "was installed") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    part.unlink()
+    return True
+
+
+def install_official_eval(source: str | Path, eval_dir: str | Path = "data/official_eval", *,
+                          zip_password: str | None = EWOK_FAST_PASSWORD) -> bool:
+    """Install a copy of the official evaluation data placed by hand (`source`: the release's
+    evaluation_data folder, holding full_eval/ and/or fast_eval/) in `eval_dir`, with the download's
+    checks and atomic install; `source` is left as it is. False if `eval_dir` already holds the data."""
+    source, eval_dir = Path(source), Path(eval_dir)
+    if not source.is_dir():
+        raise UserError(f"--from '{source}' is not a folder: pass the release's evaluation_data folder "
+                        "(holding full_eval/ and/or fast_eval/)")
+    root = _eval_sets_root(source)
+    if root is None:
+        raise UserError(f"'{source}' holds no full_eval/ or fast_eval/ folder (nor an evaluation_data/ folder "
+                        f"holding them): pass the evaluation_data folder of {OFFICIAL_EVAL_PAGE}")
+    if _official_eval_present(eval_dir, None):
+        return False
+    marker = {"from": str(root.resolve()), "installed": _now(), "by": "corpus/download.py official_eval --from"}
+    tmp = temp_dir_beside(eval_dir)
+    try:
+        try:
+            _install_sets(root, eval_dir, tmp, marker, copy=True, zip_password=zip_password)
+        except _InvalidData as e:
+            raise UserError(f"'{root}' holds invalid evaluation data: {e}; nothing was installed") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def _official_eval_present(eval_dir: Path, sha256: str | None) -> bool:
+    """True (and says so) if `eval_dir` already holds the official evaluation data; False if it
+    is free to install into; a UserError if it holds something else, which is never overwritten."""
+    if not eval_dir.exists():
+        return False
+    if not eval_dir.is_dir():
+        raise UserError(f"{eval_dir} exists and is not a folder: move it away or pass another --eval_dir")
+    marker = _read_marker(eval_dir)
+    if marker is not None:
+        origin = marker.get("url") or marker.get("from")
+        if sha256 is None or marker.get("sha256") == sha256:
+            print(f"{eval_dir} already holds the official evaluation data (from {origin}): nothing done")
+            return True
+        raise UserError(f"{eval_dir} holds another download (sha256 {marker.get('sha256')} from {origin}), not "
+                        f"the requested {sha256}: pass another --eval_dir, or delete {eval_dir} to replace it")
+    if _is_empty_dir(eval_dir):
+        return False
+    if any((eval_dir / name).is_dir() for name in EVAL_SETS):
+        print(f"{eval_dir} already holds {' and '.join(n + '/' for n in EVAL_SETS if (eval_dir / n).is_dir())} "
+              "(placed there by hand, not checked): nothing done. To check it, move it away and install it "
+              "with --from")
+        return True
+    raise UserError(f"{eval_dir} exists but holds neither an installed copy ({MARKER}) nor full_eval/ or "
+                    "fast_eval/: refusing to overwrite it; move it away, or pass another --eval_dir")
+
+
+def _eval_sets_root(folder: Path) -> Path | None:
+    """The folder holding full_eval/ and/or fast_eval/: `folder` itself, or its evaluation_data/ or
+    only subfolder (a zip of the release's evaluation_data folder may or may not keep that name)."""
+    children = [p for p in _entries(folder) if p.is_dir()]
+    candidates = [folder, *(p for p in children if p.name == "evaluation_data" or len(children) == 1)]
+    return next((c for c in candidates if any((c / name).is_dir() for name in EVAL_SETS)), None)
+
+
+def _install_sets(root: Path, eval_dir: Path, tmp: Path, marker: dict, *, copy: bool,
+                  zip_password: str | None) -> None:
+    """Stage root's sets in `tmp` (copied, or moved when `root` is already an unpacked download),
+    unpack the zips they hold, decode every task file, then write the marker (with the items per
+    task folder) and rename the staged folder to `eval_dir`. _InvalidData for a bad line."""
+    staged = tmp / "eval"
+    staged.mkdir()
+    names = [name for name in EVAL_SETS if (root / name).is_dir()]
+    password = zip_password.encode("utf-8") if zip_password else None
+    for name in names:
+        try:
+            if copy:
+                shutil.copytree(root / name, staged / name)
+            else:
+                os.replace(root / name, staged / name)
+            _unpack_nested_zips(staged / name, password)
+        except OSError as e:  # a full disk, a folder we may not write
+            raise write_failure(eval_dir, e) from None
+    counts = _check_sets(staged, names)
+    _write_marker(staged, {**marker, "items": counts})
+    _move_into_place(staged, eval_dir)
+    for name in names:
+        print(f"{eval_dir}/{name}: " + ", ".join(f"{folder} {n}" for folder, n in counts[name].items()))
+    missing = [name for name in EVAL_SETS if name not in names]
+    print(f"installed the official evaluation data in {eval_dir}"
+          + (f" (the source has no {' or '.join(m + '/' for m in missing)})" if missing else ""))
+
+
+def _unpack_nested_zips(set_dir: Path, password: bytes | None) -> None:
+    """Unpack each zip a set holds in place of a task folder (the release ships EWoK's fast set as an
+    encrypted ewok_fast.zip) into a folder named after it, then delete the zip. A zip that does not open here
+    (another cipher or password, a damaged file) is installed as it is, with a warning, since the
+    rest of the data is usable without it; a folder of the zip's name already there is kept."""
+    for archive in sorted(set_dir.glob("*.zip")):
+        target = set_dir / archive.stem
+        if target.exists():
+            continue
+        scratch = set_dir / f".{archive.stem}.unpacking"
+        try:
+            _extract_all(archive, scratch, progress=False, password=password)
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError,
+                zlib.error) as e:  # RuntimeError: encrypted, bad password; NotImplementedError: AES
+            shutil.rmtree(scratch, ignore_errors=True)
+            print(f"warning: {set_dir.name}/{archive.name} does not unpack ({e}): it is installed as it is; "
+                  f"unpack it by hand into {set_dir.name}/{target.name}/", file=sys.stderr)
+            continue
+        entries = _entries(scratch)
+        os.replace(entries[0] if len(entries) == 1 and entries[0].is_dir() else scratch, target)
+        shutil.rmtree(scratch, ignore_errors=True)
+        archive.unlink()
+
+
+def _check_sets(staged: Path, names: list[str]) -> dict[str, dict[str, int]]:
+    """Items per task folder (rows for reading/) of each set, after decoding every line of every
+    task file; _InvalidData naming the first bad file and line relative to `staged` (the same
+    path as in the source), or a set holding no task folder at all. Other folders (glue_filtered,
+    ...) are not checked."""
+    known = sorted({folder for folders, _ in TASKS.values() for folder in folders} | {READING_FILE.parent.name})
+    counts = {}
+    try:
+        for name in names:
+            set_dir = staged / name
+            found = {}
+            for task, folder in find_tasks(set_dir):
+                # A task folder without *.jsonl (a format nothing here reads) must not block the others.
+                if not any(folder.glob("*.jsonl")):
+                    print(f"warning: {name}/{folder.name} holds no *.jsonl file: installed as it is, not checked",
+                          file=sys.stderr)
+                    continue
+                found[folder.name] = len(read_task(task, folder).items)
+            if (set_dir / READING_FILE).is_file():
+                found[READING_FILE.parent.name] = _check_reading_csv(set_dir / READING_FILE)
+            if not found:
+                raise UserError(f"{set_dir} holds none of the task folders {', '.join(known)}")
+            counts[name] = found
+    except UserError as e:
+        raise _InvalidData(str(e).replace(f"{staged}{os.sep}", "")) from None
+    return counts
+
+
+def _check_reading_csv(path: Path) -> int:
+    """The rows of the reading-times CSV, after checking that its header names every column the
+    reading evaluation reads (READING_COLUMNS) and that every row has the header's number of fields."""
+    rows = 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a spreadsheet's BOM is not a column
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise UserError(f"{path} is empty: restore the file")
+            missing = [c for c in READING_COLUMNS if c not in header]
+            if missing:
+                raise UserError(f"{path} has no column {', '.join(missing)}: not the release's reading data")
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise UserError(f"{path}:{reader.line_num} has {len(row)} fields, the header {len(header)}: "
+                                    "fix that line")
+                rows += 1
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not valid UTF-8: restore the file") from None
+    except csv.Error as e:
+        raise UserError(f"{path}:{reader.line_num} is not valid CSV ({e}): fix that line") from None
+    if not rows:
+        raise UserError(f"{path} has a header but no rows: restore the file")
+    return rows
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -515,8 +788,9 @@ def _count_arg(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of `python corpus/download.py corpus|blimp [options]`."""
-    parser = _Parser(prog="python -m corpus.download", description="Download the BabyLM corpus or the BLiMP paradigms.")
+    """The parser of `python -m corpus.download corpus|blimp|official_eval [options]`."""
+    parser = _Parser(prog="python -m corpus.download",
+                     description="Download the BabyLM corpus, the BLiMP paradigms or the official evaluation data.")
     sub = parser.add_subparsers(dest="what", required=True, parser_class=_Parser)
     corpus = sub.add_parser("corpus", help="the BabyLM corpus zip -> DATA_DIR")
     corpus.add_argument("--data_dir", default="data/babylm_data",
@@ -535,7 +809,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder URL holding <paradigm>.jsonl (default: %(default)s)")
     blimp.add_argument("--paradigms", nargs="+", default=BLIMP_PARADIGMS, metavar="UID",
                        help="paradigms to download (default: all 67, BLIMP_PARADIGMS in corpus/download.py)")
-    for p in (corpus, blimp):
+    official = sub.add_parser("official_eval", help="the official BabyLM 2025 evaluation data -> EVAL_DIR")
+    official.add_argument("--eval_dir", default="data/official_eval",
+                          help="where to install full_eval/ and fast_eval/ (default: %(default)s)")
+    source = official.add_mutually_exclusive_group()
+    source.add_argument("--url", default=OFFICIAL_EVAL_URL,
+                        help="zip of the release's evaluation_data folder (default: OSF's, %(default)s)")
+    source.add_argument("--from", dest="from_dir", metavar="DIR",
+                        help="install a copy of a folder placed by hand (the evaluation_data folder, holding "
+                        "full_eval/ and/or fast_eval/) instead of downloading; checked the same way")
+    official.add_argument("--sha256", type=_sha256_arg, default=None,
+                          help="expected sha256 of the zip (default: unchecked, the release pins none)")
+    official.add_argument("--size", type=_size_arg, default=None,
+                          help="expected size of the zip in bytes (default: unchecked, the release pins none)")
+    official.add_argument("--zip_password", default=EWOK_FAST_PASSWORD,
+                          help="password of the zips inside a set (fast_eval/ewok_fast.zip; default: the one "
+                          "the pipeline's README gives)")
+    for p in (corpus, blimp, official):
         p.add_argument("--timeout", type=_positive_float, default=TIMEOUT,
                        help="seconds to wait for a connection or for data (default: %(default)s)")
         p.add_argument("--retries", type=_count_arg, default=RETRIES,
@@ -547,13 +837,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a UserError is one line `error: ...` on stderr and exit code 1."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.what == "official_eval" and args.from_dir and (args.sha256 or args.size):
+        parser.error("--sha256 and --size check a downloaded zip: they do not apply to --from")
     common = {"timeout": args.timeout, "retries": args.retries, "progress": not args.no_progress}
     try:
         if args.what == "corpus":
             download_corpus(args.data_dir, args.url, args.sha256, args.size, **common)
-        else:
+        elif args.what == "blimp":
             download_blimp(args.blimp_dir, args.base_url, args.paradigms, **common)
+        elif args.from_dir:
+            install_official_eval(args.from_dir, args.eval_dir, zip_password=args.zip_password)
+        else:
+            download_official_eval(args.eval_dir, args.url, args.sha256, args.size,
+                                   zip_password=args.zip_password, **common)
     except UserError as e:
         if args.debug:
             raise

@@ -10,7 +10,9 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import zipfile
@@ -117,21 +119,28 @@ def server():
     s.stop()
 
 
+def zip_of(files: dict[str, str | bytes]) -> bytes:
+    """A zip holding `files` (name inside the zip -> content)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
 def make_zip(top: str | None = "babylm_data") -> bytes:
     """A small corpus zip laid out like the release (with macOS junk beside the top folder)."""
-    buf = io.BytesIO()
     prefix = f"{top}/" if top else ""
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for split, ext in (("babylm_10M", "train"), ("babylm_100M", "train"), ("babylm_dev", "dev"),
-                           ("babylm_test", "test")):
-            for source in ("aochildes", "qed"):
-                # Random-ish text so the zip is tens of kB and a cut lands mid-body.
-                text = "".join(f"{source} {split} line {i} {hashlib.md5(str(i).encode()).hexdigest()}\n"
-                               for i in range(400))
-                zf.writestr(f"{prefix}{split}/{source}.{ext}", text)
-        if top:
-            zf.writestr(f"__MACOSX/{top}/._babylm_dev", b"\0")
-    return buf.getvalue()
+    files = {}
+    for split, ext in (("babylm_10M", "train"), ("babylm_100M", "train"), ("babylm_dev", "dev"),
+                       ("babylm_test", "test")):
+        for source in ("aochildes", "qed"):
+            # Random-ish text so the zip is tens of kB and a cut lands mid-body.
+            files[f"{prefix}{split}/{source}.{ext}"] = "".join(
+                f"{source} {split} line {i} {hashlib.md5(str(i).encode()).hexdigest()}\n" for i in range(400))
+    if top:
+        files[f"__MACOSX/{top}/._babylm_dev"] = b"\0"
+    return zip_of(files)
 
 
 @pytest.fixture
@@ -415,3 +424,253 @@ def test_cli_usage_errors():
     with pytest.raises(SystemExit) as e:
         download.main(["corpus", "--sha256", "xyz"])
     assert e.value.code == 2
+
+
+# --------------------------------------------------------------------------- the official evaluation data
+
+def jsonl(*rows: dict) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+READING_CSV = (",".join(download.READING_COLUMNS) + "\n"
+               + "The dog ran.,ran,,,3.1,3,2,,210,230,250,240,300\n"
+               + "The cat sat.,sat,The dog ran.,ran,3.0,3,2,3,200,220,260,230,310\n")
+
+
+def eval_files(suffix: str) -> dict[str, str]:
+    """One small file per official task, in the folder names of the release's full_eval/ ('_filtered'
+    and plain) or fast_eval/ ('_fast'), each line in the format evaluation/tasks.py decodes."""
+    pair = {"sentence_good": "The cats sleep.", "sentence_bad": "The cats sleeps."}
+    blimp = "blimp_fast" if suffix == "_fast" else "blimp_filtered"
+    supplement = "supplement_fast" if suffix == "_fast" else "supplement_filtered"
+    wug = {"sentences": "They are wuggy.\tThey are wuggity.", "ratio": 0.7}
+    return {
+        f"{blimp}/adjunct_island.jsonl": jsonl(*({**pair, "field": "syntax", "UID": "adjunct_island",
+                                                  "linguistics_term": "island_effects"} for _ in range(3))),
+        f"{supplement}/hypernym.jsonl": jsonl(pair, pair),
+        f"entity_tracking{suffix if suffix == '_fast' else ''}/regular.jsonl": jsonl(
+            {"input_prefix": "The apple is in Box 1. Box 1 contains", "options": [" the apple", " nothing"],
+             "numops": 0}),
+        "wug_adj_nominalization/wug_adj.jsonl": jsonl(wug),
+        "wug_past_tense/wug_past.jsonl": jsonl(wug, wug),
+        "reading/reading_data.csv": READING_CSV,
+    }
+
+
+def release_files(top: str | None = "evaluation_data") -> dict[str, str | bytes]:
+    """The evaluation_data folder as the release lays it out: full_eval/ with EWoK and COMPS, and
+    fast_eval/ whose EWoK comes as a zip inside (ewok_fast.zip, with its own top folder)."""
+    prefix = f"{top}/" if top else ""
+    ewok = {"Domain": "physics", "ContextType": "short", "ContextDiff": "a", "TargetDiff": "b",
+            "Context1": "The ball fell.", "Context2": "The ball rose.", "Target1": "It went down.",
+            "Target2": "It went up."}
+    full = {**eval_files("_filtered"), "ewok_filtered/physics.jsonl": jsonl(ewok),
+            "comps/comps_base.jsonl": jsonl({"prefix_acceptable": "A robin", "prefix_unacceptable": "A rock",
+                                             "property_phrase": "can fly."}),
+            "glue_filtered/boolq.train.jsonl": "not a zero-shot task: installed as it is\n"}
+    fast = {**eval_files("_fast"), "ewok_fast.zip": zip_of({"ewok_fast/physics.jsonl": jsonl(ewok, ewok)})}
+    return {**{f"{prefix}full_eval/{k}": v for k, v in full.items()},
+            **{f"{prefix}fast_eval/{k}": v for k, v in fast.items()}}
+
+
+@pytest.fixture
+def official(server, tmp_path):
+    """Serve a small evaluation_data zip; returns (url, zip bytes, eval_dir); eval_dir's parent does not exist."""
+    body = zip_of(release_files())
+    server.files["/evaluation_data.zip"] = body
+    return server.url("evaluation_data.zip"), body, tmp_path / "data" / "official_eval"
+
+
+def get_official(url: str, eval_dir: Path, **kw) -> bool:
+    return download.download_official_eval(eval_dir, url, **{**FAST, "progress": False, **kw})
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def test_official_eval_installs_then_does_nothing(server, official, capsys):
+    url, body, eval_dir = official
+    assert get_official(url, eval_dir) is True
+    assert sorted(p.name for p in eval_dir.iterdir()) == [MARKER, "fast_eval", "full_eval"]
+    files = release_files()
+    for name in ("full_eval/blimp_filtered/adjunct_island.jsonl", "fast_eval/reading/reading_data.csv",
+                 "full_eval/glue_filtered/boolq.train.jsonl"):
+        assert (eval_dir / name).read_bytes() == files[f"evaluation_data/{name}"].encode()
+    # The zip inside fast_eval/ became the task folder the pipeline reads.
+    assert not (eval_dir / "fast_eval" / "ewok_fast.zip").exists()
+    assert [p.name for p in (eval_dir / "fast_eval" / "ewok_fast").iterdir()] == ["physics.jsonl"]
+    marker = json.loads((eval_dir / MARKER).read_text())
+    assert marker["url"] == url and marker["sha256"] == hashlib.sha256(body).hexdigest()
+    assert marker["items"]["full_eval"] == {"blimp_filtered": 3, "supplement_filtered": 2, "ewok_filtered": 1,
+                                            "entity_tracking": 1, "wug_adj_nominalization": 1, "wug_past_tense": 2,
+                                            "comps": 1, "reading": 2}
+    assert marker["items"]["fast_eval"]["ewok_fast"] == 2
+    assert [p.name for p in eval_dir.parent.iterdir()] == ["official_eval"]  # no .part, no temporary folder
+
+    # What evaluation/tasks.py finds in the installed sets.
+    from evaluation.tasks import find_tasks
+
+    assert [(task, folder.name) for task, folder in find_tasks(eval_dir / "fast_eval")] == [
+        ("blimp", "blimp_fast"), ("blimp", "supplement_fast"), ("ewok", "ewok_fast"),
+        ("entity_tracking", "entity_tracking_fast"), ("wug_adj", "wug_adj_nominalization"),
+        ("wug_past", "wug_past_tense")]
+    n = len(server.requests)
+    assert get_official(url, eval_dir) is False
+    assert "nothing done" in capsys.readouterr().out and len(server.requests) == n
+
+
+def test_official_eval_zip_without_top_folder(server, official):
+    url, _, eval_dir = official
+    server.files["/evaluation_data.zip"] = zip_of(release_files(top=None))
+    assert get_official(url, eval_dir)
+    assert (eval_dir / "full_eval" / "comps" / "comps_base.jsonl").is_file()
+
+
+def test_official_eval_bad_line_installs_nothing(server, official):
+    url, _, eval_dir = official
+    files = release_files()
+    name = "evaluation_data/full_eval/entity_tracking/regular.jsonl"
+    files[name] += json.dumps({"input_prefix": "Box 2 contains", "options": [" a", " b"]}) + "\n"  # no numops
+    server.files["/evaluation_data.zip"] = zip_of(files)
+    with pytest.raises(UserError) as e:
+        get_official(url, eval_dir)
+    message = str(e.value)
+    assert "full_eval/entity_tracking/regular.jsonl:2 needs an integer 'numops'" in message
+    assert "nothing was installed" in message and "\n" not in message and ".tmp" not in message
+    assert [p.name for p in eval_dir.parent.iterdir()] == []  # no eval_dir, no .part, no temporary folder
+
+
+def test_official_eval_reading_csv_without_a_column(server, official):
+    url, _, eval_dir = official
+    files = release_files()
+    files["evaluation_data/fast_eval/reading/reading_data.csv"] = READING_CSV.replace("RTgopast", "RT_go_past")
+    server.files["/evaluation_data.zip"] = zip_of(files)
+    with pytest.raises(UserError, match=r"fast_eval/reading/reading_data.csv has no column RTgopast"):
+        get_official(url, eval_dir)
+    assert not eval_dir.exists()
+
+
+def test_official_eval_reading_csv_short_row(server, official):
+    url, _, eval_dir = official
+    files = release_files()
+    files["evaluation_data/full_eval/reading/reading_data.csv"] = READING_CSV + "cut,short\n"
+    server.files["/evaluation_data.zip"] = zip_of(files)
+    with pytest.raises(UserError, match=r"full_eval/reading/reading_data.csv:4 has 2 fields, the header 13"):
+        get_official(url, eval_dir)
+
+
+def test_official_eval_resume_after_cut_connection(server, official):
+    url, body, eval_dir = official
+    k = len(body) // 2
+    server.cut_after = k
+    with pytest.raises(UserError, match="rerun the same command to resume"):
+        get_official(url, eval_dir)
+    assert eval_dir.with_name("official_eval.zip.part").stat().st_size == k and not eval_dir.exists()
+    assert get_official(url, eval_dir)
+    assert server.requests[-1] == ("/evaluation_data.zip", f"bytes={k}-")
+
+
+def test_official_eval_pinned_checksum_through_the_cli(server, official, capsys):
+    url, body, eval_dir = official
+    argv = ["official_eval", "--url", url, "--timeout", "5", "--retries", "0", "--no_progress"]
+    assert download.main([*argv, "--eval_dir", str(eval_dir), "--sha256", hashlib.sha256(body).hexdigest(),
+                          "--size", str(len(body))]) == 0
+    other = eval_dir.with_name("other")
+    capsys.readouterr()
+    assert download.main([*argv, "--eval_dir", str(other), "--sha256", "0" * 64]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "expected " + "0" * 64 in err and err.count("\n") == 1
+    assert not other.exists()
+
+
+def test_official_eval_archive_without_sets(server, official):
+    url, _, eval_dir = official
+    server.files["/evaluation_data.zip"] = zip_of({"evaluation_data/README.txt": "nothing here"})
+    with pytest.raises(UserError, match="no full_eval/ or fast_eval/ folder"):
+        get_official(url, eval_dir)
+    assert [p.name for p in eval_dir.parent.iterdir()] == []
+
+
+def test_official_eval_from_a_folder(tmp_path, capsys):
+    source = tmp_path / "download" / "evaluation_data"
+    write_tree(source, release_files(top=None))
+    before = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
+    eval_dir = tmp_path / "data" / "official_eval"
+    argv = ["official_eval", "--eval_dir", str(eval_dir), "--from", str(source.parent)]  # finds evaluation_data/
+    assert download.main(argv) == 0
+    assert (eval_dir / "fast_eval" / "ewok_fast" / "physics.jsonl").is_file()
+    assert json.loads((eval_dir / MARKER).read_text())["from"] == str(source.resolve())
+    assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == before  # the source is untouched
+    assert download.main(argv) == 0
+    assert "nothing done" in capsys.readouterr().out
+
+
+def test_official_eval_from_a_folder_with_a_bad_line(tmp_path):
+    source = tmp_path / "evaluation_data"
+    files = release_files(top=None)
+    files["fast_eval/blimp_fast/adjunct_island.jsonl"] += '{"sentence_good": "cut\n'
+    write_tree(source, files)
+    eval_dir = tmp_path / "data" / "official_eval"
+    with pytest.raises(UserError) as e:
+        download.install_official_eval(source, eval_dir)
+    assert f"'{source}' holds invalid evaluation data: fast_eval/blimp_fast/adjunct_island.jsonl:4 is not " \
+           "valid JSON" in str(e.value)
+    assert not eval_dir.exists() and [p.name for p in eval_dir.parent.iterdir()] == []
+
+
+def test_official_eval_from_refuses_checksums_and_url(tmp_path):
+    for extra in (["--sha256", "0" * 64], ["--url", "http://127.0.0.1:9/x.zip"]):
+        with pytest.raises(SystemExit) as e:
+            download.main(["official_eval", "--from", str(tmp_path), *extra])
+        assert e.value.code == 2
+
+
+def test_official_eval_placed_by_hand_or_foreign(server, official, capsys):
+    url, _, eval_dir = official
+    (eval_dir / "full_eval" / "blimp_filtered").mkdir(parents=True)
+    assert get_official(url, eval_dir) is False
+    assert "by hand" in capsys.readouterr().out
+
+    foreign = eval_dir.with_name("mine")
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="refusing to overwrite"):
+        get_official(url, foreign)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"] and server.requests == []
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs the zip command to make an encrypted zip")
+def test_official_eval_encrypted_ewok_fast(tmp_path, capsys):
+    """The release's ewok_fast.zip is encrypted: it opens with the README's password; with another
+    password it is installed as it is, with a warning, and the rest is installed."""
+    source, inner = tmp_path / "evaluation_data", tmp_path / "inner"
+    files = release_files(top=None)
+    with zipfile.ZipFile(io.BytesIO(files.pop("fast_eval/ewok_fast.zip"))) as plain:
+        plain.extractall(inner)
+    write_tree(source, files)
+    subprocess.run(["zip", "-q", "-r", "-P", download.EWOK_FAST_PASSWORD,
+                    str(source / "fast_eval" / "ewok_fast.zip"), "ewok_fast"], cwd=inner, check=True)
+    with zipfile.ZipFile(source / "fast_eval" / "ewok_fast.zip") as zf:
+        assert all(m.flag_bits & 0x1 for m in zf.infolist() if not m.is_dir())  # encrypted
+
+    assert download.install_official_eval(source, tmp_path / "good")
+    assert (tmp_path / "good" / "fast_eval" / "ewok_fast" / "physics.jsonl").is_file()
+
+    assert download.install_official_eval(source, tmp_path / "wrong", zip_password="not it")
+    assert "fast_eval/ewok_fast.zip does not unpack" in capsys.readouterr().err
+    assert (tmp_path / "wrong" / "fast_eval" / "ewok_fast.zip").is_file()
+    assert (tmp_path / "wrong" / "full_eval" / "blimp_filtered").is_dir()
+
+
+def test_official_eval_task_folder_without_jsonl_is_installed_unchecked(server, official, capsys):
+    url, _, eval_dir = official
+    files = {k: v for k, v in release_files().items() if "/full_eval/comps/" not in k}
+    files["evaluation_data/full_eval/comps/comps_base.csv"] = "a,b\n1,2\n"  # a format nothing here reads
+    server.files["/evaluation_data.zip"] = zip_of(files)
+    assert get_official(url, eval_dir)
+    assert "full_eval/comps holds no *.jsonl file: installed as it is" in capsys.readouterr().err
+    assert (eval_dir / "full_eval" / "comps" / "comps_base.csv").is_file()
+    assert "comps" not in json.loads((eval_dir / MARKER).read_text())["items"]["full_eval"]

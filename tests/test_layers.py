@@ -16,6 +16,8 @@ LAYERS = {
     # 1: raw text, tokens and models
     "corpus.cleaning": 1, "corpus.download": 1, "corpus.stats": 1, "pretraining_dataset": 1, "tokenizer": 1,
     "custom_models": 1, "hybrid_model": 1,
+    # the official evaluation tasks' file formats (imports only utils): corpus.download checks a download with it
+    "evaluation.tasks": 1,
     # 2: the training machinery both loops share, and the loops
     "training.hardware": 2, "training.setup": 2, "training.validation": 2, "training.losses": 2,
     "training.distributed": 2, "training.curriculum": 2, "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,

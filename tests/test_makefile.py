@@ -1,4 +1,5 @@
-"""The Makefile's budget runs (`make -n`, nothing is run): every model gets the tokenizer it needs."""
+"""The Makefile's commands (`make -n`, nothing is run): every budget run's model gets the tokenizer it
+needs; make eval_data fetches both evaluation data sets."""
 
 from __future__ import annotations
 
@@ -52,3 +53,13 @@ def test_tokenizer_variants_get_their_options(tmp_path):
     norm, small = commands[str(tmp_path / "toknorm/tokenizer_clm")], commands[str(tmp_path / "tok8000/tokenizer_clm")]
     assert "--lowercase" in norm and "--join_punctuation" in norm and last(norm, "--vocab_size") == "16000"
     assert "--lowercase" not in small and last(small, "--vocab_size") == "8000"
+
+
+def test_eval_data_fetches_blimp_and_the_official_data(tmp_path):
+    out = subprocess.run(["make", "-n", "--no-print-directory", "eval_data", f"BLIMP_DIR={tmp_path}/blimp",
+                          f"EVAL_DIR={tmp_path}/official", "EVAL_OPTS=--from /somewhere"], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    commands = [shlex.split(line) for line in out.splitlines() if "corpus.download" in line]
+    assert [words[words.index("corpus.download") + 1:] for words in commands] == [
+        ["blimp", "--blimp_dir", f"{tmp_path}/blimp"],
+        ["official_eval", "--eval_dir", f"{tmp_path}/official", "--from", "/somewhere"]]
