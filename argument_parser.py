@@ -17,7 +17,7 @@ from utils import BABYLM_WORD_MARKS, WORD_SUFFIXES
 # The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
 EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
 HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
-ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "finetune", "report", "stats", "curve")
+ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "evaluate", "finetune", "report", "stats", "curve")
 MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     # One function per option group, in --help's order; each declares its options' ranges beside them.
     for add_options in (_data_options, _tokenizer_options, _model_options, _training_options, _curriculum_options,
-                        _objective_options, _blimp_options, _finetune_options, _report_options):
+                        _objective_options, _blimp_options, _evaluate_options, _finetune_options, _report_options):
         add_options(p)
     return p
 
@@ -298,6 +298,27 @@ def _blimp_options(p: argparse.ArgumentParser) -> None:
                    "at the position before it)")
 
 
+def _evaluate_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'official zero-shot suite (evaluate action)'."""
+    g = p.add_argument_group("official zero-shot suite (evaluate action; --pll_variant applies under strict)")
+    g.add_argument("--eval_dir", default=None,
+                   help="the official full_eval/ or fast_eval/ folder (make eval_data): every task folder found "
+                   "there is scored (blimp_*, supplement_*, ewok_*, entity_tracking*, wug_*, comps*, reading/)")
+    g.add_argument("--backend", choices=("causal", "mlm", "mntp"), default=None,
+                   help="how candidates are scored (default: from the model type: gpt2/llama causal, bert mlm, "
+                   "gpt_bert mntp)")
+    g.add_argument("--convention", choices=("official", "strict", "both"), default="both",
+                   help="official: exactly the official scorer (token 0 unscored, ties to the first candidate); "
+                   "strict: every word scored, conditioned on BOS, a tie is wrong")
+    g.add_argument("--tasks", nargs="+", default=None,
+                   choices=("blimp", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading"),
+                   help="only these tasks (default: every task whose data is in --eval_dir)")
+    g.add_argument("--revision", default="main",
+                   help="the name results are filed under (the official layout's revision folder)")
+    _number(g, "--eval_batch_size", AT_LEAST_1, type=int, default=64,
+            help="sequences (causal) or masked copies (mlm, mntp) per forward pass")
+
+
 def _finetune_options(p: argparse.ArgumentParser) -> None:
     """The option group 'fine-tuning (finetune action)'."""
     g = p.add_argument_group("fine-tuning (finetune action)")
@@ -372,13 +393,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"the {args.action} action needs --output_dir (the run folder)")
     if args.action == "tokenizer" and args.tokenizer_dir is None:
         parser.error("the tokenizer action needs --tokenizer_dir (where to save the tokenizer)")
-    if args.action in ("test", "blimp", "finetune") and args.model_dir is None:
+    if args.action in ("test", "blimp", "evaluate", "finetune") and args.model_dir is None:
         parser.error(f"the {args.action} action needs --model_dir (a saved model folder, "
                      "e.g. save_dir/step2_1/best_model)")
     if args.action == "curve" and args.model_dir is None:
         parser.error("the curve action needs --model_dir (a training run's folder, e.g. save_dir/best_recipe)")
     if args.action in ("blimp", "curve") and args.blimp_dir is None:
         parser.error(f"the {args.action} action needs --blimp_dir (a folder of BLiMP jsonl files)")
+    if args.action == "evaluate" and args.eval_dir is None:
+        parser.error("the evaluate action needs --eval_dir (the official fast_eval/ or full_eval/ folder; "
+                     "make eval_data fetches them)")
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
     _check_ranges(parser, args)

@@ -3,7 +3,8 @@
 Actions: `tokenizer` (train one on the train files), `dataset` (tokenize, pack
 and cache the train/validation/test files), `stats` (corpus statistics), `train` (with the HF Trainer, or the
 custom loop with --torch_training; fresh or from --init_model), `test` (loss and
-perplexity of --model_dir on the test files), `blimp`, `finetune`, `report`, `curve`
+perplexity of --model_dir on the test files), `blimp`, `evaluate` (the official zero-shot
+suite), `finetune`, `report`, `curve`
 (BLiMP and validation loss of a run's words-seen checkpoints). See `python run.py --help`.
 
 `torchrun --nproc_per_node=N run.py train ...` trains data-parallel in N processes
@@ -89,6 +90,13 @@ def run_blimp(args: argparse.Namespace) -> None:
     blimp(args)
 
 
+def run_evaluate(args: argparse.Namespace) -> None:
+    """Score --model_dir on the official zero-shot suite in --eval_dir."""
+    from evaluation.zero_shot import run_evaluate as evaluate
+
+    evaluate(args)
+
+
 def run_finetune(args: argparse.Namespace) -> None:
     """Fine-tune --model_dir on the classification tasks in --glue_dir."""
     from evaluation.finetune import run_finetune as finetune
@@ -129,12 +137,12 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
-           "blimp": run_blimp, "finetune": run_finetune, "report": run_report, "stats": run_stats,
-           "curve": run_curve}
+           "blimp": run_blimp, "evaluate": run_evaluate, "finetune": run_finetune, "report": run_report,
+           "stats": run_stats, "curve": run_curve}
 
 
 # The actions that compute with a model, in --precision (training also --compile).
-PRECISION_ACTIONS = ("train", "test", "blimp", "finetune", "curve")
+PRECISION_ACTIONS = ("train", "test", "blimp", "evaluate", "finetune", "curve")
 
 
 def main(argv: list[str] | None = None) -> int:

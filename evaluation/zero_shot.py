@@ -1,0 +1,217 @@
+"""`run.py evaluate`: the official BabyLM zero-shot suite on one saved model.
+
+Every task folder found in --eval_dir (evaluation/tasks.py: BLiMP, supplement, EWoK,
+entity tracking, WUG adjective and past tense, COMPS) and the reading CSV
+(evaluation/reading.py) is scored with one backend (evaluation/scoring.py) under one
+or both conventions. Results are written in the official pipeline's layout,
+
+    <output_dir>/<model name>/<revision>/zero_shot[_strict]/<backend>/<task>/<data dir>/
+        predictions.json            {subtask: {"predictions": [{"id": "<UID>_<i>", "pred": ...}]}}
+        best_temperature_report.txt per-group, per-UID and average accuracy (or Spearman's rho)
+
+(`zero_shot/` holds the official convention, the one the leaderboard takes, and
+`zero_shot_strict/` the strict one; every report ends with a CONVENTION line), with one
+summary of every task beside them (zero_shot_summary.json and .md) and TensorBoard scalars.
+
+Scores, as the official pipeline computes them: accuracy = macro mean over UIDs
+(entity tracking: over the operation counts of a split, then over splits); WUG =
+Spearman's rho (scipy) between the first candidate's softmax share and the human ratio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+from tqdm import tqdm
+from transformers import PreTrainedModel
+
+from custom_models import load_model_and_tokenizer
+from evaluation import reading
+from evaluation.scoring import CONVENTIONS, default_backend, make_plans, pad_id_of, score_plans
+from evaluation.tasks import READING_FILE, Task, find_tasks, read_task
+from training.hardware import autocast, log_choice
+from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
+
+ENTITY_SPLITS = ("regular", "ambiref", "move_contents")
+SUMMARY_JSON, SUMMARY_TABLE = "zero_shot_summary.json", "zero_shot_summary.md"
+
+
+def results_dir(output_dir: str | Path, model_dir: str | Path, revision: str, convention: str, backend: str) -> Path:
+    """<output_dir>/<model name>/<revision>/zero_shot[_strict]/<backend>, the official layout."""
+    top = "zero_shot" if convention == "official" else f"zero_shot_{convention}"
+    return Path(output_dir) / Path(model_dir).name / revision / top / backend
+
+
+def choose(scores: list[float], convention: str) -> tuple[int, bool]:
+    """(index of the chosen candidate, whether the first, correct one counts as right).
+    Official: the first maximum wins, so a tie with the first candidate is right. Strict:
+    right only if the first candidate beats every other."""
+    best = max(range(len(scores)), key=lambda c: (scores[c], -c))
+    if convention == "official":
+        return best, best == 0
+    return best, all(scores[0] > s for s in scores[1:])
+
+
+def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
+    """Per-group accuracies, the average, and the predictions, from each item's candidate scores."""
+    predictions: dict[str, list[dict]] = defaultdict(list)
+    if task.metric == "spearman":
+        shares, ratios = [], []
+        for item, s in zip(task.items, scores, strict=True):
+            chosen, _ = choose(s, convention)
+            share = torch.softmax(torch.tensor(s, dtype=torch.float64), 0)[0].item()
+            shares.append(share)
+            ratios.append(item.ratio)
+            uid_preds = predictions[item.uid]
+            uid_preds.append({"id": f"{item.uid}_{len(uid_preds)}", "pred": item.completions[chosen], "prob": share})
+        rho = float(spearmanr(shares, ratios)[0])
+        return {"groups": {"UID": {"avg": rho}}, "average": rho, "predictions": _official(predictions)}
+    total: dict[str, Counter] = defaultdict(Counter)
+    correct: dict[str, Counter] = defaultdict(Counter)
+    for item, s in zip(task.items, scores, strict=True):
+        chosen, right = choose(s, convention)
+        for group, value in item.groups.items():
+            total[group][value] += 1
+            correct[group][value] += right
+        uid_preds = predictions[item.uid]
+        uid_preds.append({"id": f"{item.uid}_{len(uid_preds)}", "pred": item.completions[chosen]})
+    groups = {g: {v: 100.0 * correct[g][v] / n for v, n in counts.items()} for g, counts in total.items()}
+    uids = groups["UID"]
+    if task.name == "entity_tracking":  # mean over operation counts within a split, then over splits
+        split_means = []
+        for split in ENTITY_SPLITS:
+            keys = [k for k in uids if k.startswith(split)]
+            if keys:
+                uids[split] = sum(uids[k] for k in keys) / len(keys)
+                split_means.append(uids[split])
+        average = sum(split_means) / len(split_means)
+    else:
+        average = sum(uids.values()) / len(uids)
+    return {"groups": groups, "average": average, "predictions": _official(predictions)}
+
+
+def _official(predictions: dict[str, list[dict]]) -> dict:
+    """{subtask: {"predictions": [...]}}, the official predictions.json."""
+    return {uid: {"predictions": preds} for uid, preds in predictions.items()}
+
+
+def report_text(result: dict, metric: str, convention: str) -> str:
+    """best_temperature_report.txt as the official pipeline writes it (temperature 1), plus the convention."""
+    name = "ACCURACY" if metric == "accuracy" else "SPEARMAN'S RHO"
+    lines = ["TEMPERATURE: 1.00", ""]
+    for group, values in result["groups"].items():
+        lines.append(f"### {group.upper()} {name}")
+        lines.extend(f"{k}: {v:.2f}" for k, v in values.items())
+        lines.append("")
+    lines += [f"### AVERAGE {name}", f"{result['average']:.2f}", "",
+              f"CONVENTION: {convention}", ""]
+    return "\n".join(lines)
+
+
+def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, convention: str, batch_size: int,
+               device: torch.device, variant: str, progress: bool = False) -> list[list[float]]:
+    """Each item's candidate scores."""
+    sentences = [c for item in task.items for c in item.candidates]
+    completions = [c for item in task.items for c in item.completions]
+    plans = make_plans(tokenizer, sentences, completions, backend, convention, variant)
+    flat = iter(score_plans(model, plans, backend, pad_id_of(tokenizer, backend), batch_size, device,
+                            desc=f"{task.name}/{task.data_dir.name} ({backend}, {convention})" if progress else None))
+    return [[next(flat) for _ in item.candidates] for item in task.items]
+
+
+def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_root: str | Path,
+                   model_dir: str | Path, backend: str, conventions: list[str], batch_size: int = 64,
+                   device: torch.device | str = "cpu", variant: str = "within_word_l2r", precision: str = "fp32",
+                   revision: str = "main", tasks: list[str] | None = None, logger: RunLogger | None = None) -> dict:
+    """Score every task found in `eval_dir` under each convention; write the official layout
+    and return {convention: {"<task>/<data dir>": score}} (reading under "reading")."""
+    device = torch.device(device)
+    found = find_tasks(eval_dir, tasks)
+    reading_csv = Path(eval_dir) / READING_FILE
+    has_reading = reading_csv.is_file() and (tasks is None or "reading" in tasks)
+    if not found and not has_reading:
+        raise UserError(f"no official task folder in '{eval_dir}' (blimp_fast, ewok_fast, ..., reading/): pass the "
+                        "official full_eval/ or fast_eval/ folder (make eval_data fetches them)")
+    loaded = [read_task(name, folder) for name, folder in found]  # every file checked before any scoring
+    summary: dict = {c: {} for c in conventions}
+    with autocast(device, precision):
+        for task in tqdm(loaded, desc="zero-shot tasks", disable=logger is None):
+            for convention in conventions:
+                scores = score_task(model, tokenizer, task, backend, convention, batch_size, device, variant,
+                                    progress=logger is not None)
+                result = task_scores(task, scores, convention)
+                out = results_dir(out_root, model_dir, revision, convention, backend) / task.name / task.data_dir.name
+                write_json_atomic(out / "predictions.json", result["predictions"])
+                write_text_atomic(out / "best_temperature_report.txt", report_text(result, task.metric, convention))
+                key = f"{task.name}/{task.data_dir.name}"
+                summary[convention][key] = {"metric": task.metric, "score": result["average"],
+                                            "items": len(task.items)}
+                if logger:
+                    unit = "rho" if task.metric == "spearman" else "%"
+                    logger.info(f"{key} ({convention}): {result['average']:.2f} {unit} over {len(task.items)} items")
+        if has_reading:  # the same computation under both conventions: run once, written for each
+            scores = reading.evaluate_reading(model, tokenizer, reading_csv, backend, device, progress=logger)
+            for convention in conventions:
+                out = results_dir(out_root, model_dir, revision, convention, backend) / "reading"
+                reading.write_outputs(out, scores)
+                summary[convention]["reading/eye_tracking"] = {"metric": "delta R2 %",
+                                                               "score": scores["eye_tracking"],
+                                                               "items": scores["rows"]}
+                summary[convention]["reading/self_paced_reading"] = {"metric": "delta R2 %",
+                                                                     "score": scores["self_paced_reading"],
+                                                                     "items": scores["rows"]}
+    return summary
+
+
+def summary_table(summary: dict, backend: str) -> str:
+    """One markdown row per task, a column per convention."""
+    conventions = list(summary)
+    keys = list(dict.fromkeys(k for c in conventions for k in summary[c]))
+    lines = [f"| task ({backend}) | metric | items | " + " | ".join(conventions) + " |",
+             "|---|---|---:|" + "---:|" * len(conventions)]
+    for key in keys:
+        first = next(summary[c][key] for c in conventions if key in summary[c])
+        cells = [f"{summary[c][key]['score']:.2f}" if key in summary[c] else "" for c in conventions]
+        lines.append(f"| {key} | {first['metric']} | {first['items']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_evaluate(args: argparse.Namespace) -> dict:
+    """The `evaluate` action: load --model_dir, score --eval_dir, write results and the summary."""
+    model_dir = Path(args.model_dir)
+    model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
+    backend = args.backend or default_backend(model.config.model_type)
+    conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
+    out_root = Path(args.output_dir) if args.output_dir else model_dir.parent / "results"
+    device = get_device(args.device)
+    model.to(device)
+    logger = RunLogger(out_root)
+    try:
+        log_choice(logger, args)
+        logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), "
+                    f"conventions {', '.join(conventions)}, data {args.eval_dir}")
+        summary = evaluate_model(model, tokenizer, args.eval_dir, out_root, model_dir, backend, conventions,
+                                 args.eval_batch_size, device, args.pll_variant, args.precision,
+                                 args.revision, args.tasks, logger)
+        where = out_root / model_dir.name / args.revision
+        record = {"model_dir": str(model_dir), "eval_dir": str(args.eval_dir), "backend": backend,
+                  "model_type": model.config.model_type, "precision": args.precision,
+                  "pll_variant": args.pll_variant, "revision": args.revision, "results": summary}
+        write_json_atomic(where / SUMMARY_JSON, record)
+        table = summary_table(summary, backend)
+        write_text_atomic(where / SUMMARY_TABLE, table)
+        for convention, tasks in summary.items():
+            logger.metrics(0, {f"zero_shot/{convention}/{k}": v["score"] for k, v in tasks.items()})
+        logger.info("\n" + table + f"-> {where / SUMMARY_JSON}")
+        return record
+    finally:
+        logger.close()
+
+
+def load_summary(path: str | Path) -> dict:
+    """A zero_shot_summary.json written by run_evaluate."""
+    return json.loads(Path(path).read_text())
