@@ -310,12 +310,12 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--convention", choices=("official", "strict", "both"), default="both",
                    help="official: exactly the official scorer (token 0 unscored, ties to the first candidate); "
                    "strict: every word scored, conditioned on BOS, a tie is wrong")
-    g.add_argument("--tasks", nargs="+", default=None,
+    g.add_argument("--zero_shot_tasks", nargs="+", default=None, metavar="TASK",
                    choices=("blimp", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading"),
                    help="only these tasks (default: every task whose data is in --eval_dir)")
     g.add_argument("--revision", default="main",
                    help="the name results are filed under (the official layout's revision folder)")
-    _number(g, "--eval_batch_size", AT_LEAST_1, type=int, default=64,
+    _number(g, "--zero_shot_batch_size", AT_LEAST_1, type=int, default=64,
             help="sequences (causal) or masked copies (mlm, mntp) per forward pass")
 
 

@@ -183,6 +183,7 @@ def summary_table(summary: dict, backend: str) -> str:
 def run_evaluate(args: argparse.Namespace) -> dict:
     """The `evaluate` action: load --model_dir, score --eval_dir, write results and the summary."""
     model_dir = Path(args.model_dir)
+    find_tasks(args.eval_dir)  # a wrong --eval_dir fails before the model is loaded
     model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
     backend = args.backend or default_backend(model.config.model_type)
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
@@ -195,8 +196,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), "
                     f"conventions {', '.join(conventions)}, data {args.eval_dir}")
         summary = evaluate_model(model, tokenizer, args.eval_dir, out_root, model_dir, backend, conventions,
-                                 args.eval_batch_size, device, args.pll_variant, args.precision,
-                                 args.revision, args.tasks, logger)
+                                 args.zero_shot_batch_size, device, args.pll_variant, args.precision,
+                                 args.revision, args.zero_shot_tasks, logger)
         where = out_root / model_dir.name / args.revision
         record = {"model_dir": str(model_dir), "eval_dir": str(args.eval_dir), "backend": backend,
                   "model_type": model.config.model_type, "precision": args.precision,

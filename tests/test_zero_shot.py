@@ -1,0 +1,359 @@
+"""The official zero-shot suite (evaluation/tasks.py, scoring.py, zero_shot.py, reading.py):
+each task's candidates against hand-worked items, each backend against a brute-force scorer
+on a tiny model, ties under both conventions, the reading regressions, the CLI, and, when
+../shared is there, exact parity with the official pipeline's own outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ROOT
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+from evaluation import reading
+from evaluation.scoring import make_plans, pad_id_of, plain_scores, score_plans
+from evaluation.tasks import find_tasks, read_task
+from evaluation.zero_shot import choose, evaluate_model, task_scores
+from utils import UserError
+
+SHARED = ROOT.parent / "shared" / "data"
+REFERENCE = SHARED / "official_reference"
+SAMPLE_FAST = ROOT / "data" / "sample_eval" / "fast_eval"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+def test_each_task_builds_the_official_candidates(tmp_path):
+    write_jsonl(tmp_path / "blimp_fast" / "a.jsonl", [
+        {"sentence_good": "Cats run.", "sentence_bad": "Cats runs.", "field": "syntax_semantics",
+         "linguistics_term": "agr", "UID": "agr_1"}])
+    write_jsonl(tmp_path / "supplement_fast" / "turn_taking.jsonl", [
+        {"sentence_good": "A: Hi?\nB: Hi.", "sentence_bad": "A: Hi?\nB: Bye."}])
+    write_jsonl(tmp_path / "ewok_fast" / "social.jsonl", [
+        {"Domain": "social", "ContextType": "direct", "ContextDiff": "antonym", "TargetDiff": "concept swap",
+         "Context1": "Ann is kind.", "Context2": "Ann is mean.", "Target1": "Ann helps.", "Target2": "Ann hurts."}])
+    write_jsonl(tmp_path / "entity_tracking_fast" / "regular.jsonl", [
+        {"numops": 2, "input_prefix": "Box 1 contains ", "options": ["the hat.", "nothing.", "the cup."]}])
+    write_jsonl(tmp_path / "wug_adj_nominalization" / "w.jsonl", [{"sentences": "x blickity\tx blickness",
+                                                                    "ratio": 0.25}])
+    write_jsonl(tmp_path / "comps" / "comps_base.jsonl", [
+        {"prefix_acceptable": "A dog", "prefix_unacceptable": "A box", "property_phrase": "can bark."}])
+    found = {(name, folder.name) for name, folder in find_tasks(tmp_path)}
+    assert found == {("blimp", "blimp_fast"), ("blimp", "supplement_fast"), ("ewok", "ewok_fast"),
+                     ("entity_tracking", "entity_tracking_fast"), ("wug_adj", "wug_adj_nominalization"),
+                     ("comps", "comps")}
+    blimp = read_task("blimp", tmp_path / "blimp_fast").items[0]
+    assert (blimp.candidates, blimp.completions) == (["Cats run.", "Cats runs."], ["Cats run.", "Cats runs."])
+    assert blimp.groups == {"field": "syntax/semantics", "UID": "agr_1", "linguistics_term": "agr"}
+    supplement = read_task("blimp", tmp_path / "supplement_fast").items[0]
+    assert supplement.groups == {"field": "supplement", "UID": "turn_taking", "linguistics_term": "supplement"}
+    ewok = read_task("ewok", tmp_path / "ewok_fast").items[0]
+    assert ewok.candidates == ["Ann is kind. Ann helps.", "Ann is kind. Ann hurts."]  # Context1 for both
+    assert ewok.completions == [" Ann helps.", " Ann hurts."]
+    assert ewok.groups == {"UID": "social", "context_type": "direct", "context_contrast": "antonym",
+                           "target_contrast": "concept swap"}
+    entity = read_task("entity_tracking", tmp_path / "entity_tracking_fast").items[0]
+    assert entity.candidates == ["Box 1 contains the hat.", "Box 1 contains nothing.", "Box 1 contains the cup."]
+    assert entity.completions == ["the hat.", "nothing.", "the cup."] and entity.uid == "regular_2_ops"
+    wug = read_task("wug_adj", tmp_path / "wug_adj_nominalization").items[0]
+    assert (wug.candidates, wug.ratio, wug.uid) == (["x blickity", "x blickness"], 0.25, "wug_adj")
+    comps = read_task("comps", tmp_path / "comps").items[0]
+    assert comps.candidates == ["A dog can bark.", "A box can bark."] and comps.completions == [" can bark."] * 2
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "is not valid JSON"),
+    ('{"sentence_good": "a"}', "sentence_bad"),
+    ('{"sentences": "only one", "ratio": 0.5}', "two or more tab-separated"),
+])
+def test_a_bad_line_is_named(tmp_path, line, message):
+    task = "wug_adj" if "sentences" in line else "blimp"
+    path = tmp_path / "set" / "x.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"sentence_good": "a.", "sentence_bad": "b.", "sentences": "a\\tb", "ratio": 1}\n' + line + "\n")
+    with pytest.raises(UserError, match=rf"x.jsonl:2 .*{message}"):
+        read_task(task, tmp_path / "set")
+
+
+# --------------------------------------------------------------------------- scoring against brute force
+
+
+def tiny_models(tok_dirs) -> dict:
+    torch.manual_seed(0)
+    clm = AutoTokenizer.from_pretrained(tok_dirs["clm"])
+    mlm = AutoTokenizer.from_pretrained(tok_dirs["mlm"])
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(clm), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                                      bos_token_id=clm.bos_token_id, eos_token_id=clm.eos_token_id)).eval()
+    bert = BertForMaskedLM(BertConfig(vocab_size=len(mlm), hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, intermediate_size=64,
+                                      max_position_embeddings=64)).eval()
+    from hybrid_model import GPTBertConfig, GPTBertForCausalLM
+
+    hybrid = GPTBertForCausalLM(GPTBertConfig(vocab_size=len(mlm), hidden_size=32, num_hidden_layers=2,
+                                              num_attention_heads=2, max_position_embeddings=64,
+                                              mask_token_id=mlm.mask_token_id)).eval()
+    return {"causal": (gpt2, clm), "mlm": (bert, mlm), "mntp": (hybrid, mlm)}
+
+
+PAIRS = [("The dog ran home.", "The dog ran home."), ("The cat sat. The cat slept.", " The cat slept."),
+         ("Box 1 contains the hat.", "the hat."), ("Look at these badgers.", "Look at these badgers.")]
+
+
+@torch.no_grad()
+def brute_force(model, tokenizer, sentence: str, completion: str, backend: str, convention: str,
+                variant: str) -> float:
+    """One token at a time, one unpadded forward pass each, the whole output through the head."""
+    strict_causal = backend == "causal" and convention == "strict"
+    enc = tokenizer(sentence, add_special_tokens=not strict_causal, return_offsets_mapping=True)
+    ids, words = enc["input_ids"], enc.word_ids()
+    start = len(sentence) - len(completion)
+    scored = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > start and words[i] is not None]
+    if strict_causal:
+        ids, scored = [tokenizer.eos_token_id] + ids, [i + 1 for i in scored]
+        words = [None] + words
+    total = 0.0
+    for i in scored:
+        if backend == "causal":
+            if i == 0:
+                continue
+            logits = model(torch.tensor([ids[:i]])).logits[0, -1]
+        else:
+            masked = list(ids)
+            masked[i] = tokenizer.mask_token_id
+            if convention == "strict" and variant == "within_word_l2r":
+                masked = [tokenizer.mask_token_id if j > i and j in scored and words[j] == words[i] else t
+                          for j, t in enumerate(masked)]
+            if backend == "mlm":
+                logits = model(torch.tensor([masked])).logits[0, i]
+            else:
+                logits = model(torch.tensor([masked]), bidirectional=True).logits[0, i - 1]
+        total += torch.log_softmax(logits.double(), -1)[ids[i]].item()
+    return total
+
+
+@pytest.mark.parametrize("backend", ["causal", "mlm", "mntp"])
+@pytest.mark.parametrize("convention", ["official", "strict"])
+def test_backends_match_a_brute_force_scorer(tok_dirs, backend, convention):
+    model, tokenizer = tiny_models(tok_dirs)[backend]
+    sentences, completions = [s for s, _ in PAIRS], [c for _, c in PAIRS]
+    plans = make_plans(tokenizer, sentences, completions, backend, convention)
+    fast = score_plans(model, plans, backend, pad_id_of(tokenizer, backend), batch_size=3)
+    plain = plain_scores(model, [plans], backend, pad_id_of(tokenizer, backend), batch_size=3)[0]
+    slow = [brute_force(model, tokenizer, s, c, backend, convention, "within_word_l2r") for s, c in PAIRS]
+    assert all(v < 0 for v in slow)
+    np.testing.assert_allclose(fast, slow, rtol=1e-4)
+    np.testing.assert_allclose(plain, slow, rtol=1e-4)
+
+
+def test_official_causal_never_scores_token_0_and_strict_scores_it(tok_dirs):
+    _, tokenizer = tiny_models(tok_dirs)["causal"]
+    ids = tokenizer("The dog ran home.", add_special_tokens=False)["input_ids"]
+    official, strict = (make_plans(tokenizer, ["The dog ran home."], ["The dog ran home."], "causal", c)[0]
+                        for c in ("official", "strict"))
+    assert [target for _, _, target in official.reads] == ids[1:]  # nothing predicts the first token
+    assert [target for _, _, target in strict.reads] == ids  # conditioned on BOS, the first word counts
+    assert strict.ids[0] == tokenizer.eos_token_id  # this tokenizer's BOS is its EOS
+
+
+def test_ewok_scores_only_the_target(tok_dirs):
+    _, tokenizer = tiny_models(tok_dirs)["mlm"]
+    sentence, completion = "The cat sat. The cat slept.", " The cat slept."
+    # Worked by hand: <s> The Ġcat Ġs at . ĠThe Ġcat Ġsle pt . </s>; the completion starts at character 12,
+    # where 'ĠThe' (12, 16) begins, so positions 6-10 are scored and neither special token is.
+    ids = tokenizer(sentence)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids)[6] == "ĠThe" and len(ids) == 12
+    plan = make_plans(tokenizer, [sentence], [completion], "mlm", "official")[0]
+    assert [pos for _, pos, _ in plan.reads] == [6, 7, 8, 9, 10]
+    for seq, pos, token in plan.reads:  # one mask per copy, at the scored token
+        assert [i for i, t in enumerate(seq) if t == tokenizer.mask_token_id] == [pos]
+        assert token == ids[pos]
+    strict = make_plans(tokenizer, [sentence], [completion], "mlm", "strict")[0]
+    masks = [[i for i, t in enumerate(seq) if t == tokenizer.mask_token_id] for seq, _, _ in strict.reads]
+    assert masks[2] == [8, 9]  # 'Ġsle' masked with the rest of its word 'pt' (within_word_l2r)
+    mntp = make_plans(tokenizer, [sentence], [completion], "mntp", "official")[0]
+    assert [pos for _, pos, _ in mntp.reads] == [5, 6, 7, 8, 9]  # token i read at i-1
+
+
+# --------------------------------------------------------------------------- ties and task scores
+
+
+def test_ties_go_to_the_first_candidate_only_under_official():
+    assert choose([-3.0, -3.0], "official") == (0, True)
+    assert choose([-3.0, -3.0], "strict") == (0, False)
+    assert choose([-4.0, -3.0, -3.0], "official") == (1, False)
+    assert choose([-2.0, -3.0, -5.0], "strict") == (0, True)
+
+
+def test_identical_candidates_tie_under_both_conventions(tmp_path, tok_dirs):
+    model, tokenizer = tiny_models(tok_dirs)["causal"]
+    write_jsonl(tmp_path / "blimp_fast" / "same.jsonl", [
+        {"sentence_good": "The dog ran.", "sentence_bad": "The dog ran.", "field": "syntax",
+         "linguistics_term": "t", "UID": "same"}] * 3)
+    summary = evaluate_model(model, tokenizer, tmp_path, tmp_path / "out", tmp_path / "m", "causal",
+                             ["official", "strict"])
+    assert summary["official"]["blimp/blimp_fast"]["score"] == 100.0
+    assert summary["strict"]["blimp/blimp_fast"]["score"] == 0.0
+    report = (tmp_path / "out/m/main/zero_shot_strict/causal/blimp/blimp_fast/best_temperature_report.txt").read_text()
+    assert "### UID ACCURACY\nsame: 0.00" in report and report.rstrip().endswith("CONVENTION: strict")
+    preds = json.loads((tmp_path / "out/m/main/zero_shot/causal/blimp/blimp_fast/predictions.json").read_text())
+    assert [p["id"] for p in preds["same"]["predictions"]] == ["same_0", "same_1", "same_2"]
+
+
+def test_entity_tracking_averages_operation_counts_then_splits():
+    from evaluation.tasks import Item, Task
+
+    items = [Item(["a", "b"], ["a", "b"], {"UID": uid}) for uid in
+             ["regular_0_ops", "regular_0_ops", "regular_1_ops", "ambiref_0_ops"]]
+    scores = [[0.0, -1.0], [-1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]]
+    result = task_scores(Task("entity_tracking", Path("x"), items), scores, "official")
+    assert result["groups"]["UID"]["regular"] == 75.0  # mean of 50 (0 ops) and 100 (1 op), not 2/3
+    assert result["average"] == (75.0 + 0.0) / 2
+
+
+def test_wug_is_spearman_of_the_first_candidates_share(tok_dirs):
+    from scipy.stats import spearmanr
+
+    from evaluation.tasks import Item, Task
+
+    items = [Item(["a", "b"], ["a", "b"], {"UID": "wug_adj"}, ratio) for ratio in (0.1, 0.5, 0.9, 0.3)]
+    scores = [[-1.0, -2.0], [-3.0, -1.0], [-1.0, -1.5], [-2.0, -2.0]]
+    result = task_scores(Task("wug_adj", Path("x"), items), scores, "official")
+    shares = [1 / (1 + math.exp(b - a)) for a, b in scores]
+    assert result["average"] == pytest.approx(spearmanr(shares, [0.1, 0.5, 0.9, 0.3])[0])
+    assert result["predictions"]["wug_adj"]["predictions"][1]["pred"] == "b"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_reading_regression_gain(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({c: rng.normal(size=n) for c in ("Subtlex_log10", "length", "context_length", "prev_length")})
+    df["pred"], df["prev_pred"] = rng.normal(size=n), rng.normal(size=n)
+    base = df["Subtlex_log10"] + 0.5 * df["length"] + rng.normal(scale=0.5, size=n)
+    df["useful"] = base + 2 * df["pred"]
+    df["useless"] = base
+    gain = reading._ols(df, "useful", reading.BASELINE, True)["R2"]
+    without = reading._ols(df, "useful", reading.BASELINE, False)["R2"]
+    assert gain > 0.9 and without < 0.5  # surprisal explains what the baseline cannot
+    # R2 of the full fit equals the squared correlation of y with its least-squares fit
+    x = np.column_stack([np.ones(n), df["Subtlex_log10"], df["length"], df["context_length"],
+                         df["Subtlex_log10"] * df["length"], df["Subtlex_log10"] * df["context_length"],
+                         df["length"] * df["context_length"], df["pred"]])
+    fitted = x @ np.linalg.lstsq(x, df["useful"], rcond=None)[0]
+    assert gain == pytest.approx(np.corrcoef(fitted, df["useful"])[0, 1] ** 2)
+    noise = reading._ols(df, "useless", reading.BASELINE, True)
+    assert abs(noise["t"]) < 3 and noise["p"] > 0.001
+
+
+def test_reading_surprisal_is_minus_log_p_of_the_next_token(tok_dirs):
+    model, tokenizer = tiny_models(tok_dirs)["causal"]
+    word = "dog"
+    target = tokenizer(word, add_special_tokens=False)["input_ids"]
+    [value] = reading.surprisals(model, tokenizer, [("The big", word)], "causal")
+    expected = 0.0
+    context = "The big"
+    for token in target:  # the official way: each later piece after the decoded pieces before it
+        ids = tokenizer(context)["input_ids"]
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].double(), -1)
+        expected -= logp[tokenizer(tokenizer.decode(token), add_special_tokens=False)["input_ids"][0]].item()
+        context += tokenizer.decode(token)
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.skipif(not SAMPLE_FAST.is_dir(), reason="data/sample_eval/fast_eval not generated")
+def test_evaluate_action_writes_the_official_layout(tmp_path, make_args):
+    from conftest import run_loop
+
+    args = make_args("train", "--output_dir", tmp_path / "run", "--torch_training", "--max_steps", "2",
+                     "--model_type", "gpt2")
+    run_loop("pytorch", args)
+    model_dir = tmp_path / "run" / "best_model"
+    out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(model_dir), "--eval_dir",
+                          str(SAMPLE_FAST)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    results = tmp_path / "run" / "results" / "best_model" / "main"
+    summary = json.loads((results / "zero_shot_summary.json").read_text())
+    assert summary["backend"] == "causal"
+    for convention, top in (("official", "zero_shot"), ("strict", "zero_shot_strict")):
+        keys = set(summary["results"][convention])
+        assert {"blimp/blimp_fast", "ewok/ewok_fast", "reading/eye_tracking"} <= keys
+        assert (results / top / "causal" / "blimp" / "blimp_fast" / "predictions.json").is_file()
+        assert (results / top / "causal" / "reading" / "report.txt").read_text().startswith("EYE TRACKING SCORE")
+    assert "| blimp/blimp_fast |" in (results / "zero_shot_summary.md").read_text()
+
+
+def test_evaluate_action_errors_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(tmp_path), "--eval_dir",
+                          str(tmp_path / "nowhere")], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
+    out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "needs --eval_dir" in out.stderr
+
+
+# --------------------------------------------------------------------------- parity with the official pipeline
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/official_reference is absent")
+@pytest.mark.parametrize("name, backend", [("gpt2", "causal"), ("bert", "mlm")])
+def test_parity_with_the_official_pipeline(tmp_path, name, backend):
+    """Every fast-set item's choice and every score as the official pipeline's own outputs."""
+    from custom_models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(REFERENCE / "models" / name)
+    evaluate_model(model, tokenizer, SHARED / "eval_fast", tmp_path, REFERENCE / "models" / name, backend,
+                   ["official"], batch_size=128)
+    ours = tmp_path / name / "main" / "zero_shot" / backend
+    theirs = REFERENCE / "official_outputs" / name / "main" / "zero_shot" / backend
+    compared = 0
+    for ref in sorted(theirs.glob("*/*/predictions.json")):
+        mine = json.loads((ours / ref.relative_to(theirs)).read_text())
+        for uid, block in json.loads(ref.read_text()).items():
+            chosen = {p["id"]: p["pred"] for p in mine[uid]["predictions"]}
+            for p in block["predictions"]:
+                assert chosen[p["id"]] == p["pred"], (ref, p["id"])
+                compared += 1
+        report = "best_temperature_report.txt"
+        mine_report = parse_report((ours / ref.relative_to(theirs)).parent / report)
+        assert mine_report == pytest.approx(parse_report(ref.parent / report), abs=0.01)
+    assert compared > 18000
+    for fits in ("predictive_power.jsonl", "predictive_power_spillover.jsonl"):
+        for a, b in zip((theirs / "reading" / fits).read_text().splitlines(),
+                        (ours / "reading" / fits).read_text().splitlines(), strict=True):
+            a, b = json.loads(a), json.loads(b)
+            assert b["Change in R2 from baseline"] == pytest.approx(a["Change in R2 from baseline"], rel=1e-3)
+    assert (ours / "reading" / "report.txt").read_text() == (theirs / "reading" / "report.txt").read_text()
+
+
+def parse_report(path: Path) -> dict[str, float]:
+    """The numbers of a best_temperature_report.txt, keyed by section and name."""
+    values, section = {}, ""
+    for line in path.read_text().splitlines():
+        if line.startswith("###"):
+            section = line
+        elif ": " in line and not line.startswith(("TEMPERATURE", "CONVENTION")):
+            key, value = line.rsplit(": ", 1)
+            values[f"{section}/{key}"] = float(value)
+        elif line.strip() and section.startswith("### AVERAGE"):
+            values[section] = float(line)
+    return values
