@@ -42,12 +42,22 @@ PLL_VARIANTS = ("within_word_l2r", "token")
 
 @dataclass(frozen=True)
 class Plan:
-    """How one candidate is scored: its token ids, and for each scored token the ids the
-    model sees (the sentence itself for causal, a masked copy otherwise), the position the
-    prediction is read at, and the token's id."""
+    """How one candidate is scored: its token ids, and for each scored token the positions
+    replaced by the mask token in the copy the model sees (none for causal), the position
+    the prediction is read at, and the token's id."""
 
     ids: tuple[int, ...]
-    reads: tuple[tuple[tuple[int, ...], int, int], ...]  # (input ids, read position, target id)
+    reads: tuple[tuple[tuple[int, ...], int, int], ...]  # (masked positions, read position, target id)
+
+    def inputs(self, mask_id: int | None) -> list[tuple[int, ...]]:
+        """The ids the model sees for each read (for tests and the plain loop)."""
+        out = []
+        for masked, _, _ in self.reads:
+            seq = list(self.ids)
+            for i in masked:
+                seq[i] = mask_id
+            out.append(tuple(seq))
+        return out
 
 
 def default_backend(model_type: str) -> str:
@@ -82,7 +92,6 @@ def make_plans(tokenizer, sentences: list[str], completions: list[str], backend:
         if prefix is None:
             raise UserError("strict causal scoring conditions on BOS, but the tokenizer has neither a BOS nor "
                             "an EOS token: pass --convention official")
-    mask_id = tokenizer.mask_token_id
     plans = []
     for k, (sentence, completion) in enumerate(zip(sentences, completions, strict=True)):
         if not sentence.endswith(completion):
@@ -98,8 +107,7 @@ def make_plans(tokenizer, sentences: list[str], completions: list[str], backend:
             else:
                 ids = [prefix] + ids
                 scored = [i + 1 for i in _phrase(offsets, start_char, special)]
-            ids = tuple(ids)
-            plans.append(Plan(ids, tuple((ids, i - 1, ids[i]) for i in scored)))
+            plans.append(Plan(tuple(ids), tuple(((), i - 1, ids[i]) for i in scored)))
             continue
         phrase = _phrase(offsets, start_char, special)
         shift = 1 if backend == "mntp" else 0  # mntp reads token i at position i-1
@@ -109,12 +117,10 @@ def make_plans(tokenizer, sentences: list[str], completions: list[str], backend:
         words = enc.word_ids(k)
         reads = []
         for i in phrase:
-            masked = list(ids)
-            masked[i] = mask_id
+            masked = [i]
             if convention == "strict" and variant == "within_word_l2r":
-                for later in phrase:  # the rest of the word cannot give its own pieces away
-                    if later > i and words[later] == words[i]:
-                        masked[later] = mask_id
+                # the rest of the word cannot give its own pieces away
+                masked += [later for later in phrase if later > i and words[later] == words[i]]
             reads.append((tuple(masked), i - shift, ids[i]))
         plans.append(Plan(tuple(ids), tuple(reads)))
     return plans
@@ -129,12 +135,11 @@ def hidden_states(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor,
 
 
 def _pad(seqs: list[tuple[int, ...]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s)
-        mask[row, : len(s)] = 1
+    """Right-padded ids and their attention mask."""
+    lengths = torch.tensor([len(s) for s in seqs])
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    ids = torch.full(mask.shape, pad_id, dtype=torch.long)
+    ids[mask.bool()] = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
     return ids, mask
 
 
@@ -147,27 +152,30 @@ def pad_id_of(tokenizer, backend: str) -> int:
 
 
 @torch.no_grad()
-def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id: int, batch_size: int = 64,
-                device: torch.device | str = "cpu", desc: str | None = None) -> list[float]:
+def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id: int, mask_id: int | None = None,
+                batch_size: int = 64, device: torch.device | str = "cpu", desc: str | None = None) -> list[float]:
     """Sum of log-probabilities of each plan's scored tokens, in float32.
 
-    Each distinct input sequence is run once (a causal sentence carries all its reads; a
-    masked copy carries one), sequences are batched by length, and the head runs only at
-    the read positions."""
-    inputs: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}  # input ids -> (plan, position, target)
+    Each distinct input (ids and masked positions) is run once (a causal sentence carries
+    all its reads; a masked copy carries one), inputs are batched by length, and the head
+    runs only at the read positions."""
+    inputs: dict[tuple[tuple[int, ...], tuple[int, ...]], list[tuple[int, int, int]]] = {}
     for k, plan in enumerate(plans):
-        for seq, pos, target in plan.reads:
-            inputs.setdefault(seq, []).append((k, pos, target))
-    order = sorted(inputs, key=len)
+        for masked, pos, target in plan.reads:
+            inputs.setdefault((plan.ids, masked), []).append((k, pos, target))
+    order = sorted(inputs, key=lambda key: len(key[0]))
     _, head = body_and_head(model)
     bidirectional = backend == "mntp"
     totals = torch.zeros(len(plans), dtype=torch.float64)
     model.eval()
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=desc is None, leave=False):
-        seqs = order[start: start + batch_size]
-        ids, mask = _pad(seqs, pad_id)
+        keys = order[start: start + batch_size]
+        ids, mask = _pad([key[0] for key in keys], pad_id)
+        masked = [(row, i) for row, key in enumerate(keys) for i in key[1]]
+        if masked:
+            ids[tuple(torch.tensor(masked).T)] = mask_id
         hidden = hidden_states(model, ids.to(device), mask.to(device), bidirectional)
-        reads = [(row, k, pos, target) for row, seq in enumerate(seqs) for k, pos, target in inputs[seq]]
+        reads = [(row, k, pos, target) for row, key in enumerate(keys) for k, pos, target in inputs[key]]
         rows = torch.tensor([r[0] for r in reads], device=hidden.device)
         positions = torch.tensor([r[2] for r in reads], device=hidden.device)
         targets = torch.tensor([r[3] for r in reads], device=hidden.device)
@@ -179,7 +187,8 @@ def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id:
 
 @torch.no_grad()
 def plain_scores(model: PreTrainedModel, plans_per_candidate: list[list[Plan]], backend: str, pad_id: int,
-                 batch_size: int = 64, device: torch.device | str = "cpu") -> list[list[float]]:
+                 mask_id: int | None = None, batch_size: int = 64,
+                 device: torch.device | str = "cpu") -> list[list[float]]:
     """The official pipeline's loop, for `make bench` and the tests: items in file order,
     `batch_size` items a batch, one padded forward pass per candidate slot (causal) or per
     `batch_size` masked copies (mlm, mntp), the full output through log-softmax; no sorting,
@@ -198,7 +207,8 @@ def plain_scores(model: PreTrainedModel, plans_per_candidate: list[list[Plan]], 
                 for row, plan in enumerate(batch):
                     scores[c][start + row] = sum(logp[row, pos, target].item() for _, pos, target in plan.reads)
                 continue
-            jobs = [(row, seq, pos, target) for row, plan in enumerate(batch) for seq, pos, target in plan.reads]
+            jobs = [(row, seq, read[1], read[2]) for row, plan in enumerate(batch)
+                    for seq, read in zip(plan.inputs(mask_id), plan.reads, strict=True)]
             for j in range(0, len(jobs), batch_size):
                 chunk = jobs[j: j + batch_size]
                 ids, mask = _pad([job[1] for job in chunk], pad_id)

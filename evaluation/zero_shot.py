@@ -118,7 +118,8 @@ def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, conv
     sentences = [c for item in task.items for c in item.candidates]
     completions = [c for item in task.items for c in item.completions]
     plans = make_plans(tokenizer, sentences, completions, backend, convention, variant)
-    flat = iter(score_plans(model, plans, backend, pad_id_of(tokenizer, backend), batch_size, device,
+    flat = iter(score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
+                            batch_size, device,
                             desc=f"{task.name}/{task.data_dir.name} ({backend}, {convention})" if progress else None))
     return [[next(flat) for _ in item.candidates] for item in task.items]
 

@@ -152,8 +152,9 @@ def test_backends_match_a_brute_force_scorer(tok_dirs, backend, convention):
     model, tokenizer = tiny_models(tok_dirs)[backend]
     sentences, completions = [s for s, _ in PAIRS], [c for _, c in PAIRS]
     plans = make_plans(tokenizer, sentences, completions, backend, convention)
-    fast = score_plans(model, plans, backend, pad_id_of(tokenizer, backend), batch_size=3)
-    plain = plain_scores(model, [plans], backend, pad_id_of(tokenizer, backend), batch_size=3)[0]
+    pad, mask = pad_id_of(tokenizer, backend), tokenizer.mask_token_id
+    fast = score_plans(model, plans, backend, pad, mask, batch_size=3)
+    plain = plain_scores(model, [plans], backend, pad, mask, batch_size=3)[0]
     slow = [brute_force(model, tokenizer, s, c, backend, convention, "within_word_l2r") for s, c in PAIRS]
     assert all(v < 0 for v in slow)
     np.testing.assert_allclose(fast, slow, rtol=1e-4)
@@ -179,11 +180,11 @@ def test_ewok_scores_only_the_target(tok_dirs):
     assert tokenizer.convert_ids_to_tokens(ids)[6] == "ĠThe" and len(ids) == 12
     plan = make_plans(tokenizer, [sentence], [completion], "mlm", "official")[0]
     assert [pos for _, pos, _ in plan.reads] == [6, 7, 8, 9, 10]
-    for seq, pos, token in plan.reads:  # one mask per copy, at the scored token
-        assert [i for i, t in enumerate(seq) if t == tokenizer.mask_token_id] == [pos]
+    for seq, (_, pos, token) in zip(plan.inputs(tokenizer.mask_token_id), plan.reads, strict=True):
+        assert [i for i, t in enumerate(seq) if t == tokenizer.mask_token_id] == [pos]  # one mask, at the token
         assert token == ids[pos]
     strict = make_plans(tokenizer, [sentence], [completion], "mlm", "strict")[0]
-    masks = [[i for i, t in enumerate(seq) if t == tokenizer.mask_token_id] for seq, _, _ in strict.reads]
+    masks = [list(masked) for masked, _, _ in strict.reads]
     assert masks[2] == [8, 9]  # 'Ġsle' masked with the rest of its word 'pt' (within_word_l2r)
     mntp = make_plans(tokenizer, [sentence], [completion], "mntp", "official")[0]
     assert [pos for _, pos, _ in mntp.reads] == [5, 6, 7, 8, 9]  # token i read at i-1
