@@ -5,6 +5,7 @@
 #   make demo                  whole chain on data/sample, tiny models (< 5 min on 2 CPU cores)
 #   make data / make eval_data download the BabyLM corpus into $(DATA_DIR) / BLiMP into $(BLIMP_DIR)
 #                              and the official 2025 evaluation data into $(EVAL_DIR)
+#   make evaluate STEP=step2_1 the official BabyLM zero-shot suite on a step's model (EVAL_SET=fast_eval)
 #   make test                  the test suite (and ruff)
 #   make step2_2               tokenizer -> small GPT-2 -> its test, on $(DATA_DIR)
 #   make step2_1 NPROC=4       train data-parallel in 4 processes (torchrun; docs/distributed.md)
@@ -71,7 +72,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp finetune report data eval_data eval_data_blimp eval_data_official stats
+.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp evaluate finetune report data eval_data eval_data_blimp eval_data_official stats
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -233,13 +234,24 @@ finetune: $(VENV_STAMP)
 	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
 	$(RUN) finetune --model_dir $(SAVE_DIR)/$(STEP)/best_model --glue_dir $(GLUE_DIR) --output_dir $(SAVE_DIR)/finetune_$(STEP) $(FAST) $(FINETUNE_OPTS) $(EXTRA)
 
+# make evaluate STEP=step2_1: the official BabyLM zero-shot suite on one step's best model (training it
+# first if needed): every task in $(EVAL_DIR)/$(EVAL_SET), both conventions, in float32 so that the
+# official convention reproduces the official pipeline exactly; results in $(SAVE_DIR)/<step>/results/
+# in the official layout, with zero_shot_summary.md/.json. EVAL_SET=full_eval for the full sets.
+EVAL_SET ?= fast_eval
+EVAL_ZS_OPTS ?=
+evaluate: $(VENV_STAMP)
+	$(need_step)
+	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
+	$(RUN) evaluate --model_dir $(SAVE_DIR)/$(STEP)/best_model --eval_dir $(EVAL_DIR)/$(EVAL_SET) $(EVAL_ZS_OPTS) $(EXTRA)
+
 # Gathers every finished step into $(SAVE_DIR)/report.md (+ loss and BLiMP plots).
 report: $(VENV_STAMP)
 	$(RUN) report --save_dir $(SAVE_DIR)
 
 # ----------------------------------------------------------------------------- demo, tests, tools
 DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
-	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue FINETUNE_OPTS="--finetune_epochs 10 --finetune_learning_rate 2e-3 --finetune_batch_size 8 --finetune_patience 0" \
+	BLIMP_DIR=data/sample_eval/blimp GLUE_DIR=data/sample_eval/glue EVAL_DIR=data/sample_eval FINETUNE_OPTS="--finetune_epochs 10 --finetune_learning_rate 2e-3 --finetune_batch_size 8 --finetune_patience 0" \
 	SMALL="--hidden_size 64 --num_layers 2 --num_heads 2" \
 	TRAIN_OPTS="--num_train_epochs 10 --batch_size 16 --learning_rate 3e-3 --eval_steps 100 --logging_steps 10" \
 	FAST="$(DEMO_FAST)" BERT_LOOP=
@@ -250,6 +262,7 @@ DEMO_FAST ?= --precision auto --compile off
 demo: $(VENV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory finetune STEP=step4_1 $(DEMO_VARS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory evaluate STEP=step2_1 $(DEMO_VARS)
 	$(MAKE) --no-print-directory report $(DEMO_VARS)
 	@echo
 	@cat save_demo/report.md

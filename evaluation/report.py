@@ -13,7 +13,10 @@ training are listed (the demo runs four of the eleven experiment steps): a step
 that has not run has no row. The steps after step8 (step9 curriculum, step10
 distillation, step11 hybrid) follow in step order, so runs of equal tokens seen
 sit together; a hybrid model's masked next-token BLiMP score
-(`--hybrid_scoring masked`) gets its own column."""
+(`--hybrid_scoring masked`) gets its own column. The official zero-shot suite
+(`run.py evaluate`, its zero_shot_summary_<backend>.json under each step's results/)
+gets a table of its own, a row per step, backend and convention, with the published
+strict-small baselines beside it."""
 
 from __future__ import annotations
 
@@ -33,6 +36,16 @@ from utils import (
     TRAIN_RESULTS,
     write_text_atomic,
 )
+
+# The zero-shot report's columns: (heading, the start of the summary keys it gathers, e.g. "blimp/blimp_fast").
+ZERO_SHOT_COLUMNS = (("BLiMP", "blimp/blimp"), ("supplement", "blimp/supplement"), ("EWoK", "ewok/"),
+                     ("entity tracking", "entity_tracking/"), ("WUG adj. (rho)", "wug_adj/"),
+                     ("WUG past (rho)", "wug_past/"), ("COMPS", "comps/"), ("eye tracking", "reading/eye_tracking"),
+                     ("self-paced reading", "reading/self_paced_reading"))
+# Published BabyLM strict-small baselines (10M words), as the BabyLM organisers report them.
+PUBLISHED_BASELINES = (("GPT-2 small", {"BLiMP": 67.3, "supplement": 59.1, "EWoK": 49.8}),
+                       ("GPT-BERT (causal focus)", {"BLiMP": 71.7, "supplement": 63.2, "EWoK": 49.5}),
+                       ("BabyLlama", {"BLiMP": 69.8, "supplement": 59.5, "EWoK": 50.7}))
 
 TRAIN_STEPS = ("step2_1", "step3_1", "step3_2", "step4_1", "step5_1", "step5_2", "step6_1", "step7_1", "step7_2",
                "step8_1", "step8_2")
@@ -288,6 +301,32 @@ def curve_table(curves: dict[str, dict]) -> list[str]:
     return lines
 
 
+def zero_shot_table(save_dir: Path, rows: list[dict]) -> list[str]:
+    """The official zero-shot suite of every evaluated step (each backend and convention), the
+    published baselines below; each row says what it was trained on and which sets it was scored on."""
+    data_of = {r["step"]: r.get("data", "") for r in rows}
+    lines = []
+    for path in sorted(save_dir.glob("*/results/*/*/zero_shot_summary_*.json"), key=lambda p: _step_order(p.parts[-5])):
+        record = _read(path) or {}
+        step = path.parts[-5]
+        for convention, tasks in record.get("results", {}).items():
+            cells = []
+            for _, prefix in ZERO_SHOT_COLUMNS:
+                found = [v["score"] for k, v in tasks.items() if k.startswith(prefix)]
+                cells.append(_fmt(found[0], ".2f") if len(found) == 1 else "")
+            sets = Path(record.get("eval_dir", "")).name
+            lines.append(f"| {step} ({record.get('revision', 'main')}) | {data_of.get(step, '')} | "
+                         f"{record.get('backend')} | {convention} | {sets} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    names = [name for name, _ in ZERO_SHOT_COLUMNS]
+    head = ["model", "training data", "backend", "convention", "evaluation sets", *names]
+    baselines = [f"| {name} (published) | BabyLM strict-small, 10M words | | official | | "
+                 + " | ".join(_fmt(scores.get(col), ".1f") for col in names) + " |"
+                 for name, scores in PUBLISHED_BASELINES]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines, *baselines]
+
+
 def write_report(save_dir: str | Path) -> Path:
     """Write `<save_dir>/report.md` (+ PNG plots); returns its path."""
     save_dir = Path(save_dir)
@@ -334,6 +373,13 @@ def write_report(save_dir: str | Path) -> Path:
         table = comparison_table(save_dir, rows, prefix, base)
         if table:
             lines += ["", f"## {title}", "", *table]
+    zero_shot = zero_shot_table(save_dir, rows)
+    if zero_shot:
+        lines += ["", "## Official zero-shot suite (run.py evaluate)", "",
+                  "Accuracy in % (WUG: Spearman's rho; reading: % of the variance the baseline leaves that "
+                  "surprisal explains). official: the official pipeline's scorer, exactly; strict: every word "
+                  "scored, a tie wrong. Scores on the fast sets are not comparable with the published "
+                  "baselines' when the training data differ.", "", *zero_shot]
     curves = read_curves(save_dir)
     if curves:
         plot_learning_curves(curves, save_dir / "learning_curves.png")

@@ -11,7 +11,8 @@ or both conventions. Results are written in the official pipeline's layout,
 
 (`zero_shot/` holds the official convention, the one the leaderboard takes, and
 `zero_shot_strict/` the strict one; every report ends with a CONVENTION line), with one
-summary of every task beside them (zero_shot_summary.json and .md) and TensorBoard scalars.
+summary of every task beside them (zero_shot_summary_<backend>.json and .md) and
+TensorBoard scalars.
 
 Scores, as the official pipeline computes them: accuracy = macro mean over UIDs
 (entity tracking: over the operation counts of a split, then over splits); WUG =
@@ -20,7 +21,6 @@ Spearman's rho (scipy) between the first candidate's softmax share and the human
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -37,7 +37,11 @@ from training.hardware import autocast, log_choice
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
 
 ENTITY_SPLITS = ("regular", "ambiref", "move_contents")
-SUMMARY_JSON, SUMMARY_TABLE = "zero_shot_summary.json", "zero_shot_summary.md"
+
+
+def summary_paths(where: Path, backend: str) -> tuple[Path, Path]:
+    """zero_shot_summary_<backend>.json/.md: one per backend, so that a hybrid scored both ways keeps both."""
+    return where / f"zero_shot_summary_{backend}.json", where / f"zero_shot_summary_{backend}.md"
 
 
 def results_dir(output_dir: str | Path, model_dir: str | Path, revision: str, convention: str, backend: str) -> Path:
@@ -118,6 +122,11 @@ def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, conv
     sentences = [c for item in task.items for c in item.candidates]
     completions = [c for item in task.items for c in item.completions]
     plans = make_plans(tokenizer, sentences, completions, backend, convention, variant)
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    longest = max(len(p.ids) for p in plans)
+    if positions is not None and longest > positions:
+        raise UserError(f"{task.data_dir} has a candidate of {longest} tokens but the model has {positions} "
+                        f"positions: leave this task out (--zero_shot_tasks) or train with more positions")
     flat = iter(score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
                             batch_size, device,
                             desc=f"{task.name}/{task.data_dir.name} ({backend}, {convention})" if progress else None))
@@ -203,17 +212,13 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         record = {"model_dir": str(model_dir), "eval_dir": str(args.eval_dir), "backend": backend,
                   "model_type": model.config.model_type, "precision": args.precision,
                   "pll_variant": args.pll_variant, "revision": args.revision, "results": summary}
-        write_json_atomic(where / SUMMARY_JSON, record)
+        json_path, table_path = summary_paths(where, backend)
+        write_json_atomic(json_path, record)
         table = summary_table(summary, backend)
-        write_text_atomic(where / SUMMARY_TABLE, table)
+        write_text_atomic(table_path, table)
         for convention, tasks in summary.items():
             logger.metrics(0, {f"zero_shot/{convention}/{k}": v["score"] for k, v in tasks.items()})
-        logger.info("\n" + table + f"-> {where / SUMMARY_JSON}")
+        logger.info("\n" + table + f"-> {json_path}")
         return record
     finally:
         logger.close()
-
-
-def load_summary(path: str | Path) -> dict:
-    """A zero_shot_summary.json written by run_evaluate."""
-    return json.loads(Path(path).read_text())

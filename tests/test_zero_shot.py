@@ -286,21 +286,29 @@ def test_evaluate_action_writes_the_official_layout(tmp_path, make_args):
     from conftest import run_loop
 
     args = make_args("train", "--output_dir", tmp_path / "run", "--torch_training", "--max_steps", "2",
-                     "--model_type", "gpt2")
+                     "--model_type", "gpt2", "--max_position_embeddings", "256")  # entity tracking is long
     run_loop("pytorch", args)
     model_dir = tmp_path / "run" / "best_model"
     out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(model_dir), "--eval_dir",
                           str(SAMPLE_FAST)], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     results = tmp_path / "run" / "results" / "best_model" / "main"
-    summary = json.loads((results / "zero_shot_summary.json").read_text())
+    summary = json.loads((results / "zero_shot_summary_causal.json").read_text())
     assert summary["backend"] == "causal"
     for convention, top in (("official", "zero_shot"), ("strict", "zero_shot_strict")):
         keys = set(summary["results"][convention])
         assert {"blimp/blimp_fast", "ewok/ewok_fast", "reading/eye_tracking"} <= keys
         assert (results / top / "causal" / "blimp" / "blimp_fast" / "predictions.json").is_file()
         assert (results / top / "causal" / "reading" / "report.txt").read_text().startswith("EYE TRACKING SCORE")
-    assert "| blimp/blimp_fast |" in (results / "zero_shot_summary.md").read_text()
+    assert "| blimp/blimp_fast |" in (results / "zero_shot_summary_causal.md").read_text()
+
+
+def test_a_candidate_longer_than_the_model_is_a_clear_error(tmp_path, tok_dirs):
+    model, tokenizer = tiny_models(tok_dirs)["causal"]  # 64 positions
+    write_jsonl(tmp_path / "entity_tracking_fast" / "regular.jsonl", [
+        {"numops": 0, "input_prefix": "Box 1 contains the hat. " * 30, "options": ["the hat.", "nothing."]}])
+    with pytest.raises(UserError, match="tokens but the model has 64 positions"):
+        evaluate_model(model, tokenizer, tmp_path, tmp_path / "out", tmp_path / "m", "causal", ["official"])
 
 
 def test_evaluate_action_errors_in_one_line(tmp_path):
