@@ -54,6 +54,9 @@ import training.hardware as hardware
 from argument_parser import parse_args
 from custom_models import build_model, count_parameters
 from evaluation.report import event_scalars
+from evaluation.scoring import make_plans, pad_id_of, plain_scores
+from evaluation.tasks import find_tasks, read_task
+from evaluation.zero_shot import score_task
 from pretraining_dataset import read_lines, resolve_files, tokenize_and_pack
 from tokenizer import train_tokenizer
 from utils import get_device, write_json_atomic, write_text_atomic
@@ -61,6 +64,7 @@ from utils import get_device, write_json_atomic, write_text_atomic
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 SHARED_BLIMP = ROOT.parent / "shared" / "data" / "blimp_dev"
 SHARED_CORPUS = ROOT.parent / "shared" / "data" / "babylm" / "2023"
+SHARED_FAST_EVAL = ROOT.parent / "shared" / "data" / "eval_fast"
 
 SIZES = {"step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"],
          "8x512": ["--hidden_size", "512", "--num_layers", "8", "--num_heads", "8"]}
@@ -353,6 +357,43 @@ def bench_blimp(tokenizers: dict, blimp_dir: Path, batch_size: int) -> list[dict
     return rows
 
 
+def bench_zero_shot(tokenizers: dict, eval_dir: Path, items_per_task: int) -> list[dict]:
+    """Items per second of the zero-shot scorer (evaluation/scoring.py) against the official
+    pipeline's plain loop (64 items a batch in file order, one padded pass per candidate, no
+    sorting or deduplication), same step2-size model, official convention, float32, back to back;
+    both include tokenizing. The first `items_per_task` items of each task folder."""
+    tasks = [read_task(name, folder) for name, folder in find_tasks(eval_dir)]
+    for task in tasks:
+        task.items = task.items[:items_per_task]
+    items = sum(len(t.items) for t in tasks)
+    rows = []
+    for model_type, kind, backend in (("gpt2", "clm", "causal"), ("bert", "mlm", "mlm"), ("gpt_bert", "mlm", "mntp")):
+        tok = tokenizers[kind]
+        torch.manual_seed(0)
+        model = build_model(model_args(model_type, len(tok)), tok).eval()
+        started = time.perf_counter()
+        fast = [score_task(model, tok, t, backend, "official", 64, torch.device("cpu"), "token") for t in tasks]
+        fast_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        plain = []
+        for t in tasks:
+            n = len(t.items[0].candidates)
+            per_candidate = [make_plans(tok, [i.candidates[c] for i in t.items], [i.completions[c] for i in t.items],
+                                        backend, "official") for c in range(n)]
+            scores = plain_scores(model, per_candidate, backend, pad_id_of(tok, backend), tok.mask_token_id, 64)
+            plain.append([[scores[c][k] for c in range(n)] for k in range(len(t.items))])
+        plain_seconds = time.perf_counter() - started
+        gap = max(abs(a - b) for f, p in zip(fast, plain, strict=True) for fi, pi in zip(f, p, strict=True)
+                  for a, b in zip(fi, pi, strict=True))
+        rows.append({"backend": backend, "model": model_type, "items": items, "tasks": len(tasks),
+                     "seconds": round(fast_seconds, 2), "plain_seconds": round(plain_seconds, 2),
+                     "items_per_second": round(items / fast_seconds, 1),
+                     "plain_items_per_second": round(items / plain_seconds, 1),
+                     "speedup": round(plain_seconds / fast_seconds, 2), "max_score_difference": gap})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def bench_packing(tok, files: list[Path]) -> dict:
     lines = read_lines(files)
     megabytes = sum(len(line.encode()) + 1 for line in lines) / 1e6
@@ -423,6 +464,18 @@ def markdown(result: dict) -> str:
                 f"{c['mean_abs_diff']} (last half {c['mean_abs_diff_last_half']}, max {c['max_abs_diff']}); "
                 f"mean loss of the last tenth {c['plain_last_mean']} vs {c['fast_last_mean']}; the plain curve's "
                 f"own step-to-step change {c['plain_step_to_step']}", ""]
+    if result.get("zero_shot"):
+        z = result["zero_shot"]
+        out += ["## Zero-shot suite against the official loop", "",
+                f"{z[0]['items']} items ({z[0]['tasks']} task folders of {result['info']['eval_dir']}, the first "
+                f"{result['info']['zero_shot_items']} items of each), step2-size models, official convention, "
+                "float32; the plain loop scores like the official pipeline (64 items a batch in file order, one "
+                "padded pass per candidate, the whole output through log-softmax).", "",
+                "| backend (model) | ours items/s | plain loop items/s | speedup | max score difference |",
+                "|---|---:|---:|---:|---:|"]
+        out += [f"| {r['backend']} ({r['model']}) | {r['items_per_second']} | {r['plain_items_per_second']} | "
+                f"{r['speedup']}x | {r['max_score_difference']:.1e} |" for r in z]
+        out.append("")
     if result["other"]:
         out += ["## Scoring and packing", "", "| measurement | amount | seconds | throughput |", "|---|---:|---:|---:|"]
         for r in result["other"]:
@@ -437,9 +490,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # The real dev data when this checkout sits beside ../shared, else the shipped samples.
     blimp_dir = SHARED_BLIMP if SHARED_BLIMP.is_dir() else ROOT / "data" / "sample_eval" / "blimp"
+    eval_dir = SHARED_FAST_EVAL if SHARED_FAST_EVAL.is_dir() else ROOT / "data" / "sample_eval" / "fast_eval"
     data_dir = SHARED_CORPUS if SHARED_CORPUS.is_dir() else ROOT / "data" / "sample"
     p.add_argument("--blimp_dir", type=Path, default=blimp_dir, help="BLiMP folder")
     p.add_argument("--data_dir", type=Path, default=data_dir, help="corpus for the tokenizers, packing and training")
+    p.add_argument("--eval_dir", type=Path, default=eval_dir, help="official fast_eval folder for the zero-shot bench")
+    p.add_argument("--zero_shot_items", type=int, default=300,
+                   help="items of each task folder the zero-shot bench scores")
     p.add_argument("--vocab_size", type=int, default=16000)
     p.add_argument("--batch_size", type=int, default=64, help="BLiMP batch size")
     p.add_argument("--models", nargs="+", default=["gpt2", "bert", "llama"], choices=list(KIND))
@@ -452,7 +509,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2,
                    help="runs of each training configuration, loops in alternating order; the fastest counts")
     p.add_argument("--curve_steps", type=int, default=200, help="steps of the loss-curve comparison (0: skip)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["training", "curves", "blimp", "packing"],
+    p.add_argument("--skip", nargs="*", default=[], choices=["training", "curves", "blimp", "zero_shot", "packing"],
                    help="sections to skip")
     p.add_argument("--out_dir", type=Path, default=ROOT / "save_dir" / "bench")
     args = p.parse_args()
@@ -472,7 +529,8 @@ def main() -> None:
             "hardware": hw.describe() + (f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
             "auto_choice": f"precision {hardware.choose_precision('auto', hw)[0]}, compile "
                            f"{'on' if hardware.choose_compile('auto', hw) else 'off'}",
-            "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir), "batch": "32 x 128 tokens",
+            "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir), "eval_dir": str(args.eval_dir),
+            "zero_shot_items": args.zero_shot_items, "batch": "32 x 128 tokens",
             "warmup_steps": args.warmup, "measured_steps": args.steps, "repeats": args.repeats}
     # Emulated bf16 (no native support) runs the product hundreds of times slower: a smaller one, twice.
     bf16_size = {"n": 2048, "repeats": 20} if hw.native_bf16 else {"n": 512, "repeats": 2}
@@ -499,6 +557,8 @@ def main() -> None:
         result["loss_curves"] = bench_loss_curves(tokenizer_dirs["clm"], data, args.out_dir, args.curve_steps)
     if "blimp" not in args.skip:
         result["other"] += bench_blimp(tokenizers, args.blimp_dir, args.batch_size)
+    if "zero_shot" not in args.skip:
+        result["zero_shot"] = bench_zero_shot(tokenizers, args.eval_dir, args.zero_shot_items)
     if "packing" not in args.skip:
         result["other"].append(bench_packing(tokenizers["clm"], files))
     text = markdown(result)
