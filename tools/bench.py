@@ -357,7 +357,8 @@ def bench_blimp(tokenizers: dict, blimp_dir: Path, batch_size: int) -> list[dict
     return rows
 
 
-def bench_zero_shot(tokenizers: dict, eval_dir: Path, items_per_task: int) -> list[dict]:
+def bench_zero_shot(tokenizers: dict, eval_dir: Path, items_per_task: int,
+                    backends: tuple[str, ...] = ("causal", "mlm", "mntp")) -> list[dict]:
     """Items per second of the zero-shot scorer (evaluation/scoring.py) against the official
     pipeline's plain loop (64 items a batch in file order, one padded pass per candidate, no
     sorting or deduplication), same step2-size model, official convention, float32, back to back;
@@ -368,6 +369,8 @@ def bench_zero_shot(tokenizers: dict, eval_dir: Path, items_per_task: int) -> li
     items = sum(len(t.items) for t in tasks)
     rows = []
     for model_type, kind, backend in (("gpt2", "clm", "causal"), ("bert", "mlm", "mlm"), ("gpt_bert", "mlm", "mntp")):
+        if backend not in backends:
+            continue
         tok = tokenizers[kind]
         torch.manual_seed(0)
         model = build_model(model_args(model_type, len(tok)), tok).eval()
@@ -497,6 +500,8 @@ def main() -> None:
     p.add_argument("--eval_dir", type=Path, default=eval_dir, help="official fast_eval folder for the zero-shot bench")
     p.add_argument("--zero_shot_items", type=int, default=300,
                    help="items of each task folder the zero-shot bench scores")
+    p.add_argument("--zero_shot_backends", nargs="+", default=["causal", "mlm", "mntp"],
+                   choices=["causal", "mlm", "mntp"], help="backends the zero-shot bench measures")
     p.add_argument("--vocab_size", type=int, default=16000)
     p.add_argument("--batch_size", type=int, default=64, help="BLiMP batch size")
     p.add_argument("--models", nargs="+", default=["gpt2", "bert", "llama"], choices=list(KIND))
@@ -558,7 +563,8 @@ def main() -> None:
     if "blimp" not in args.skip:
         result["other"] += bench_blimp(tokenizers, args.blimp_dir, args.batch_size)
     if "zero_shot" not in args.skip:
-        result["zero_shot"] = bench_zero_shot(tokenizers, args.eval_dir, args.zero_shot_items)
+        result["zero_shot"] = bench_zero_shot(tokenizers, args.eval_dir, args.zero_shot_items,
+                                              tuple(args.zero_shot_backends))
     if "packing" not in args.skip:
         result["other"].append(bench_packing(tokenizers["clm"], files))
     text = markdown(result)
