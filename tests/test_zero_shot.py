@@ -365,9 +365,11 @@ def parse_report(path: Path) -> dict[str, float]:
     """The numbers of a best_temperature_report.txt, keyed by section and name."""
     values, section = {}, ""
     for line in path.read_text().splitlines():
+        if line.startswith(("TEMPERATURE", "CONVENTION")):
+            continue
         if line.startswith("###"):
             section = line
-        elif ": " in line and not line.startswith(("TEMPERATURE", "CONVENTION")):
+        elif ": " in line:
             key, value = line.rsplit(": ", 1)
             values[f"{section}/{key}"] = float(value)
         elif line.strip() and section.startswith("### AVERAGE"):
