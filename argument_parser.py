@@ -315,8 +315,9 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
                    help="only these tasks (default: every task whose data is in --eval_dir)")
     g.add_argument("--revision", default="main",
                    help="the name results are filed under (the official layout's revision folder)")
-    _number(g, "--zero_shot_batch_size", AT_LEAST_1, type=int, default=64,
-            help="sequences (causal) or masked copies (mlm, mntp) per forward pass")
+    _number(g, "--zero_shot_tokens_per_batch", AT_LEAST_1, type=int, default=None,
+            help="tokens a forward pass carries, padding included (default: TOKENS_PER_BATCH in "
+            "evaluation/scoring.py, measured best on a 2-core CPU; raise it on a GPU)")
 
 
 def _finetune_options(p: argparse.ArgumentParser) -> None:

@@ -94,6 +94,18 @@ class _Attention(nn.Module):
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
+    def at(self, x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
+           mask: torch.Tensor | None) -> torch.Tensor:
+        """The output at (rows, positions) only, [reads, hidden]: queries there, keys and values
+        everywhere; `mask` [reads, 1, 1, key] (True = may attend) or None for every key."""
+        _, n, d = x.shape
+        reads, size = rows.numel(), d // self.heads
+        q = F.linear(x[rows, positions], self.qkv.weight[:d], self.qkv.bias[:d]).view(reads, self.heads, 1, size)
+        kv = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:])[rows]
+        k, v = kv.view(reads, n, 2, self.heads, size).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.reshape(reads, d))
+
 
 class _Block(nn.Module):
     def __init__(self, config: GPTBertConfig) -> None:
@@ -108,6 +120,12 @@ class _Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), mask, causal))
         return x + self.drop(self.mlp(self.ln2(x)))
+
+    def at(self, x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor,
+           mask: torch.Tensor | None) -> torch.Tensor:
+        """The block's output at (rows, positions) only (no dropout: scoring)."""
+        y = x[rows, positions] + self.attn.at(self.ln1(x), rows, positions, mask)
+        return y + self.mlp(self.ln2(y))
 
 
 class GPTBertBody(nn.Module):
@@ -124,13 +142,17 @@ class GPTBertBody(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                bidirectional: bool = False) -> torch.Tensor:
+                bidirectional: bool = False, position_ids: torch.Tensor | None = None,
+                reads: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden states [batch, length, hidden]. `attention_mask` is 1 for tokens and 0 for
         padding, [batch, key]; or [batch, query, key], what each query may attend to (the
-        BabyLM pipeline's causal fine-tuning passes one), further made causal unless
-        `bidirectional`."""
+        BabyLM pipeline's causal fine-tuning passes one, the zero-shot scorer a prefix tree),
+        further made causal unless `bidirectional`. `position_ids` [batch, length] default
+        to 0, 1, 2, ... With `reads` (rows, positions): only the hidden states there, [reads,
+        hidden], the last block's queries and feed-forward computed there alone (a scorer that
+        reads one position of each masked copy saves most of a layer)."""
         n = input_ids.size(1)
-        positions = torch.arange(n, device=input_ids.device)
+        positions = torch.arange(n, device=input_ids.device) if position_ids is None else position_ids
         x = self.drop(self.embed_tokens(input_ids) + self.embed_positions(positions))
         mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -141,9 +163,18 @@ class GPTBertBody(nn.Module):
                 mask = mask & torch.ones(n, n, dtype=torch.bool, device=input_ids.device).tril()
             # A padding query would attend to nothing (NaN); let it see itself. Its output is ignored.
             mask = mask | torch.eye(n, dtype=torch.bool, device=input_ids.device)
-        for layer in self.layers:
+        if reads is None:
+            for layer in self.layers:
+                x = layer(x, mask, not bidirectional)
+            return self.norm(x)
+        for layer in self.layers[:-1]:
             x = layer(x, mask, not bidirectional)
-        return self.norm(x)
+        rows, at = reads
+        if mask is not None:
+            query_mask = mask[rows, :, at][:, :, None]  # each read's row of the mask: [reads, 1, 1, key]
+        else:
+            query_mask = None if bidirectional else (torch.arange(n, device=x.device) <= at[:, None])[:, None, None]
+        return self.norm(self.layers[-1].at(x, rows, at, query_mask))
 
 
 class GPTBertPreTrainedModel(PreTrainedModel):

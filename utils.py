@@ -360,6 +360,22 @@ def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                         "(e.g. iconv -f latin1 -t utf-8)") from None
 
 
+def jsonl_objects(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """('<path>:<line>', object) for every non-blank line of a JSON-lines file; a line that is
+    not a JSON object is a UserError naming the file and line."""
+    for n, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where} is not valid JSON ({e.msg}): fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where} is not a JSON object: fix or remove that line")
+        yield where, row
+
+
 def _first_non_utf8_line(path: str | Path) -> str:
     """' line N (byte 0xXX)' for the first line of `path` that does not decode, or ''.
 

@@ -312,19 +312,27 @@ def download_corpus(data_dir: str | Path = "data/babylm_data", url: str = CORPUS
         sha256 = sha256.lower()
     if _corpus_present(data_dir, sha256):
         return False
-    part = data_dir.with_name(data_dir.name + ".zip.part")
     hint = (f"or get {url} another way and either rerun with --url file:///ABSOLUTE/PATH/TO/babylm_data.zip "
             f"(checked and installed as usual) or unzip it and move its babylm_data/ folder to {data_dir}, "
             f"so that {data_dir}/babylm_10M/*.train exist")
-    resumed = f" (resuming after {part.stat().st_size} bytes)" if part.exists() else ""
-    print(f"downloading {url} -> {part}{resumed}")
-    fetch(url, part, size, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
-    digest = verify_file(part, size, sha256, url)
+    part, digest = _fetch_zip(url, data_dir, size, sha256, hint, timeout, retries, retry_wait, progress)
     _install_zip(part, data_dir, {"url": url, "sha256": digest, "size": part.stat().st_size,
                                   "downloaded": _now(), "by": "corpus/download.py corpus"}, progress)
     part.unlink()
     print(f"installed the BabyLM corpus in {data_dir} (sha256 {digest})")
     return True
+
+
+def _fetch_zip(url: str, target: Path, size: int | None, sha256: str | None, hint: str, timeout: float,
+               retries: int, retry_wait: float, progress: bool) -> tuple[Path, str]:
+    """Download `url` into `<target>.zip.part` (resuming what an earlier run left) and check its
+    size and sha256; returns the file and its sha256. The one download path of the corpus and
+    the official evaluation data."""
+    part = target.with_name(target.name + ".zip.part")
+    resumed = f" (resuming after {part.stat().st_size} bytes)" if part.exists() else ""
+    print(f"downloading {url} -> {part}{resumed}")
+    fetch(url, part, size, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
+    return part, verify_file(part, size, sha256, url)
 
 
 def _corpus_present(data_dir: Path, sha256: str | None) -> bool:
@@ -543,14 +551,10 @@ def download_official_eval(eval_dir: str | Path = "data/official_eval", url: str
         sha256 = sha256.lower()
     if _official_eval_present(eval_dir, sha256):
         return False
-    part = eval_dir.with_name(eval_dir.name + ".zip.part")
     hint = (f"or download the evaluation_data folder from {OFFICIAL_EVAL_PAGE} another way and install it with "
             "`python -m corpus.download official_eval --from FOLDER` (checked as usual), or rerun with "
             "--url file:///ABSOLUTE/PATH/TO/evaluation_data.zip")
-    resumed = f" (resuming after {part.stat().st_size} bytes)" if part.exists() else ""
-    print(f"downloading {url} -> {part}{resumed}")
-    fetch(url, part, size, hint=hint, timeout=timeout, retries=retries, retry_wait=retry_wait, progress=progress)
-    digest = verify_file(part, size, sha256, url)
+    part, digest = _fetch_zip(url, eval_dir, size, sha256, hint, timeout, retries, retry_wait, progress)
     marker = {"url": url, "sha256": digest, "size": part.stat().st_size, "downloaded": _now(),
               "by": "corpus/download.py official_eval"}
     tmp = temp_dir_beside(eval_dir)

@@ -33,7 +33,6 @@ field and per linguistics term = unweighted mean over their paradigms."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from custom_models import body_and_head, is_causal, is_hybrid, load_model_and_tokenizer
+from evaluation.scoring import hidden_states, pad_batch
 from training.hardware import autocast, log_choice
 from utils import (
     BLIMP_RESULTS,
@@ -50,7 +50,7 @@ from utils import (
     RunLogger,
     UserError,
     get_device,
-    numbered_lines,
+    jsonl_objects,
     write_json_atomic,
     write_text_atomic,
 )
@@ -89,16 +89,9 @@ def load_paradigms(folder: str | Path) -> list[Paradigm]:
     paradigms = []
     for path in files:
         paradigm = None
-        for n, line in numbered_lines(path):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n} is not valid JSON ({e.msg}): fix or remove that line") from None
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
-                                                    for k in ("sentence_good", "sentence_bad")):
-                raise UserError(f"{path}:{n} has no sentence_good/sentence_bad strings: not a BLiMP-format "
+        for where, row in jsonl_objects(path):
+            if not all(isinstance(row.get(k), str) for k in ("sentence_good", "sentence_bad")):
+                raise UserError(f"{where} has no sentence_good/sentence_bad strings: not a BLiMP-format "
                                 "file; fix that line or move the file out of --blimp_dir")
             if paradigm is None:
                 paradigm = Paradigm(row.get("UID") or path.stem, normalize_field(row.get("field")),
@@ -131,17 +124,6 @@ def _prefix_id(tokenizer) -> int:
     return prefix
 
 
-def _pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence; returns (ids, attention mask)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def causal_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
                   device: torch.device | str = "cpu", progress: bool = False) -> list[float]:
@@ -154,7 +136,7 @@ def causal_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch
     model.eval()
     for start in tqdm(range(0, len(order), batch_size), desc="BLiMP (causal)", disable=not progress):
         idx = order[start: start + batch_size]
-        ids, mask = _pad_batch([seqs[i] for i in idx], pad)
+        ids, mask = pad_batch([seqs[i] for i in idx], pad)
         ids, mask = ids.to(device), mask.to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
@@ -191,16 +173,12 @@ def masked_copies(tokenizer, sentence: str,
 
 def _logits_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
               positions: torch.Tensor) -> torch.Tensor:
-    """Logits predicting the token at one position per row. For BERT (and gpt_bert) the
-    vocabulary head (about half of a small model's compute) runs on that position only;
-    the result is the same as taking it from the full output. gpt_bert (masked
-    next-token): bidirectional attention, the token read at the position before it."""
-    body, head = body_and_head(model)
-    if is_hybrid(model.config.model_type):
-        return head(body(ids, mask, bidirectional=True)[rows, positions - 1])
-    if not is_causal(model.config.model_type):
-        return head(body(input_ids=ids, attention_mask=mask).last_hidden_state[rows, positions])
-    return model(input_ids=ids, attention_mask=mask).logits[rows, positions]
+    """Logits predicting the token at one position per row, the vocabulary head (about half of
+    a small model's compute) run at that position only. gpt_bert (masked next-token):
+    bidirectional attention, the token read at the position before it."""
+    hybrid = is_hybrid(model.config.model_type)
+    _, head = body_and_head(model)
+    return head(hidden_states(model, ids, mask, bidirectional=hybrid)[rows, positions - int(hybrid)])
 
 
 @torch.no_grad()
@@ -222,7 +200,7 @@ def pll_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_si
     model.eval()
     for start in tqdm(range(0, len(jobs), batch_size), desc="BLiMP (PLL)", disable=not progress):
         batch = jobs[start: start + batch_size]
-        ids, mask = _pad_batch([job[1] for job in batch], tokenizer.pad_token_id)
+        ids, mask = pad_batch([job[1] for job in batch], tokenizer.pad_token_id)
         rows = torch.arange(len(batch), device=device)
         positions = torch.tensor([job[2] for job in batch], device=device)
         targets = torch.tensor([job[3] for job in batch], device=device)

@@ -45,7 +45,6 @@ same losses and metrics."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ from utils import (
     RunLogger,
     UserError,
     get_device,
-    numbered_lines,
+    jsonl_objects,
     set_seed,
     write_json_atomic,
 )
@@ -170,16 +169,7 @@ def example_texts(record: dict) -> tuple[str, ...]:
 def read_task_file(path: Path) -> tuple[list[tuple[str, ...]], list[int]]:
     """Texts and labels of one `<task>.<split>.jsonl` file; UserError on a malformed line."""
     texts, labels = [], []
-    for line_no, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where} is not valid JSON ({e.msg}): fix or remove that line") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{where} is not a JSON object: each line must be one example")
+    for where, record in jsonl_objects(path):
         label = record.get("label")
         # JSON true/false are accepted as 1/0 (bool is an int subclass); anything else is not.
         if not isinstance(label, int):

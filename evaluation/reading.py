@@ -33,7 +33,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from custom_models import body_and_head
-from evaluation.scoring import hidden_states, pad_id_of
+from evaluation.scoring import hidden_states, pad_batch, pad_id_of
 from utils import UserError, write_json_atomic, write_text_atomic
 
 MEASURES = ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound", "self_paced_reading_time",
@@ -97,12 +97,7 @@ def surprisals(model: PreTrainedModel, tokenizer, pairs: list[tuple[str, str]], 
     for start in tqdm(range(0, len(order), batch_size), desc=f"reading ({backend})", disable=not progress,
                       leave=False):
         idx = order[start: start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(idx):
-            ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[row, : len(encoded[i])] = 1
+        ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
         hidden = hidden_states(model, ids.to(device), mask.to(device), backend == "mntp")
         positions = torch.tensor([_read_position(encoded[i], backend, tokenizer.mask_token_id) for i in idx])
         logits = head(hidden[torch.arange(len(idx)), positions.to(hidden.device)]).float()

@@ -21,13 +21,12 @@ The first candidate of every item is the correct one."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils import UserError, numbered_lines
+from utils import UserError, jsonl_objects
 
 
 @dataclass
@@ -140,16 +139,7 @@ def read_task(name: str, data_dir: str | Path) -> Task:
     task = Task(name, data_dir)
     for path in files:
         before = len(task.items)
-        for n, line in numbered_lines(path):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where} is not valid JSON ({e.msg}): fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{where} is not a JSON object: fix or remove that line")
+        for where, row in jsonl_objects(path):
             task.items.append(decode(row, path.stem, where))
         if len(task.items) == before:
             raise UserError(f"{path} holds no items (it is empty or blank): restore it or remove it")

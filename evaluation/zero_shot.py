@@ -31,7 +31,7 @@ from transformers import PreTrainedModel
 
 from custom_models import load_model_and_tokenizer
 from evaluation import reading
-from evaluation.scoring import CONVENTIONS, default_backend, make_plans, pad_id_of, score_plans
+from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
 from evaluation.tasks import READING_FILE, Task, find_tasks, read_task
 from training.hardware import autocast, log_choice
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
@@ -116,7 +116,7 @@ def report_text(result: dict, metric: str, convention: str) -> str:
     return "\n".join(lines)
 
 
-def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, convention: str, batch_size: int,
+def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, convention: str, tokens_per_batch: int,
                device: torch.device, variant: str, progress: bool = False) -> list[list[float]]:
     """Each item's candidate scores."""
     sentences = [c for item in task.items for c in item.candidates]
@@ -128,13 +128,14 @@ def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, conv
         raise UserError(f"{task.data_dir} has a candidate of {longest} tokens but the model has {positions} "
                         f"positions: leave this task out (--zero_shot_tasks) or train with more positions")
     flat = iter(score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
-                            batch_size, device,
+                            tokens_per_batch, device,
                             desc=f"{task.name}/{task.data_dir.name} ({backend}, {convention})" if progress else None))
     return [[next(flat) for _ in item.candidates] for item in task.items]
 
 
 def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_root: str | Path,
-                   model_dir: str | Path, backend: str, conventions: list[str], batch_size: int = 64,
+                   model_dir: str | Path, backend: str, conventions: list[str],
+                   tokens_per_batch: int = TOKENS_PER_BATCH,
                    device: torch.device | str = "cpu", variant: str = "within_word_l2r", precision: str = "fp32",
                    revision: str = "main", tasks: list[str] | None = None, logger: RunLogger | None = None) -> dict:
     """Score every task found in `eval_dir` under each convention; write the official layout
@@ -151,7 +152,7 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
     with autocast(device, precision):
         for task in tqdm(loaded, desc="zero-shot tasks", disable=logger is None):
             for convention in conventions:
-                scores = score_task(model, tokenizer, task, backend, convention, batch_size, device, variant,
+                scores = score_task(model, tokenizer, task, backend, convention, tokens_per_batch, device, variant,
                                     progress=logger is not None)
                 result = task_scores(task, scores, convention)
                 out = results_dir(out_root, model_dir, revision, convention, backend) / task.name / task.data_dir.name
@@ -206,8 +207,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), "
                     f"conventions {', '.join(conventions)}, data {args.eval_dir}")
         summary = evaluate_model(model, tokenizer, args.eval_dir, out_root, model_dir, backend, conventions,
-                                 args.zero_shot_batch_size, device, args.pll_variant, args.precision,
-                                 args.revision, args.zero_shot_tasks, logger)
+                                 args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
+                                 args.precision, args.revision, args.zero_shot_tasks, logger)
         where = out_root / model_dir.name / args.revision
         record = {"model_dir": str(model_dir), "eval_dir": str(args.eval_dir), "backend": backend,
                   "model_type": model.config.model_type, "precision": args.precision,

@@ -38,7 +38,8 @@ def test_the_bundle_trains_without_datasets_or_pyarrow(tmp_path):
     code_bench = code.replace("import run; sys.exit(run.main(sys.argv[1:]))", "from tools import bench; bench.main()")
     done = subprocess.run([sys.executable, "-c", code_bench, "--data_dir", str(moved / "data"), "--out_dir",
                            str(moved / "bench"), "--models", "gpt2", "--sizes", "step2", "--loops", "plain_fp32",
-                           "--warmup", "1", "--steps", "1", "--repeats", "1", "--skip", "curves", "blimp", "packing"],
+                           "--warmup", "1", "--steps", "1", "--repeats", "1", "--skip", "curves", "blimp", "packing",
+                           "zero_shot"],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tokenized" not in done.stderr and (moved / "bench" / "bench.json").is_file()

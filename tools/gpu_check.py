@@ -155,7 +155,7 @@ def run_check(bundle_dir: Path, out: Path, smoke: bool, minutes: float) -> dict:
     steps.run("bench", [sys.executable, "-m", "tools.bench", "--data_dir", str(bundle_dir / "data"), "--blimp_dir",
                         str(bundle_dir / "blimp"), "--out_dir", str(bench_out), "--models", "gpt2", "--sizes",
                         *(["step2"] if smoke else ["step2", "8x512"]), "--loops", "auto", "trainer", "--skip",
-                        "blimp", "packing", "curves", "--warmup", "2" if smoke else "3", "--steps",
+                        "blimp", "packing", "curves", "zero_shot", "--warmup", "2" if smoke else "3", "--steps",
                         "2" if smoke else "10", "--repeats", "1"], limit_s=300)
     result = {"info": info, "steps": steps.rows, "runs": _runs_summary(runs, info), "bench": _read(bench_out /
                                                                                                      "bench.json")}
