@@ -303,7 +303,10 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("official zero-shot suite (evaluate action; --pll_variant applies under strict)")
     g.add_argument("--eval_dir", default=None,
                    help="the official full_eval/ or fast_eval/ folder (make eval_data): every task folder found "
-                   "there is scored (blimp_*, supplement_*, ewok_*, entity_tracking*, wug_*, comps*, reading/)")
+                   "there is scored (blimp_*, supplement_*, ewok_*, entity_tracking*, wug_*, comps*, reading/); "
+                   "or the evaluation_data/ folder holding both (see --fast)")
+    g.add_argument("--fast", action="store_true",
+                   help="with --eval_dir the evaluation_data/ folder: score its fast_eval/ (default: full_eval/)")
     g.add_argument("--backend", choices=("causal", "mlm", "mntp"), default=None,
                    help="how candidates are scored (default: from the model type: gpt2/llama causal, bert mlm, "
                    "gpt_bert mntp)")

@@ -146,6 +146,20 @@ def read_task(name: str, data_dir: str | Path) -> Task:
     return task
 
 
+def choose_eval_set(eval_dir: str | Path, fast: bool) -> Path:
+    """The folder whose tasks are scored: `eval_dir` itself, or, when it is the official
+    `evaluation_data/` folder (holding full_eval/ and fast_eval/), its fast_eval/ with `fast`
+    and its full_eval/ without."""
+    eval_dir = Path(eval_dir)
+    if not any((eval_dir / name).is_dir() for name in ("full_eval", "fast_eval")):
+        return eval_dir
+    chosen = eval_dir / ("fast_eval" if fast else "full_eval")
+    if not chosen.is_dir():
+        fix = "leave out --fast to score its full_eval/" if fast else "pass --fast to score its fast_eval/"
+        raise UserError(f"--eval_dir '{eval_dir}' has no {chosen.name}/: {fix}")
+    return chosen
+
+
 def find_tasks(eval_dir: str | Path, only: list[str] | None = None) -> list[tuple[str, Path]]:
     """(task name, data folder) for every official task folder present in `eval_dir`, in the
     order of TASKS; `only` keeps those tasks. The reading CSV is found separately."""

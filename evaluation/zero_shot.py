@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from custom_models import load_model_and_tokenizer
 from evaluation import reading
 from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
-from evaluation.tasks import READING_FILE, Task, find_tasks, read_task
+from evaluation.tasks import READING_FILE, Task, choose_eval_set, find_tasks, read_task
 from training.hardware import autocast, log_choice
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
 
@@ -194,7 +194,8 @@ def summary_table(summary: dict, backend: str) -> str:
 def run_evaluate(args: argparse.Namespace) -> dict:
     """The `evaluate` action: load --model_dir, score --eval_dir, write results and the summary."""
     model_dir = Path(args.model_dir)
-    find_tasks(args.eval_dir)  # a wrong --eval_dir fails before the model is loaded
+    eval_dir = choose_eval_set(args.eval_dir, args.fast)
+    find_tasks(eval_dir)  # a wrong --eval_dir fails before the model is loaded
     model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
     backend = args.backend or default_backend(model.config.model_type)
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
@@ -205,12 +206,12 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     try:
         log_choice(logger, args)
         logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), "
-                    f"conventions {', '.join(conventions)}, data {args.eval_dir}")
-        summary = evaluate_model(model, tokenizer, args.eval_dir, out_root, model_dir, backend, conventions,
+                    f"conventions {', '.join(conventions)}, data {eval_dir}")
+        summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_dir, backend, conventions,
                                  args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
                                  args.precision, args.revision, args.zero_shot_tasks, logger)
         where = out_root / model_dir.name / args.revision
-        record = {"model_dir": str(model_dir), "eval_dir": str(args.eval_dir), "backend": backend,
+        record = {"model_dir": str(model_dir), "eval_dir": str(eval_dir), "backend": backend,
                   "model_type": model.config.model_type, "precision": args.precision,
                   "pll_variant": args.pll_variant, "revision": args.revision, "results": summary}
         json_path, table_path = summary_paths(where, backend)

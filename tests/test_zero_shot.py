@@ -370,12 +370,13 @@ def test_evaluate_action_writes_the_official_layout(tmp_path, make_args):
                      "--model_type", "gpt2", "--max_position_embeddings", "256")  # entity tracking is long
     run_loop("pytorch", args)
     model_dir = tmp_path / "run" / "best_model"
+    # The folder that holds fast_eval/ (as the official evaluation_data/ does), with --fast.
     out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(model_dir), "--eval_dir",
-                          str(SAMPLE_FAST)], cwd=ROOT, capture_output=True, text=True)
+                          str(SAMPLE_FAST.parent), "--fast"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     results = tmp_path / "run" / "results" / "best_model" / "main"
     summary = json.loads((results / "zero_shot_summary_causal.json").read_text())
-    assert summary["backend"] == "causal"
+    assert summary["backend"] == "causal" and summary["eval_dir"] == str(SAMPLE_FAST)
     for convention, top in (("official", "zero_shot"), ("strict", "zero_shot_strict")):
         keys = set(summary["results"][convention])
         assert {"blimp/blimp_fast", "ewok/ewok_fast", "reading/eye_tracking"} <= keys
@@ -397,6 +398,10 @@ def test_evaluate_action_errors_in_one_line(tmp_path):
                           str(tmp_path / "nowhere")], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
     assert "--eval_dir" in out.stderr and "is not a folder" in out.stderr  # checked before the model loads
+    out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(tmp_path), "--eval_dir",
+                          str(SAMPLE_FAST.parent)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "has no full_eval/: pass --fast" in out.stderr
     out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 2 and "needs --eval_dir" in out.stderr
