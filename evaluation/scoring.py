@@ -146,7 +146,7 @@ def hidden_states(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor,
     extra = {} if positions is None else {"position_ids": positions}
     if is_hybrid(model.config.model_type):
         return body(ids, mask, bidirectional=bidirectional, **extra)
-    if mask.dim() == 3:  # transformers takes a custom mask as [batch, head, query, key], added to the scores
+    if mask.dim() == 3:  # eager and sdpa take a custom mask as [batch, head, query, key], added to the scores
         mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(
             ~mask, torch.finfo(torch.float32).min)[:, None]
     return body(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
@@ -161,7 +161,8 @@ def final_hidden_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tenso
     body, _ = body_and_head(model)
     if "reads" in inspect.signature(body.forward).parameters:  # the hybrid (a folder saved before: whole)
         return body(ids, mask, bidirectional=bidirectional, reads=(rows, positions))
-    if not isinstance(body, BertModel) or getattr(body.config, "position_embedding_type", "absolute") != "absolute":
+    if (not isinstance(body, BertModel) or body.config.is_decoder  # a decoder BERT would need a causal mask
+            or getattr(body.config, "position_embedding_type", "absolute") != "absolute"):
         return hidden_states(model, ids, mask, bidirectional)[rows, positions]
     x = body.embeddings(input_ids=ids)
     # [batch, 1, 1, key], added to the attention scores: no query attends to padding.
@@ -181,10 +182,12 @@ def final_hidden_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tenso
     return last.output(last.intermediate(hidden), hidden)
 
 
-def takes_positions(model: PreTrainedModel) -> bool:
-    """Whether the body takes position ids (a hybrid folder saved before it did, does not)."""
+def takes_tree_masks(model: PreTrainedModel) -> bool:
+    """Whether the body takes position ids (a hybrid folder saved before it did, does not) and
+    a [query, key] mask of any shape (flash and flex attention kernels do not: eager and sdpa do)."""
     body, _ = body_and_head(model)
-    return "position_ids" in inspect.signature(body.forward).parameters
+    kernel_ok = is_hybrid(model.config.model_type) or model.config._attn_implementation in ("eager", "sdpa")
+    return kernel_ok and "position_ids" in inspect.signature(body.forward).parameters
 
 
 def pad_batch(seqs: list[tuple[int, ...]] | list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,10 +283,12 @@ def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id:
     model.eval()
     _, head = body_and_head(model)
     totals = torch.zeros(len(plans), dtype=torch.float64)
-    if backend == "causal" and share_prefixes and takes_positions(model):
-        rows, where = prefix_tree_rows([plan.ids for plan in plans], row_tokens)
+    if backend == "causal" and share_prefixes and takes_tree_masks(model):
+        rows, where = prefix_tree_rows([plan.ids for plan in plans if plan.reads], row_tokens)
         reads: list[list[tuple[int, int, int]]] = [[] for _ in rows]  # per row: (plan, node, target)
         for k, plan in enumerate(plans):
+            if not plan.reads:
+                continue
             row, nodes = where[plan.ids]
             reads[row] += [(k, nodes[pos], target) for _, pos, target in plan.reads]
         groups = batches([len(row.tokens) for row in rows], tokens_per_batch)

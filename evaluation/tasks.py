@@ -152,6 +152,9 @@ def choose_eval_set(eval_dir: str | Path, fast: bool) -> Path:
     and its full_eval/ without."""
     eval_dir = Path(eval_dir)
     if not any((eval_dir / name).is_dir() for name in ("full_eval", "fast_eval")):
+        if fast and eval_dir.name != "fast_eval":  # --fast would be ignored: say so rather than score full sets
+            raise UserError(f"--fast picks fast_eval/ inside --eval_dir, but '{eval_dir}' holds neither full_eval/ "
+                            "nor fast_eval/: pass the folder that holds them, or leave out --fast")
         return eval_dir
     chosen = eval_dir / ("fast_eval" if fast else "full_eval")
     if not chosen.is_dir():

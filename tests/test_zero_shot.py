@@ -175,7 +175,7 @@ def test_backends_match_a_brute_force_scorer(tok_dirs, backend, convention):
     plans = make_plans(tokenizer, sentences, completions, backend, convention)
     pad, mask = pad_id_of(tokenizer, backend), tokenizer.mask_token_id
     # A small token budget and short tree rows, so that batches, rows and padding all come into play.
-    fast = score_plans(model, plans, backend, pad, mask, tokens_per_batch=40)
+    fast = score_plans(model, plans, backend, pad, mask, tokens_per_batch=40, row_tokens=12)
     flat = score_plans(model, plans, backend, pad, mask, tokens_per_batch=40, share_prefixes=False)
     plain = plain_scores(model, [plans], backend, pad, mask, batch_size=3)[0]
     slow = [brute_force(model, tokenizer, s, c, backend, convention, "within_word_l2r") for s, c in PAIRS]
@@ -199,8 +199,9 @@ def test_prefix_tree_rows_share_prefixes_and_split_rows():
     assert [r.tokens for r in rows] == [[1, 2, 3, 4], [1, 5, 6]] and where[(1, 5)] == (1, [0, 1])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_bert"])
-def test_the_prefix_tree_scores_every_causal_family_like_a_brute_force_scorer(tok_dirs, family):
+@pytest.mark.parametrize("family, kernel", [("gpt2", "eager"), ("gpt2", "sdpa"), ("llama", "eager"),
+                                            ("llama", "sdpa"), ("gpt_bert", "sdpa")])
+def test_the_prefix_tree_scores_every_causal_family_like_a_brute_force_scorer(tok_dirs, family, kernel):
     _, clm = tiny_models(tok_dirs)["causal"]
     torch.manual_seed(1)
     if family == "gpt2":
@@ -214,6 +215,8 @@ def test_the_prefix_tree_scores_every_causal_family_like_a_brute_force_scorer(to
 
         model = GPTBertForCausalLM(GPTBertConfig(vocab_size=len(clm), hidden_size=32, num_hidden_layers=2,
                                                  num_attention_heads=2, max_position_embeddings=64)).eval()
+    if family != "gpt_bert":  # the kernels the CLI offers (--attn_implementation); the hybrid has its own
+        model.set_attn_implementation(kernel)
     sentences, completions = [s for s, _ in PAIRS], [c for _, c in PAIRS]
     plans = make_plans(clm, sentences, completions, "causal", "strict")
     distinct = {p.ids for p in plans}
@@ -402,6 +405,9 @@ def test_evaluate_action_errors_in_one_line(tmp_path):
                           str(SAMPLE_FAST.parent)], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
     assert "has no full_eval/: pass --fast" in out.stderr
+    out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(tmp_path), "--eval_dir",
+                          str(tmp_path), "--fast"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and "holds neither full_eval/ nor fast_eval/" in out.stderr  # not silently ignored
     out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 2 and "needs --eval_dir" in out.stderr

@@ -400,7 +400,8 @@ def bench_zero_shot(tokenizers: dict, eval_dir: Path, items_per_task: int,
         # Both once on a few items first, so that neither pays the first call's set-up in its time.
         warm = copy.copy(tasks[0])
         warm.items = tasks[0].items[:16]
-        _scored_by_us(model, tok, backend, [warm]), _scored_by_the_plain_loop(model, tok, backend, [warm])
+        _scored_by_us(model, tok, backend, [warm])
+        _scored_by_the_plain_loop(model, tok, backend, [warm])
         started = time.perf_counter()
         fast = _scored_by_us(model, tok, backend, tasks)
         fast_seconds = time.perf_counter() - started
