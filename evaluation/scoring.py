@@ -44,8 +44,8 @@ BACKENDS = ("causal", "mlm", "mntp")
 CONVENTIONS = ("official", "strict")
 PLL_VARIANTS = ("within_word_l2r", "token")
 # Tokens a forward pass carries, padding included. Measured on a 2-core Xeon with the step2
-# sizes (make bench): 2k-8k tokens equally fast; 64 BLiMP sentences (~800 tokens) 2-3x
-# slower, 16k tokens 20-35% slower (the activations no longer stay in cache).
+# sizes (ad-hoc runs of score_plans): 2k-8k tokens equally fast; 64 masked copies of BLiMP-length
+# sentences a pass (~800 tokens) 2-3x slower, 16k tokens 20-35% slower (activations leave the cache).
 TOKENS_PER_BATCH = 4096
 # Nodes a prefix-tree row holds: long enough that an entity-tracking context and many of its
 # continuations share a row; short enough that the [query, key] mask stays cheap.
@@ -147,9 +147,14 @@ def hidden_states(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor,
     if is_hybrid(model.config.model_type):
         return body(ids, mask, bidirectional=bidirectional, **extra)
     if mask.dim() == 3:  # eager and sdpa take a custom mask as [batch, head, query, key], added to the scores
-        mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(
-            ~mask, torch.finfo(torch.float32).min)[:, None]
+        mask = _additive(mask, torch.float32)[:, None]
     return body(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean may-attend mask as the float one attention adds to its scores (0 or the lowest value)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
+                                                                                        torch.finfo(dtype).min)
 
 
 def final_hidden_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, bidirectional: bool,
@@ -166,8 +171,7 @@ def final_hidden_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tenso
         return hidden_states(model, ids, mask, bidirectional)[rows, positions]
     x = body.embeddings(input_ids=ids)
     # [batch, 1, 1, key], added to the attention scores: no query attends to padding.
-    padding = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(
-        mask == 0, torch.finfo(x.dtype).min)[:, None, None]
+    padding = _additive(mask.bool(), x.dtype)[:, None, None]
     for layer in body.encoder.layer[:-1]:
         x = layer(x, attention_mask=padding)
     last = body.encoder.layer[-1]
@@ -296,10 +300,9 @@ def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id:
             found = [(b, node, k, target) for b, r in enumerate(group) for k, node, target in reads[r]]
             if not found:
                 continue
-            length = max(len(rows[r].tokens) for r in group)
             ids, _ = pad_batch([rows[r].tokens for r in group], pad_id)
             positions, _ = pad_batch([rows[r].depths for r in group], 0)
-            allowed = torch.from_numpy(np.stack([rows[r].allowed(length) for r in group]))
+            allowed = torch.from_numpy(np.stack([rows[r].allowed(ids.size(1)) for r in group]))
             hidden = hidden_states(model, ids.to(device), allowed.to(device), False, positions.to(device))
             at, nodes, owners, targets = _columns(found, hidden.device)
             _accumulate(head, hidden[at, nodes], owners, targets, totals)
