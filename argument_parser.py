@@ -316,8 +316,9 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--zero_shot_tasks", nargs="+", default=None, metavar="TASK",
                    choices=("blimp", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading"),
                    help="only these tasks (default: every task whose data is in --eval_dir)")
-    g.add_argument("--revision", default="main",
-                   help="the name results are filed under (the official layout's revision folder)")
+    g.add_argument("--revision", default=None,
+                   help="the revision folder results are filed under (default: main for a run's best_model/, "
+                   "the folder's name for a chck_* checkpoint)")
     _number(g, "--zero_shot_tokens_per_batch", AT_LEAST_1, type=int, default=None,
             help="tokens a forward pass carries, padding included (default: TOKENS_PER_BATCH in "
             "evaluation/scoring.py, measured best on a 2-core CPU; raise it on a GPU)")
@@ -330,11 +331,20 @@ def _finetune_options(p: argparse.ArgumentParser) -> None:
                    help="folder of (Super)GLUE jsonl files, <task>.train.jsonl and <task>.valid.jsonl")
     g.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                    help="tasks to fine-tune on, e.g. rte mrpc (default: every task in --glue_dir)")
-    _number(g, "--finetune_epochs", AT_LEAST_1, type=int, default=5, help="maximum fine-tuning epochs per task")
-    _number(g, "--finetune_learning_rate", POSITIVE, type=float, default=1e-4, help="fine-tuning peak learning rate")
-    _number(g, "--finetune_batch_size", AT_LEAST_1, type=int, default=16, help="fine-tuning examples per batch")
-    _number(g, "--finetune_patience", Range(0, hint=' (0: never stop early)'), type=int, default=2,
-            help="stop a task after N epochs without a better validation score")
+    _number(g, "--finetune_epochs", AT_LEAST_1, type=int, default=None,
+            help="epochs per task (default: the official 10, 30 for wsc)")
+    _number(g, "--finetune_learning_rate", POSITIVE, type=float, default=None,
+            help="fine-tuning peak learning rate (default: the official 3e-5)")
+    _number(g, "--finetune_batch_size", AT_LEAST_1, type=int, default=None,
+            help="examples per batch (default: the official 32, 16 for boolq and multirc)")
+    _number(g, "--finetune_patience", Range(0, hint=' (0: never stop early)'), type=int, default=0,
+            help="stop a task after N epochs without a better validation score (default 0: every epoch runs, "
+            "as officially)")
+    _number(g, "--finetune_cross_fit", Range(0, hint=" (0: off; else at least 2 folds)"), type=int, default=0,
+            help="for a task with a valid file but no train file: K folds of the valid file, each predicted by "
+            "a model trained on the others (not the official protocol; a submission from it is partial)")
+    g.add_argument("--results_dir", default=None,
+                   help="root of the official results layout (default: <run>/results beside --model_dir)")
     _number(g, "--max_seq_length", AT_LEAST_1, type=int, default=128, help="fine-tuning inputs are truncated to this")
 
 
@@ -456,6 +466,8 @@ def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                      f"{args.max_position_embeddings}: raise the latter or lower the former")
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
+    if args.finetune_cross_fit == 1:
+        parser.error("--finetune_cross_fit 1 leaves no fold to train on: pass 0 (off) or K >= 2 folds")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
         parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
     if args.start_percent > args.end_percent:

@@ -15,7 +15,7 @@ attention and the input:
 
 This file is self-contained (torch + transformers only) on purpose: it is
 registered with `register_for_auto_class`, so `save_pretrained` writes it beside
-the weights with an `auto_map` in config.json (`GPTBertConfig` records all three
+the weights with an `auto_map` in config.json (`GPTBertConfig` records all four
 model classes there), and any folder loads with `trust_remote_code=True` through:
 - `AutoModelForCausalLM` -> `GPTBertForCausalLM`: causal by default (lm-eval, the
   BabyLM pipeline's `causal` backend); `forward(..., bidirectional=True)` is the
@@ -25,10 +25,12 @@ model classes there), and any folder loads with `trust_remote_code=True` through
   the position before it);
 - `AutoModel` -> `GPTBertModel`: the body's hidden states (`last_hidden_state`)
   for fine-tuning, bidirectional by default; a [batch, query, key] attention
-  mask (the pipeline's causal fine-tuning) is applied as given.
-All three keep the body under `model.` (the head, `lm_head`, is tied to the
+  mask (the pipeline's causal fine-tuning) is applied as given;
+- `AutoModelForSequenceClassification` -> `GPTBertForSequenceClassification`: the
+  bidirectional body with a new head on the first position (our fine-tuning).
+All four keep the body under `model.` (the head, `lm_head`, is tied to the
 token embeddings and not saved), so one folder loads into each with no missing
-or unexpected weights.
+or unexpected weights (a classifier's new head aside).
 
 Architecture: learned absolute positions, pre-LayerNorm blocks (multi-head
 attention through `scaled_dot_product_attention`, GELU MLP), a final LayerNorm
@@ -40,7 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput, MaskedLMOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+)
 
 # The module's own name ("hybrid_model"; also when transformers loads the copy in a saved folder,
 # as transformers_modules.<folder>.hybrid_model), as save_pretrained writes it in `auto_map`.
@@ -50,7 +57,8 @@ _MODULE = __name__.rsplit(".", 1)[-1]
 # loads through each.
 AUTO_MAP = {"AutoConfig": f"{_MODULE}.GPTBertConfig", "AutoModel": f"{_MODULE}.GPTBertModel",
             "AutoModelForCausalLM": f"{_MODULE}.GPTBertForCausalLM",
-            "AutoModelForMaskedLM": f"{_MODULE}.GPTBertForMaskedLM"}
+            "AutoModelForMaskedLM": f"{_MODULE}.GPTBertForMaskedLM",
+            "AutoModelForSequenceClassification": f"{_MODULE}.GPTBertForSequenceClassification"}
 
 
 class GPTBertConfig(PretrainedConfig):
@@ -266,7 +274,32 @@ class GPTBertForMaskedLM(GPTBertForCausalLM):
         return MaskedLMOutput(loss=out.loss, logits=out.logits)
 
 
+class GPTBertForSequenceClassification(GPTBertPreTrainedModel):
+    """The body, bidirectional, with a classification head on the FIRST position
+    (`AutoModelForSequenceClassification`; `config.num_labels` classes): with every position
+    seeing the whole input, the first one summarises it, as the BabyLM pipeline's classifier
+    reads it. Padding (attention_mask 0) is never attended to."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
+
+    def __init__(self, config: GPTBertConfig) -> None:
+        super().__init__(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+        """Logits [batch, num_labels]; with `labels` [batch], their mean cross-entropy.
+        Other keyword arguments (e.g. `token_type_ids`) are ignored."""
+        hidden = self.model(input_ids, attention_mask, bidirectional=True)
+        logits = self.classifier(self.dropout(hidden[:, 0]))
+        loss = None if labels is None else F.cross_entropy(logits.float(), labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
 GPTBertConfig.register_for_auto_class()
 GPTBertModel.register_for_auto_class("AutoModel")
 GPTBertForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 GPTBertForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+GPTBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")

@@ -6,6 +6,7 @@ entity tracking, WUG adjective and past tense, COMPS) and the reading CSV
 or both conventions. Results are written in the official pipeline's layout,
 
     <output_dir>/<model name>/<revision>/zero_shot[_strict]/<backend>/<task>/<data dir>/
+    (evaluation/layout.py: by default <run>/results/<run name>/main/... for best_model/)
         predictions.json            {subtask: {"predictions": [{"id": "<UID>_<i>", "pred": ...}]}}
         best_temperature_report.txt per-group, per-UID and average accuracy (or Spearman's rho)
 
@@ -31,6 +32,7 @@ from transformers import PreTrainedModel
 
 from custom_models import load_model_and_tokenizer
 from evaluation import reading
+from evaluation.layout import default_results_root, model_name_and_revision, revision_dir, zero_shot_dir
 from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
 from evaluation.tasks import READING_FILE, Task, choose_eval_set, find_tasks, read_task
 from training.hardware import autocast, log_choice
@@ -42,12 +44,6 @@ ENTITY_SPLITS = ("regular", "ambiref", "move_contents")
 def summary_paths(where: Path, backend: str) -> tuple[Path, Path]:
     """zero_shot_summary_<backend>.json/.md: one per backend, so that a hybrid scored both ways keeps both."""
     return where / f"zero_shot_summary_{backend}.json", where / f"zero_shot_summary_{backend}.md"
-
-
-def results_dir(output_dir: str | Path, model_dir: str | Path, revision: str, convention: str, backend: str) -> Path:
-    """<output_dir>/<model name>/<revision>/zero_shot[_strict]/<backend>, the official layout."""
-    top = "zero_shot" if convention == "official" else f"zero_shot_{convention}"
-    return Path(output_dir) / Path(model_dir).name / revision / top / backend
 
 
 def choose(scores: list[float], convention: str) -> tuple[int, bool]:
@@ -73,7 +69,8 @@ def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
             uid_preds = predictions[item.uid]
             uid_preds.append({"id": f"{item.uid}_{len(uid_preds)}", "pred": item.completions[chosen], "prob": share})
         rho = float(spearmanr(shares, ratios)[0])
-        return {"groups": {"UID": {"avg": rho}}, "average": rho, "predictions": _official(predictions)}
+        return {"groups": {"UID": {"avg": rho}}, "average": rho, "predictions": _official(predictions),
+                "subtasks": {uid: rho for uid in predictions}}
     total: dict[str, Counter] = defaultdict(Counter)
     correct: dict[str, Counter] = defaultdict(Counter)
     for item, s in zip(task.items, scores, strict=True):
@@ -84,6 +81,8 @@ def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
         uid_preds = predictions[item.uid]
         uid_preds.append({"id": f"{item.uid}_{len(uid_preds)}", "pred": item.completions[chosen]})
     groups = {g: {v: 100.0 * correct[g][v] / n for v, n in counts.items()} for g, counts in total.items()}
+    # The collate step's fast scores: the share right in each subtask (a predictions.json key).
+    subtasks = {uid: correct["UID"][uid] / n for uid, n in total["UID"].items()}
     uids = groups["UID"]
     if task.name == "entity_tracking":  # mean over operation counts within a split, then over splits
         split_means = []
@@ -95,7 +94,7 @@ def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
         average = sum(split_means) / len(split_means)
     else:
         average = sum(uids.values()) / len(uids)
-    return {"groups": groups, "average": average, "predictions": _official(predictions)}
+    return {"groups": groups, "average": average, "predictions": _official(predictions), "subtasks": subtasks}
 
 
 def _official(predictions: dict[str, list[dict]]) -> dict:
@@ -134,12 +133,14 @@ def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, conv
 
 
 def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_root: str | Path,
-                   model_dir: str | Path, backend: str, conventions: list[str],
+                   model_name: str, backend: str, conventions: list[str],
                    tokens_per_batch: int = TOKENS_PER_BATCH,
                    device: torch.device | str = "cpu", variant: str = "within_word_l2r", precision: str = "fp32",
                    revision: str = "main", tasks: list[str] | None = None, logger: RunLogger | None = None) -> dict:
     """Score every task found in `eval_dir` under each convention; write the official layout
-    and return {convention: {"<task>/<data dir>": score}} (reading under "reading")."""
+    under `out_root`/`model_name`/`revision` and return {convention: {"<task>/<data dir>":
+    {"metric", "score", "items", "subtasks"}}} (reading under "reading"); `subtasks` holds
+    the collate step's fast scores (the share right per subtask, WUG's rho, reading's spr/rt)."""
     device = torch.device(device)
     found = find_tasks(eval_dir, tasks)
     reading_csv = Path(eval_dir) / READING_FILE
@@ -155,26 +156,29 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                 scores = score_task(model, tokenizer, task, backend, convention, tokens_per_batch, device, variant,
                                     progress=logger is not None)
                 result = task_scores(task, scores, convention)
-                out = results_dir(out_root, model_dir, revision, convention, backend) / task.name / task.data_dir.name
+                out = (zero_shot_dir(out_root, model_name, revision, convention, backend)
+                       / task.name / task.data_dir.name)
                 write_json_atomic(out / "predictions.json", result["predictions"])
                 write_text_atomic(out / "best_temperature_report.txt", report_text(result, task.metric, convention))
                 key = f"{task.name}/{task.data_dir.name}"
                 summary[convention][key] = {"metric": task.metric, "score": result["average"],
-                                            "items": len(task.items)}
+                                            "items": len(task.items), "subtasks": result["subtasks"]}
                 if logger:
                     unit = "rho" if task.metric == "spearman" else "%"
                     logger.info(f"{key} ({convention}): {result['average']:.2f} {unit} over {len(task.items)} items")
         if has_reading:  # the same computation under both conventions: run once, written for each
             scores = reading.evaluate_reading(model, tokenizer, reading_csv, backend, device, progress=logger)
             for convention in conventions:
-                out = results_dir(out_root, model_dir, revision, convention, backend) / "reading"
+                out = zero_shot_dir(out_root, model_name, revision, convention, backend) / "reading"
                 reading.write_outputs(out, scores)
+                # The collate step reports both as fractions, {"spr": ..., "rt": ...}.
+                fractions = {"spr": scores["self_paced_reading"] / 100, "rt": scores["eye_tracking"] / 100}
                 summary[convention]["reading/eye_tracking"] = {"metric": "delta R2 %",
                                                                "score": scores["eye_tracking"],
-                                                               "items": scores["rows"]}
+                                                               "items": scores["rows"], "subtasks": fractions}
                 summary[convention]["reading/self_paced_reading"] = {"metric": "delta R2 %",
                                                                      "score": scores["self_paced_reading"],
-                                                                     "items": scores["rows"]}
+                                                                     "items": scores["rows"], "subtasks": fractions}
     return summary
 
 
@@ -199,7 +203,9 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
     backend = args.backend or default_backend(model.config.model_type)
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
-    out_root = Path(args.output_dir) if args.output_dir else model_dir.parent / "results"
+    out_root = Path(args.output_dir) if args.output_dir else default_results_root(model_dir)
+    model_name, revision = model_name_and_revision(model_dir)
+    revision = args.revision or revision
     device = get_device(args.device)
     model.to(device)
     logger = RunLogger(out_root)
@@ -207,13 +213,14 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         log_choice(logger, args)
         logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), "
                     f"conventions {', '.join(conventions)}, data {eval_dir}")
-        summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_dir, backend, conventions,
+        summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_name, backend, conventions,
                                  args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
-                                 args.precision, args.revision, args.zero_shot_tasks, logger)
-        where = out_root / model_dir.name / args.revision
+                                 args.precision, revision, args.zero_shot_tasks, logger)
+        where = revision_dir(out_root, model_name, revision)
         record = {"model_dir": str(model_dir), "eval_dir": str(eval_dir), "backend": backend,
                   "model_type": model.config.model_type, "precision": args.precision,
-                  "pll_variant": args.pll_variant, "revision": args.revision, "results": summary}
+                  "pll_variant": args.pll_variant, "model_name": model_name, "revision": revision,
+                  "results": summary}
         json_path, table_path = summary_paths(where, backend)
         write_json_atomic(json_path, record)
         table = summary_table(summary, backend)

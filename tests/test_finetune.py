@@ -19,6 +19,7 @@ import evaluation.finetune as finetune
 import run
 from argument_parser import parse_args
 from custom_models import build_model
+from evaluation.layout import FINETUNE_TASKS
 from training.setup import save_model_folder
 from utils import FINETUNE_RESULTS, UserError
 
@@ -32,8 +33,8 @@ def model_dirs(tmp_path_factory, tok_dirs):
     """Untrained tiny GPT-2, Llama and BERT folders, saved the way a training step saves best_model."""
     root = tmp_path_factory.mktemp("pretrained")
     dirs = {}
-    for model_type in ("gpt2", "llama", "bert"):
-        kind = "mlm" if model_type == "bert" else "clm"
+    for model_type in ("gpt2", "llama", "bert", "gpt_bert"):
+        kind = "clm" if model_type in ("gpt2", "llama") else "mlm"
         args = parse_args(["train", "--tokenizer_dir", str(tok_dirs[kind]), "--output_dir", str(root),
                            "--model_type", model_type, *TINY_MODEL])
         tok = AutoTokenizer.from_pretrained(tok_dirs[kind])
@@ -81,10 +82,10 @@ def test_metrics_match_hand_computed_values():
     # Three classes: true counts t=(2,1,1), predicted p=(2,0,2), correct c=3, n=4:
     # (c*n - p.t) / sqrt((n^2 - p.p)(n^2 - t.t)) = (12 - 6) / sqrt(8 * 10)
     assert finetune.matthews_corrcoef([0, 2, 2, 0], [0, 1, 2, 0]) == pytest.approx(6 / np.sqrt(80))
-    assert finetune.task_metrics("mrpc", preds, labels).keys() == {"accuracy", "f1"}
-    assert finetune.task_metrics("qqp", preds, labels).keys() == {"accuracy", "f1"}
-    assert finetune.task_metrics("cola", preds, labels).keys() == {"accuracy", "mcc"}
-    assert finetune.task_metrics("rte", preds, labels).keys() == {"accuracy"}
+    # Two labels: the official accuracy, F1 and MCC; MNLI's three: accuracy alone.
+    assert finetune.task_metrics("mrpc", preds, labels).keys() == {"accuracy", "f1", "mcc"}
+    assert finetune.task_metrics("rte", preds, labels).keys() == {"accuracy", "f1", "mcc"}
+    assert finetune.task_metrics("mnli", np.array([0, 2, 1]), np.array([0, 1, 1]), 3).keys() == {"accuracy"}
 
 
 def test_metrics_degenerate_cases_give_zero_without_warnings():
@@ -112,8 +113,8 @@ def test_text_layouts():
         ({"question": "a", "passage": "b"}, ("a", "b")),
         ({"question": "a", "sentence": "b"}, ("a", "b")),
         ({"sentence": "a"}, ("a",)),
-        ({"paragraph": "p", "question": "q", "answer": "a"}, ("p", "q a")),
-        ({"text": "t", "span1_text": "x", "span2_text": "it"}, ("t", "it refers to x")),
+        ({"paragraph": "p", "question": "q", "answer": "a"}, ("p", "Question: q Answer: a")),
+        ({"text": "t", "span1_text": "x", "span2_text": "it"}, ("t", 'Does "it" refer to "x"?')),
     ]
     for record, texts in layouts:
         assert finetune.example_texts(record) == texts, record
@@ -124,11 +125,11 @@ def test_text_layouts():
 # --------------------------------------------------------------------------- model
 
 
-@pytest.mark.parametrize("model_type", ["gpt2", "llama", "bert"])
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "bert", "gpt_bert"])
 def test_padding_does_not_change_the_logits(model_type, model_dirs, tmp_path):
     folder = tmp_path / model_type
     shutil.copytree(model_dirs[model_type], folder)
-    if model_type != "bert":  # a causal config saved without a pad id: the loader must set it
+    if model_type in ("gpt2", "llama"):  # a causal config saved without a pad id: the loader must set it
         config = json.loads((folder / "config.json").read_text())
         config["pad_token_id"] = None
         (folder / "config.json").write_text(json.dumps(config))
@@ -171,7 +172,7 @@ def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
         assert scalars(out, f"finetune/{task}/best_accuracy") == [pytest.approx(r["metrics"]["accuracy"])]
     mrpc, rte = results["tasks"]["mrpc"], results["tasks"]["rte"]
     assert mrpc["selection_metric"] == "f1" and 0.0 <= mrpc["metrics"]["f1"] <= 1.0
-    assert "f1" not in rte["metrics"] and rte["selection_metric"] == "accuracy"
+    assert rte["selection_metric"] == "accuracy" and rte["metrics"].keys() == {"eval_loss", "accuracy", "f1", "mcc"}
     assert len(scalars(out, "finetune/mrpc/eval_f1")) == 3
 
 
@@ -224,9 +225,116 @@ def test_single_sentence_task_and_other_layouts(model_dirs, tmp_path):
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "out", "--finetune_epochs", "1", glue=glue))
     assert sorted(results["tasks"]) == ["boolq", "cola"]
     cola_r = results["tasks"]["cola"]
-    assert cola_r["metrics"].keys() == {"eval_loss", "accuracy", "mcc"} and cola_r["selection_metric"] == "mcc"
+    assert cola_r["metrics"].keys() == {"eval_loss", "accuracy", "f1", "mcc"} and cola_r["selection_metric"] == "mcc"
     assert -1.0 <= cola_r["metrics"]["mcc"] <= 1.0
     assert results["tasks"]["boolq"]["train_size"] == 12
+
+
+def test_the_seven_official_tasks_read_as_the_official_pairs():
+    """Hand-made items in each official file's fields give the texts the issue and the pipeline's
+    scripts describe (BoolQ question/passage, MultiRC "Question: q Answer: a" with the paragraph,
+    WSC's question about its two spans, ...)."""
+    items = {
+        "boolq": ({"question": "is it red", "passage": "The ball is red.", "idx": 1, "label": 1},
+                  ("is it red", "The ball is red.")),
+        "multirc": ({"paragraph": "Ana has a dog.", "question": "Who has a dog?", "answer": "Ana",
+                     "idx": {"paragraph": 0, "question": 0, "answer": 0}, "label": 1},
+                    ("Ana has a dog.", "Question: Who has a dog? Answer: Ana")),
+        "wsc": ({"text": "Mark told Pete lies. He lied.", "span1_index": 0, "span2_index": 5, "span1_text": "Mark",
+                 "span2_text": "He", "idx": 0, "label": 1},
+                ("Mark told Pete lies. He lied.", 'Does "He" refer to "Mark"?')),
+        "mnli": ({"premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": 2, "idx": 7},
+                 ("A man sleeps.", "A man is awake.")),
+        "qqp": ({"question1": "How old are you?", "question2": "What is your age?", "label": 1, "idx": 3},
+                ("How old are you?", "What is your age?")),
+        "rte": ({"sentence1": "Ana ate.", "sentence2": "Someone ate.", "label": 0, "idx": 0},
+                ("Ana ate.", "Someone ate.")),
+        "mrpc": ({"sentence1": "Ana ate.", "sentence2": "Ana had eaten.", "label": 1, "idx": 0},
+                 ("Ana ate.", "Ana had eaten.")),
+    }
+    assert sorted(items) == sorted(FINETUNE_TASKS)
+    for task, (record, texts) in items.items():
+        assert finetune.example_texts(record) == texts, task
+
+
+def test_official_defaults_per_task_and_overrides():
+    args = parse_args(["finetune", "--model_dir", "m", "--glue_dir", "g", "--output_dir", "o"])
+    assert finetune.task_options(args, "rte") == {"learning_rate": 3e-5, "batch_size": 32, "epochs": 10}
+    assert finetune.task_options(args, "boolq") == {"learning_rate": 3e-5, "batch_size": 16, "epochs": 10}
+    assert finetune.task_options(args, "multirc")["batch_size"] == 16
+    assert finetune.task_options(args, "wsc") == {"learning_rate": 3e-5, "batch_size": 32, "epochs": 30}
+    assert args.seed == 42 and args.finetune_patience == 0
+    given = parse_args(["finetune", "--model_dir", "m", "--glue_dir", "g", "--output_dir", "o",
+                        "--finetune_epochs", "2", "--finetune_batch_size", "8"])
+    assert finetune.task_options(given, "wsc") == {"learning_rate": 3e-5, "batch_size": 8, "epochs": 2}
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_a_causal_classifier_reads_the_last_real_token(model_type, model_dirs):
+    """The logits are the head applied to the hidden state at the last real token (not the
+    first, which in a causal model sees nothing else), whatever the padding after it."""
+    tok = finetune.load_tokenizer(model_dirs[model_type])
+    torch.manual_seed(0)
+    model, _ = finetune.load_classifier(model_dirs[model_type], 2, tok.pad_token_id)
+    model.eval()
+    features = finetune.encode_texts(tok, [("Mira ate the apple.",), ("Tovan carried the basket to the river.",)], 64)
+    with torch.no_grad():
+        logits = finetune.batch_logits(model, features, tok.pad_token_id, torch.device("cpu"))
+        for row, f in enumerate(features):
+            hidden = model.base_model(torch.tensor([f["input_ids"]])).last_hidden_state
+            head = model.score(hidden[0, -1])
+            assert torch.allclose(logits[row], head, atol=1e-5)
+            assert not torch.allclose(logits[row], model.score(hidden[0, 0]), atol=1e-3)
+
+
+def test_official_layout_holds_the_best_epochs_predictions(model_dirs, tmp_path):
+    official = tmp_path / "official"
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "ft", "--tasks", "rte", "mrpc",
+                                            "--results_dir", official))
+    valid_labels = {t: [json.loads(line)["label"] for line in (GLUE / f"{t}.valid.jsonl").open()]
+                    for t in ("rte", "mrpc")}
+    for task, r in results["tasks"].items():
+        folder = official / "gpt2" / "main" / "finetune" / task
+        preds = json.loads((folder / "predictions.json").read_text())
+        assert list(preds) == [task]
+        items = preds[task]["predictions"]
+        assert [p["id"] for p in items] == [f"{task}_{i}" for i in range(len(valid_labels[task]))]
+        # The predictions are the best epoch's: its accuracy and F1 follow from them.
+        chosen = np.array([p["pred"] for p in items])
+        assert r["metrics"]["accuracy"] == pytest.approx(finetune.accuracy(chosen, valid_labels[task]))
+        assert r["metrics"]["f1"] == pytest.approx(finetune.f1_score(chosen, valid_labels[task]))
+        text = (folder / "results.txt").read_text()
+        assert f"BEST EPOCH: {r['best_epoch']}" in text and f"ACCURACY: {r['metrics']['accuracy']:.4f}" in text
+
+
+def test_a_task_without_train_file_needs_cross_fit_and_every_item_is_predicted_once(model_dirs, tmp_path):
+    glue = tmp_path / "glue"
+    valid = [json.loads(line) for line in (GLUE / "rte.valid.jsonl").open()]
+    write_task(glue, "boolq", None, [{"question": r["sentence2"], "passage": r["sentence1"], "label": r["label"]}
+                                     for r in valid])
+    with pytest.raises(UserError, match=r"no boolq.train.jsonl .*--finetune_cross_fit K"):
+        finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "a", "--tasks", "boolq", glue=glue))
+    official = tmp_path / "official"
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "b", "--tasks", "boolq",
+                                            "--finetune_cross_fit", "3", "--finetune_epochs", "2",
+                                            "--results_dir", official, glue=glue))
+    r = results["tasks"]["boolq"]
+    assert r["cross_fit"] == 3 and [f["valid_size"] for f in r["folds"]] == [20, 20, 20]
+    assert all(f["train_size"] == 40 for f in r["folds"])
+    folds = finetune.cross_fit_folds(60, 3, 42)
+    assert sorted(i for fold in folds for i in fold) == list(range(60))  # disjoint, covering
+    items = json.loads((official / "gpt2" / "main" / "finetune" / "boolq" / "predictions.json").read_text())
+    chosen = np.array([p["pred"] for p in items["boolq"]["predictions"]])
+    assert len(chosen) == 60
+    assert r["metrics"]["accuracy"] == pytest.approx(finetune.accuracy(chosen, [v["label"] for v in valid]))
+    assert "CROSS-FIT: 3 folds" in (official / "gpt2" / "main" / "finetune" / "boolq" / "results.txt").read_text()
+
+
+def test_the_hybrid_finetunes_and_learns(model_dirs, tmp_path):
+    results = finetune.run_finetune(ft_args(model_dirs["gpt_bert"], tmp_path, "--tasks", "rte",
+                                            "--finetune_epochs", "4"))
+    losses = [h["train_loss"] for h in results["tasks"]["rte"]["history"]]
+    assert losses[-1] < losses[0] - 0.1, losses
 
 
 # --------------------------------------------------------------------------- errors

@@ -289,10 +289,13 @@ def test_identical_candidates_tie_under_both_conventions(tmp_path, tok_dirs):
     write_jsonl(tmp_path / "blimp_fast" / "same.jsonl", [
         {"sentence_good": "The dog ran.", "sentence_bad": "The dog ran.", "field": "syntax",
          "linguistics_term": "t", "UID": "same"}] * 3)
-    summary = evaluate_model(model, tokenizer, tmp_path, tmp_path / "out", tmp_path / "m", "causal",
+    summary = evaluate_model(model, tokenizer, tmp_path, tmp_path / "out", "m", "causal",
                              ["official", "strict"])
     assert summary["official"]["blimp/blimp_fast"]["score"] == 100.0
     assert summary["strict"]["blimp/blimp_fast"]["score"] == 0.0
+    # The collate step's fast scores: the share right per subtask.
+    assert summary["official"]["blimp/blimp_fast"]["subtasks"] == {"same": 1.0}
+    assert summary["strict"]["blimp/blimp_fast"]["subtasks"] == {"same": 0.0}
     report = (tmp_path / "out/m/main/zero_shot_strict/causal/blimp/blimp_fast/best_temperature_report.txt").read_text()
     assert "### UID ACCURACY\nsame: 0.00" in report and report.rstrip().endswith("CONVENTION: strict")
     preds = json.loads((tmp_path / "out/m/main/zero_shot/causal/blimp/blimp_fast/predictions.json").read_text())
@@ -377,7 +380,7 @@ def test_evaluate_action_writes_the_official_layout(tmp_path, make_args):
     out = subprocess.run([sys.executable, "run.py", "evaluate", "--model_dir", str(model_dir), "--eval_dir",
                           str(SAMPLE_FAST.parent), "--fast"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    results = tmp_path / "run" / "results" / "best_model" / "main"
+    results = tmp_path / "run" / "results" / "run" / "main"  # <run>/results/<run name>/main
     summary = json.loads((results / "zero_shot_summary_causal.json").read_text())
     assert summary["backend"] == "causal" and summary["eval_dir"] == str(SAMPLE_FAST)
     for convention, top in (("official", "zero_shot"), ("strict", "zero_shot_strict")):
@@ -393,7 +396,7 @@ def test_a_candidate_longer_than_the_model_is_a_clear_error(tmp_path, tok_dirs):
     write_jsonl(tmp_path / "entity_tracking_fast" / "regular.jsonl", [
         {"numops": 0, "input_prefix": "Box 1 contains the hat. " * 30, "options": ["the hat.", "nothing."]}])
     with pytest.raises(UserError, match="tokens but the model has 64 positions"):
-        evaluate_model(model, tokenizer, tmp_path, tmp_path / "out", tmp_path / "m", "causal", ["official"])
+        evaluate_model(model, tokenizer, tmp_path, tmp_path / "out", "m", "causal", ["official"])
 
 
 def test_evaluate_action_errors_in_one_line(tmp_path):
@@ -427,7 +430,7 @@ def test_parity_with_the_official_pipeline(tmp_path, name, backend):
     # only with BABYLM_FULL_PARITY=1 (the same comparison by a script, not this test, matched 3152 of 3152).
     full = name != "bert" or os.environ.get("BABYLM_FULL_PARITY") == "1"
     tasks = None if full else ["blimp", "ewok", "wug_adj", "reading"]
-    evaluate_model(model, tokenizer, SHARED / "eval_fast", tmp_path, REFERENCE / "models" / name, backend,
+    evaluate_model(model, tokenizer, SHARED / "eval_fast", tmp_path, name, backend,
                    ["official"], tasks=tasks)
     ours = tmp_path / name / "main" / "zero_shot" / backend
     theirs = REFERENCE / "official_outputs" / name / "main" / "zero_shot" / backend

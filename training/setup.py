@@ -42,6 +42,7 @@ from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tok
 from tokenizer import load_tokenizer
 from training.curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from training.hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
+from training.model_card import write_model_card
 from training.validation import eval_collator, eval_dataset, spread_blocks
 from utils import (
     BEST_MODEL_DIR,
@@ -783,6 +784,8 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         results["checkpoint_words"] = marks.saved  # chck_<mark> -> the mark, the step that reached it, words then
     if distributed.is_main():
         write_json_atomic(setup.run_dir / TRAIN_RESULTS, results)
+        if (setup.run_dir / BEST_MODEL_DIR).is_dir():  # absent only when no validation loss was finite
+            write_model_card(setup.run_dir)  # best_model/README.md, from the files just written
     setup.logger.info(f"done: best validation loss {tracker.best_loss:.4f} at step {tracker.best_step}; "
                       f"model in {setup.run_dir / BEST_MODEL_DIR}; TensorBoard: {setup.run_dir / TENSORBOARD_DIR}")
     return results
