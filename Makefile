@@ -28,7 +28,8 @@ SAVE_DIR    ?= save_dir
 BLIMP_DIR   ?= data/blimp
 # The official BabyLM 2025 evaluation data (make eval_data): $(EVAL_DIR)/full_eval and $(EVAL_DIR)/fast_eval.
 EVAL_DIR    ?= data/official_eval
-GLUE_DIR    ?= data/glue
+# The (Super)GLUE files fine-tuning reads: the official full_eval/glue_filtered/ by default.
+GLUE_DIR    ?= $(EVAL_DIR)/full_eval/glue_filtered
 EASY_FILES  ?= aochildes open_subtitles qed simple_wikipedia switchboard
 HARD_FILES  ?= bnc_spoken cbt children_stories gutenberg wikipedia
 
@@ -72,7 +73,7 @@ BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp evaluate finetune report data eval_data eval_data_blimp eval_data_official stats
+.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp evaluate evaluate_checkpoints submission finetune report data eval_data eval_data_blimp eval_data_official stats
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -244,6 +245,22 @@ evaluate: $(VENV_STAMP)
 	$(need_step)
 	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
 	$(RUN) evaluate --model_dir $(SAVE_DIR)/$(STEP)/best_model --eval_dir $(EVAL_DIR)/$(EVAL_SET) $(EVAL_ZS_OPTS) $(EXTRA)
+
+# make evaluate_checkpoints STEP=step2_1: the fast suite on every chck_* folder of a step trained with
+# EXTRA="--checkpoint_words babylm", each filed as its revision, then AoA across them when
+# $(EVAL_DIR) holds its data; make submission STEP=step2_1: the official submission file from the
+# step's results (make evaluate EVAL_SET=full_eval, make finetune, make evaluate_checkpoints), its
+# item counts checked; PARTIAL=1 writes an incomplete one under a _partial name. TRACK=strict for 100M.
+TRACK   ?= strict-small
+PARTIAL ?=
+evaluate_checkpoints: $(VENV_STAMP)
+	$(need_step)
+	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
+	$(RUN) evaluate_checkpoints --model_dir $(SAVE_DIR)/$(STEP) --eval_dir $(EVAL_DIR) $(EVAL_ZS_OPTS) $(EXTRA)
+
+submission: $(VENV_STAMP)
+	$(need_step)
+	$(RUN) submission --model_dir $(SAVE_DIR)/$(STEP) --track $(TRACK) $(if $(PARTIAL),--partial) $(EXTRA)
 
 # Gathers every finished step into $(SAVE_DIR)/report.md (+ loss and BLiMP plots).
 report: $(VENV_STAMP)

@@ -17,7 +17,8 @@ from utils import BABYLM_WORD_MARKS, WORD_SUFFIXES
 # The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
 EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
 HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
-ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "evaluate", "finetune", "report", "stats", "curve")
+ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "evaluate", "finetune", "report", "stats", "curve",
+           "evaluate_checkpoints", "submission")
 MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     # One function per option group, in --help's order; each declares its options' ranges beside them.
     for add_options in (_data_options, _tokenizer_options, _model_options, _training_options, _curriculum_options,
-                        _objective_options, _blimp_options, _evaluate_options, _finetune_options, _report_options):
+                        _objective_options, _blimp_options, _evaluate_options, _finetune_options,
+                        _submission_options, _report_options):
         add_options(p)
     return p
 
@@ -324,6 +326,17 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
             "evaluation/scoring.py, measured best on a 2-core CPU; raise it on a GPU)")
 
 
+def _submission_options(p: argparse.ArgumentParser) -> None:
+    """The option group 'submission (submission action)'."""
+    g = p.add_argument_group("submission (submission action; --model_dir is the run folder, --backend as evaluate)")
+    g.add_argument("--track", choices=("strict-small", "strict"), default="strict-small",
+                   help="the BabyLM track: which checkpoints the fast scores must cover (strict-small: chck_1M ... "
+                   "chck_100M; strict: up to chck_1000M)")
+    g.add_argument("--partial", action="store_true",
+                   help="write what there is, naming what is missing, as all_full_preds_and_fast_scores_<backend>_"
+                   "partial.json (default: refuse an incomplete submission)")
+
+
 def _finetune_options(p: argparse.ArgumentParser) -> None:
     """The option group 'fine-tuning (finetune action)'."""
     g = p.add_argument_group("fine-tuning (finetune action)")
@@ -410,17 +423,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.action in ("test", "blimp", "evaluate", "finetune") and args.model_dir is None:
         parser.error(f"the {args.action} action needs --model_dir (a saved model folder, "
                      "e.g. save_dir/step2_1/best_model)")
-    if args.action == "curve" and args.model_dir is None:
-        parser.error("the curve action needs --model_dir (a training run's folder, e.g. save_dir/best_recipe)")
+    if args.action in ("curve", "evaluate_checkpoints", "submission") and args.model_dir is None:
+        parser.error(f"the {args.action} action needs --model_dir (a training run's folder, e.g. save_dir/step2_1)")
     if args.action in ("blimp", "curve") and args.blimp_dir is None:
         parser.error(f"the {args.action} action needs --blimp_dir (a folder of BLiMP jsonl files)")
-    if args.action == "evaluate" and args.eval_dir is None:
-        parser.error("the evaluate action needs --eval_dir (the official fast_eval/ or full_eval/ folder; "
+    if args.action in ("evaluate", "evaluate_checkpoints") and args.eval_dir is None:
+        parser.error(f"the {args.action} action needs --eval_dir (the official fast_eval/ or full_eval/ folder; "
                      "make eval_data fetches them)")
     if args.action == "finetune" and args.glue_dir is None:
         parser.error("the finetune action needs --glue_dir (a folder of <task>.train.jsonl/<task>.valid.jsonl)")
     _check_ranges(parser, args)
     _check_together(parser, args)
+    # Which options are the training run's (saved in run_args.json; the model card lists them).
+    args.training_options = [action.dest for group in parser._action_groups
+                             if group.title in ("data", "model", "training") or "(training" in (group.title or "")
+                             for action in group._group_actions]
     if args.num_train_epochs is None:
         args.num_train_epochs = 1.0
     if args.model_type is None and args.init_model is None:

@@ -129,6 +129,20 @@ def run_curve(args: argparse.Namespace) -> None:
     curve(args)
 
 
+def run_evaluate_checkpoints(args: argparse.Namespace) -> None:
+    """The fast zero-shot suite on every chck_* folder of the run in --model_dir, then AoA across them."""
+    from evaluation.checkpoints import run_evaluate_checkpoints as evaluate_checkpoints
+
+    evaluate_checkpoints(args)
+
+
+def run_submission(args: argparse.Namespace) -> None:
+    """Collate the run in --model_dir into the official submission file, checking every item count."""
+    from evaluation.submission import run_submission as submission
+
+    submission(args)
+
+
 def run_report(args: argparse.Namespace) -> None:
     """Gather every finished step under --save_dir into report.md and plots."""
     from evaluation.report import write_report
@@ -138,11 +152,12 @@ def run_report(args: argparse.Namespace) -> None:
 
 ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
            "blimp": run_blimp, "evaluate": run_evaluate, "finetune": run_finetune, "report": run_report,
-           "stats": run_stats, "curve": run_curve}
+           "stats": run_stats, "curve": run_curve, "evaluate_checkpoints": run_evaluate_checkpoints,
+           "submission": run_submission}
 
 
 # The actions that compute with a model, in --precision (training also --compile).
-PRECISION_ACTIONS = ("train", "test", "blimp", "evaluate", "finetune", "curve")
+PRECISION_ACTIONS = ("train", "test", "blimp", "evaluate", "finetune", "curve", "evaluate_checkpoints")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 
 
 class UserError(Exception):
@@ -37,6 +38,7 @@ CURVE_RESULTS = "learning_curve.json"
 BEST_MODEL_DIR = "best_model"
 CHECKPOINTS_DIR = "checkpoints"
 WORD_CHECKPOINT_PREFIX = "chck_"  # --checkpoint_words folders: chck_1M, chck_500K, ...
+RESULTS_DIR = "results"  # a run's evaluation results, in the official layout (evaluation/layout.py)
 RUN_ARGS = "run_args.json"  # beside every saved model: the options that trained it
 LOG_FILE = "log.txt"
 TENSORBOARD_DIR = "tensorboard"
@@ -125,7 +127,8 @@ class RunLogger:
     def hparams(self, args: dict[str, Any]) -> None:
         """Record the run's arguments as a TensorBoard text summary."""
         if self.writer is not None:
-            table = "\n".join(f"| {k} | {v} |" for k, v in sorted(args.items()))
+            # training_options is the parser's list of option names, not a setting.
+            table = "\n".join(f"| {k} | {v} |" for k, v in sorted(args.items()) if k != "training_options")
             self.writer.add_text("hparams", "| option | value |\n|---|---|\n" + table, 0)
 
     def close(self) -> None:
@@ -387,3 +390,23 @@ def _first_non_utf8_line(path: str | Path) -> str:
             except UnicodeDecodeError as e:
                 return f" line {n} (byte 0x{raw[e.start]:02x})"
     return ""
+
+
+def count_parameters(model_dir: Path) -> int | None:
+    """Parameters stored in the folder's safetensors (tied weights are stored, and counted, once);
+    None without weights or with unreadable ones (the report and the model card show a blank)."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    try:
+        for path in files:
+            with safe_open(str(path), "pt") as f:
+                for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    n = 1
+                    for dim in f.get_slice(key).get_shape():
+                        n *= dim
+                    total += n
+    except (OSError, SafetensorError):
+        return None
+    return total

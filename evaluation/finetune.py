@@ -86,6 +86,7 @@ from evaluation.layout import (
 )
 from tokenizer import load_tokenizer as load_saved_tokenizer
 from training.hardware import autocast, grad_scaler, log_choice
+from training.model_card import refresh_model_card
 from training.setup import make_optimizer, optimizer_step
 from utils import (
     FINETUNE_RESULTS,
@@ -571,6 +572,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
             results["tasks"][task_data.name] = entry
             write_official(root, model_name, revision, task_data.name, entry, preds)
             write_json_atomic(out / FINETUNE_RESULTS, results)
+        refresh_model_card(model_dir)  # the card's evaluation table
         logger.info(f"done: results in {out / FINETUNE_RESULTS}; TensorBoard: {out / TENSORBOARD_DIR}")
         return results
     finally:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils import BEST_MODEL_DIR, WORD_CHECKPOINT_PREFIX
+from utils import BEST_MODEL_DIR, RESULTS_DIR, WORD_CHECKPOINT_PREFIX
 
 MAIN = "main"
-RESULTS_DIR = "results"
 
 # The checkpoints a submission reports fast scores for, by track: every 1M words to 10M,
 # then every 10M to the track's budget (strict: then every 100M to 1B, as the pipeline lists them).

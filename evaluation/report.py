@@ -16,7 +16,10 @@ sit together; a hybrid model's masked next-token BLiMP score
 (`--hybrid_scoring masked`) gets its own column. The official zero-shot suite
 (`run.py evaluate`, its zero_shot_summary_<backend>.json under each step's results/)
 gets a table of its own, a row per step, backend and convention, with the published
-strict-small baselines beside it."""
+strict-small baselines beside it, then the fine-tuned steps, a column per task; and,
+for the runs `run.py evaluate_checkpoints` scored (checkpoint_scores_<backend>.json),
+a table of every checkpoint's fast scores and `checkpoints_<task>.png` per task:
+its score against words seen."""
 
 from __future__ import annotations
 
@@ -24,8 +27,7 @@ import json
 import re
 from pathlib import Path
 
-from safetensors import safe_open
-
+from evaluation.layout import FINETUNE_TASKS
 from utils import (
     BEST_MODEL_DIR,
     BLIMP_RESULTS,
@@ -34,6 +36,7 @@ from utils import (
     TENSORBOARD_DIR,
     TEST_RESULTS,
     TRAIN_RESULTS,
+    count_parameters,
     write_text_atomic,
 )
 
@@ -53,22 +56,6 @@ TRAIN_STEPS = ("step2_1", "step3_1", "step3_2", "step4_1", "step5_1", "step5_2",
 
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def count_parameters(model_dir: Path) -> int | None:
-    """Parameters stored in a saved model (tied weights are stored, and counted, once)."""
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        return None
-    total = 0
-    for path in files:
-        with safe_open(str(path), "pt") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
-                n = 1
-                for dim in f.get_slice(key).get_shape():
-                    n *= dim
-                total += n
-    return total
 
 
 def _results_by_model(save_dir: Path, filename: str, masked_hybrid: bool = False) -> dict[str, dict]:
@@ -301,6 +288,67 @@ def curve_table(curves: dict[str, dict]) -> list[str]:
     return lines
 
 
+def read_checkpoint_scores(save_dir: Path) -> dict[str, dict]:
+    """Every run's checkpoint_scores_<backend>.json (`run.py evaluate_checkpoints`), by "<step> (<backend>)"."""
+    found = sorted(save_dir.glob("*/results/*/checkpoint_scores_*.json"), key=lambda p: _step_order(p.parts[-4]))
+    return {f"{path.parts[-4]} ({json.loads(path.read_text())['backend']})": json.loads(path.read_text())
+            for path in found}
+
+
+def plot_checkpoint_scores(scores: dict[str, dict], save_dir: Path) -> list[str]:
+    """One PNG per zero-shot task, its score against words seen (log scale), a line per run;
+    returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys(k for run in scores.values() for p in run["points"] for k in p["scores"]))
+    names = []
+    for key in keys:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (name, run) in enumerate(scores.items()):
+            points = [p for p in run["points"] if key in p["scores"]]
+            ax.plot([p["words"] for p in points], [p["scores"][key] for p in points], label=name, **line_style(i))
+        ax.set_xscale("log")
+        ax.set_xlabel("words seen")
+        ax.set_ylabel("Spearman's rho" if key.startswith("wug") else "delta R2 %" if key.startswith("reading")
+                      else "accuracy (%)")
+        ax.set_title(f"{key} over checkpoints")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        names.append(f"checkpoints_{key.replace('/', '_')}.png")
+        fig.savefig(save_dir / names[-1], dpi=100)
+        plt.close(fig)
+    return names
+
+
+def checkpoint_table(scores: dict[str, dict]) -> list[str]:
+    """A row per run and checkpoint: words seen, then each fast task's score."""
+    keys = list(dict.fromkeys(k for run in scores.values() for p in run["points"] for k in p["scores"]))
+    lines = ["| run | revision | words seen | " + " | ".join(keys) + " |", "|---|---|---:|" + "---:|" * len(keys)]
+    for name, run in scores.items():
+        lines += [f"| {name} | {p['revision']} | {p['words']:,} | "
+                  + " | ".join(_fmt(p["scores"].get(k), ".2f") for k in keys) + " |" for p in run["points"]]
+    return lines
+
+
+def finetune_table(rows: list[dict]) -> list[str]:
+    """The fine-tuned steps, a column per task (the official seven first): the best epoch's validation
+    accuracy, F1 and MCC in %."""
+    tasks = sorted({t for r in rows if r.get("finetune") for t in r["finetune"].get("tasks", {})},
+                   key=lambda t: (t not in FINETUNE_TASKS, t))
+    if not tasks:
+        return []
+    lines = ["| step | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for r in rows:
+        if r.get("finetune"):
+            done = r["finetune"].get("tasks", {})
+            lines.append(f"| {r['step']} | " + " | ".join(_finetune_cell(done.get(t)) for t in tasks) + " |")
+    return lines
+
+
 def zero_shot_table(save_dir: Path, rows: list[dict]) -> list[str]:
     """The official zero-shot suite of every evaluated step (each backend and convention), the
     published baselines below; each row says what it was trained on and which sets it was scored on."""
@@ -380,6 +428,18 @@ def write_report(save_dir: str | Path) -> Path:
                   "surprisal explains). official: the official pipeline's scorer, exactly; strict: every word "
                   "scored, a tie wrong. Scores on the fast sets are not comparable with the published "
                   "baselines' when the training data differ.", "", *zero_shot]
+    finetuned = finetune_table(rows)
+    if finetuned:
+        lines += ["", "## Fine-tuning (run.py finetune)", "",
+                  "Validation accuracy of the best epoch in % (F1 of label 1 and MCC for two-label tasks), chosen "
+                  "on the same split as in the official pipeline; cross-fit: trained on folds of the valid file, "
+                  "not the official protocol.", "", *finetuned]
+    checkpoint_scores = read_checkpoint_scores(save_dir)
+    if checkpoint_scores:
+        pictures = plot_checkpoint_scores(checkpoint_scores, save_dir)
+        lines += ["", "## Fast zero-shot suite over checkpoints (run.py evaluate_checkpoints)", "",
+                  "Official convention, each words-seen checkpoint (chck_*) scored on the fast sets.", "",
+                  *checkpoint_table(checkpoint_scores), "", *[f"![{p}]({p})" for p in pictures]]
     curves = read_curves(save_dir)
     if curves:
         plot_learning_curves(curves, save_dir / "learning_curves.png")
@@ -400,4 +460,4 @@ def _finetune_cell(task: dict | None) -> str:
     for name in ("f1", "mcc"):
         if name in metrics:
             cell += f" / {name.upper()} {100 * metrics[name]:.1f}"
-    return cell
+    return cell + (" (cross-fit)" if "cross_fit" in task else "")

@@ -36,6 +36,7 @@ from evaluation.layout import default_results_root, model_name_and_revision, rev
 from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
 from evaluation.tasks import READING_FILE, Task, choose_eval_set, find_tasks, read_task
 from training.hardware import autocast, log_choice
+from training.model_card import refresh_model_card
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
 
 ENTITY_SPLITS = ("regular", "ambiref", "move_contents")
@@ -195,39 +196,48 @@ def summary_table(summary: dict, backend: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argparse.Namespace,
+                    conventions: list[str], logger: RunLogger, revision: str | None = None) -> dict:
+    """Load one saved model, score it on `eval_dir`, write its results and its summary
+    (zero_shot_summary_<backend>.json/.md under <out_root>/<model name>/<revision>); returns
+    the summary record."""
+    model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
+    backend = args.backend or default_backend(model.config.model_type)
+    model_name, default_revision = model_name_and_revision(model_dir)
+    revision = revision or default_revision
+    device = get_device(args.device)
+    model.to(device)
+    logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), revision {revision}, "
+                f"conventions {', '.join(conventions)}, data {eval_dir}")
+    summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_name, backend, conventions,
+                             args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
+                             args.precision, revision, args.zero_shot_tasks, logger)
+    record = {"model_dir": str(model_dir), "eval_dir": str(eval_dir), "backend": backend,
+              "model_type": model.config.model_type, "precision": args.precision,
+              "pll_variant": args.pll_variant, "model_name": model_name, "revision": revision,
+              "results": summary}
+    json_path, table_path = summary_paths(revision_dir(out_root, model_name, revision), backend)
+    write_json_atomic(json_path, record)
+    table = summary_table(summary, backend)
+    write_text_atomic(table_path, table)
+    for convention, tasks in summary.items():
+        logger.metrics(0, {f"zero_shot/{convention}/{k}": v["score"] for k, v in tasks.items()})
+    logger.info("\n" + table + f"-> {json_path}")
+    return record
+
+
 def run_evaluate(args: argparse.Namespace) -> dict:
     """The `evaluate` action: load --model_dir, score --eval_dir, write results and the summary."""
     model_dir = Path(args.model_dir)
     eval_dir = choose_eval_set(args.eval_dir, args.fast)
     find_tasks(eval_dir)  # a wrong --eval_dir fails before the model is loaded
-    model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
-    backend = args.backend or default_backend(model.config.model_type)
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
     out_root = Path(args.output_dir) if args.output_dir else default_results_root(model_dir)
-    model_name, revision = model_name_and_revision(model_dir)
-    revision = args.revision or revision
-    device = get_device(args.device)
-    model.to(device)
     logger = RunLogger(out_root)
     try:
         log_choice(logger, args)
-        logger.info(f"zero-shot suite: {model_dir} ({model.config.model_type}, backend {backend}), "
-                    f"conventions {', '.join(conventions)}, data {eval_dir}")
-        summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_name, backend, conventions,
-                                 args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
-                                 args.precision, revision, args.zero_shot_tasks, logger)
-        where = revision_dir(out_root, model_name, revision)
-        record = {"model_dir": str(model_dir), "eval_dir": str(eval_dir), "backend": backend,
-                  "model_type": model.config.model_type, "precision": args.precision,
-                  "pll_variant": args.pll_variant, "model_name": model_name, "revision": revision,
-                  "results": summary}
-        json_path, table_path = summary_paths(where, backend)
-        write_json_atomic(json_path, record)
-        table = summary_table(summary, backend)
-        write_text_atomic(table_path, table)
-        for convention, tasks in summary.items():
-            logger.metrics(0, {f"zero_shot/{convention}/{k}": v["score"] for k, v in tasks.items()})
-        logger.info("\n" + table + f"-> {json_path}")
+        record = evaluate_folder(model_dir, eval_dir, out_root, args, conventions, logger, args.revision)
+        refresh_model_card(model_dir)  # the card's evaluation table
         return record
     finally:
         logger.close()

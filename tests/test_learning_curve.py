@@ -106,3 +106,42 @@ def test_curve_eval_blocks_scores_the_evenly_spaced_blocks(curved_run, tmp_path)
     assert n > 3
     assert best["eval_loss"] == pytest.approx(loss_of(blocks[[0, round((n - 1) / 2), n - 1]]), abs=1e-6)
     assert best["eval_loss"] != pytest.approx(loss_of(blocks), abs=1e-4)
+
+
+def test_evaluate_checkpoints_scores_each_revision_as_evaluate_does(curved_run, tmp_path, capsys):
+    """`run.py evaluate_checkpoints`: every chck_* folder scored on the fast sets and filed as its
+    revision; each revision's scores equal `run.py evaluate` on that folder alone; AoA is skipped
+    with a note (no AoA data in the sample sets); the report draws a curve per task."""
+    root, out, results = curved_run
+    run_dir = shutil.copytree(out, tmp_path / "save" / "mystep")
+    sample_fast = SAMPLE.parent / "sample_eval" / "fast_eval"
+    tasks = ["--zero_shot_tasks", "blimp", "ewok", "wug_adj"]
+    assert run.main(["evaluate_checkpoints", "--model_dir", str(run_dir), "--eval_dir", str(sample_fast),
+                     *tasks]) == 0
+    assert "AoA skipped: no AoA data" in capsys.readouterr().err + (run_dir / "results" / "log.txt").read_text()
+    scores = json.loads((run_dir / "results" / "mystep" / "checkpoint_scores_causal.json").read_text())
+    marks = sorted(results["checkpoint_words"].items(), key=lambda kv: kv[1]["words_seen"])
+    assert [p["revision"] for p in scores["points"]] == [name for name, _ in marks]
+    assert [p["words"] for p in scores["points"]] == [m["words_seen"] for _, m in marks]
+    first = scores["points"][0]["revision"]
+    assert (run_dir / "results" / "mystep" / first / "zero_shot" / "causal" / "blimp" / "blimp_fast" /
+            "predictions.json").is_file()
+    alone = tmp_path / "alone"
+    assert run.main(["evaluate", "--model_dir", str(run_dir / first), "--eval_dir", str(sample_fast),
+                     "--output_dir", str(alone), "--convention", "official", *tasks]) == 0
+    direct = json.loads((alone / "mystep" / first / "zero_shot_summary_causal.json").read_text())
+    assert scores["points"][0]["scores"] == {k: v["score"] for k, v in direct["results"]["official"].items()}
+    assert len(scores["points"][0]["scores"]) == 4  # blimp and its supplement, ewok, wug_adj
+
+    # evaluate on the run's best model rewrites its model card with the scores.
+    card = run_dir / "best_model" / "README.md"
+    assert "Not evaluated yet" in card.read_text()
+    assert run.main(["evaluate", "--model_dir", str(run_dir / "best_model"), "--eval_dir", str(sample_fast),
+                     "--convention", "official", "--zero_shot_tasks", "blimp"]) == 0
+    assert "Not evaluated yet" not in card.read_text() and "| blimp/blimp_fast | accuracy |" in card.read_text()
+
+    report = write_report(tmp_path / "save").read_text()
+    assert "## Fast zero-shot suite over checkpoints" in report
+    assert f"| mystep (causal) | {first} |" in report
+    assert (tmp_path / "save" / "checkpoints_blimp_blimp_fast.png").stat().st_size > 5_000
+    assert "![checkpoints_ewok_ewok_fast.png](checkpoints_ewok_ewok_fast.png)" in report

@@ -1,0 +1,94 @@
+"""`run.py evaluate_checkpoints` (`make evaluate_checkpoints STEP=<step>`): the official
+fast zero-shot suite on every words-seen checkpoint of a run, then age of acquisition
+across them.
+
+A run trained with --checkpoint_words saved `chck_<mark>/` folders (train_results.json
+says how many words each had seen). Each is scored on the fast sets (--eval_dir: the
+official fast_eval/ folder, or evaluation_data/ with --fast implied) under the official
+convention, the one the collate step reads, and filed as its revision:
+
+    <run>/results/<run name>/chck_<mark>/zero_shot/<backend>/<task>/<data dir>/predictions.json
+    <run>/results/<run name>/chck_<mark>/zero_shot_summary_<backend>.json
+    <run>/results/<run name>/checkpoint_scores_<backend>.json   every revision's scores, by words seen
+
+AoA (evaluation/aoa.py) runs across the checkpoints when its data is found beside the
+fast sets and there are at least three checkpoints; otherwise the log says why it was
+skipped. `make report` draws each task's score against words seen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from evaluation.layout import default_results_root, revision_dir
+from evaluation.tasks import choose_eval_set, find_tasks
+from evaluation.zero_shot import evaluate_folder
+from training.hardware import log_choice
+from utils import TRAIN_RESULTS, RunLogger, UserError, get_device, write_json_atomic
+
+CHECKPOINT_SCORES = "checkpoint_scores_{backend}.json"
+
+
+def word_checkpoints(run_dir: str | Path) -> list[tuple[str, int, int]]:
+    """(folder name, words seen, step) of every chck_* folder of a finished run, by words seen."""
+    run_dir = Path(run_dir)
+    results_file = run_dir / TRAIN_RESULTS
+    if not results_file.is_file():
+        raise UserError(f"'{run_dir}' holds no finished training run (no {TRAIN_RESULTS}): pass a training "
+                        "step's folder, e.g. save_dir/step2_1")
+    saved = json.loads(results_file.read_text()).get("checkpoint_words") or {}
+    found = [(name, mark["words_seen"], mark["step"]) for name, mark in saved.items() if (run_dir / name).is_dir()]
+    if not found:
+        raise UserError(f"'{run_dir}' has no chck_* folders: train it with --checkpoint_words babylm "
+                        "(make ... EXTRA=\"--checkpoint_words babylm\")")
+    return sorted(found, key=lambda c: c[1])
+
+
+def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
+    """The evaluate_checkpoints action: --model_dir is the run folder; returns the scores file's contents."""
+    run_dir = Path(args.model_dir)
+    checkpoints = word_checkpoints(run_dir)
+    # evaluation_data/ (full_eval/ + fast_eval/): its fast_eval/; any other folder: itself.
+    official = any((Path(args.eval_dir) / name).is_dir() for name in ("full_eval", "fast_eval"))
+    eval_dir = choose_eval_set(args.eval_dir, fast=official)
+    find_tasks(eval_dir)  # a wrong --eval_dir fails before any model is loaded
+    out_root = Path(args.output_dir) if args.output_dir else default_results_root(run_dir / checkpoints[0][0])
+    logger = RunLogger(out_root)
+    try:
+        log_choice(logger, args)
+        logger.info(f"fast zero-shot suite on {len(checkpoints)} checkpoints of {run_dir}: "
+                    + ", ".join(name for name, _, _ in checkpoints))
+        points = []
+        for name, words, step in checkpoints:
+            record = evaluate_folder(run_dir / name, eval_dir, out_root, args, ["official"], logger)
+            points.append({"revision": name, "words": words, "step": step,
+                           "scores": {k: v["score"] for k, v in record["results"]["official"].items()}})
+        backend, model_name = record["backend"], record["model_name"]
+        scores = {"run": str(run_dir), "eval_dir": str(eval_dir), "backend": backend, "convention": "official",
+                  "points": points, "aoa": _age_of_acquisition(run_dir, checkpoints, eval_dir, out_root, model_name,
+                                                               backend, args, logger)}
+        path = out_root / model_name / CHECKPOINT_SCORES.format(backend=backend)
+        write_json_atomic(path, scores)
+        logger.info(f"-> {path}")
+        return scores
+    finally:
+        logger.close()
+
+
+def _age_of_acquisition(run_dir: Path, checkpoints: list[tuple[str, int, int]], eval_dir: Path, out_root: Path,
+                        model_name: str, backend: str, args: argparse.Namespace, logger: RunLogger) -> dict | None:
+    """AoA across the checkpoints when its data is there and there are enough of them; None (logged) otherwise."""
+    from evaluation import aoa
+
+    data = aoa.find_aoa_data(eval_dir)
+    if data is None:
+        logger.info(f"AoA skipped: no AoA data beside {eval_dir} (the official evaluation_data/ holds it)")
+        return None
+    if len(checkpoints) < 3:
+        logger.info(f"AoA skipped: a sigmoid over words seen needs at least 3 checkpoints, the run has "
+                    f"{len(checkpoints)}")
+        return None
+    out = revision_dir(out_root, model_name, "main") / "zero_shot" / backend / "AoA_word"
+    return aoa.evaluate_aoa([(name, words, run_dir / name) for name, words, _ in checkpoints], data, out,
+                            get_device(args.device), logger)

@@ -1,0 +1,188 @@
+"""`run.py submission` (`make submission STEP=<step>`): the BabyLM submission file of a run.
+
+What the official collate step (evaluation-pipeline-2025 `collate_preds.py --fast`)
+writes, gathered from the run's results in the official layout (evaluation/layout.py):
+
+    <run>/results/<run name>/all_full_preds_and_fast_scores_<backend>.json
+    {"blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps":
+         the final model's full-set predictions.json, {subtask: {"predictions": [...]}},
+     "reading": its reading predictions, "aoa": its AoA_word/surprisal.json,
+     "glue": the seven fine-tuning tasks' predictions, {task: {"predictions": [{"id", "pred"}]}},
+     "fast_eval_results": {task: [per-subtask scores of each checkpoint, chck_1M first]}}
+
+Like the collate step, every set's item count is checked against the official one
+(per subtask where the official step checks per subtask) before anything is written.
+An incomplete submission is refused with one line naming the first thing missing
+(how many more) unless `--partial`: then what there is goes to
+`..._<backend>_partial.json`, with two keys of its own, `missing` (every problem) and
+`fast_eval_revisions` (the revisions its fast lists hold), and is not for upload.
+A fine-tuning task cross-fitted on its valid file (--finetune_cross_fit) is not the
+official protocol, so it counts as missing too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from custom_models import saved_model_type
+from evaluation.layout import (
+    AOA_WORDS,
+    FAST_SIZES,
+    FINETUNE_TASKS,
+    FULL_SIZES,
+    MAIN,
+    REVISIONS,
+    ZERO_SHOT_ENTRIES,
+    default_results_root,
+    finetune_dir,
+    revision_dir,
+    submission_path,
+    zero_shot_dir,
+)
+from evaluation.scoring import default_backend
+from evaluation.zero_shot import summary_paths
+from utils import BEST_MODEL_DIR, UserError, write_json_atomic
+
+FAST_KEYS = ("blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "reading")
+
+
+def count_problems(name: str, results: dict, expected: int | dict[str, int]) -> list[str]:
+    """What is wrong with the item counts of a predictions.json, {subtask: {"predictions": [...]}}:
+    each subtask must hold `expected` items (an int) or its own count (a dict, which also
+    names every subtask that must be there)."""
+    problems = []
+    counts = {key.lower(): len(block.get("predictions", [])) for key, block in results.items()}
+    if isinstance(expected, dict):
+        problems += [f"{name} has no subtask {key}" for key in expected if key not in counts]
+        problems += [f"{name}/{key} has {n} items, the official set {expected[key]}"
+                     for key, n in counts.items() if key in expected and n != expected[key]]
+        problems += [f"{name} has a subtask {key} the official set does not" for key in counts if key not in expected]
+    else:
+        problems += [f"{name}/{key} has {n} items, the official set {expected}"
+                     for key, n in counts.items() if n != expected]
+        if not counts:
+            problems.append(f"{name} holds no predictions")
+    return problems
+
+
+def _load(path: Path, what: str, problems: list[str]) -> dict | None:
+    if not path.is_file():
+        problems.append(f"{what} is missing ({path})")
+        return None
+    return json.loads(path.read_text())
+
+
+def full_predictions(root: Path, model_name: str, backend: str, track: str, problems: list[str]) -> dict:
+    """The final model's full predictions (zero-shot, reading, AoA, fine-tuning), checked."""
+    zero_shot = zero_shot_dir(root, model_name, MAIN, "official", backend)
+    full: dict = {}
+    for key, task, data_dir, _ in ZERO_SHOT_ENTRIES:
+        found = _load(zero_shot / task / data_dir / "predictions.json", f"{task}/{data_dir} (full set)", problems)
+        if found is not None:
+            problems += count_problems(f"{task}/{data_dir}", found, FULL_SIZES[key])
+            full[key] = found
+    reading = _load(zero_shot / "reading" / "predictions.json", "reading (full set)", problems)
+    if reading is not None:
+        problems += count_problems("reading", reading, FULL_SIZES["reading"])
+        full["reading"] = reading
+    aoa = _load(zero_shot / "AoA_word" / "surprisal.json", "AoA_word/surprisal.json", problems)
+    if aoa is not None:
+        problems += aoa_problems(aoa, track)
+        full["aoa"] = aoa
+    full["glue"] = {}
+    for task in FINETUNE_TASKS:
+        folder = finetune_dir(root, model_name, MAIN, task)
+        found = _load(folder / "predictions.json", f"finetune/{task}", problems)
+        if found is None:
+            continue
+        results_txt = folder / "results.txt"
+        if results_txt.is_file() and "CROSS-FIT" in results_txt.read_text():
+            problems.append(f"finetune/{task} was cross-fitted on its valid file, not trained on the official "
+                            "train file")
+        problems += count_problems(f"finetune/{task}", found, FULL_SIZES[task])
+        full["glue"] |= found
+    return full
+
+
+def aoa_problems(aoa: dict, track: str) -> list[str]:
+    """The collate step's AoA check: every checkpoint of the track, AOA_WORDS records each."""
+    records = aoa.get("results", [])
+    steps: dict[str, int] = {}
+    for record in records:
+        steps[record.get("step")] = steps.get(record.get("step"), 0) + 1
+    problems = [f"AoA has no records for {rev}" for rev in REVISIONS[track] if rev not in steps]
+    problems += [f"AoA has {n} records for {rev}, the official {AOA_WORDS}"
+                 for rev, n in steps.items() if rev in REVISIONS[track] and n != AOA_WORDS]
+    return problems
+
+
+def fast_scores(root: Path, model_name: str, backend: str, track: str,
+                problems: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
+    """{task: [per-subtask scores of each checkpoint evaluated, in the track's order]} and those
+    revisions; every checkpoint of the track that lacks a fast evaluation is a problem."""
+    scores: dict[str, list[dict]] = {key: [] for key in FAST_KEYS}
+    fast_data = {data: key for key, _, _, data in ZERO_SHOT_ENTRIES if data}
+    revisions = []
+    for revision in REVISIONS[track]:
+        summary = _load(summary_paths(revision_dir(root, model_name, revision), backend)[0],
+                        f"the fast evaluation of {revision}", problems)
+        if summary is None:
+            continue
+        results = summary["results"].get("official", {})
+        zero_shot = zero_shot_dir(root, model_name, revision, "official", backend)
+        found: dict[str, dict] = {}
+        for key, entry in results.items():
+            task, data_dir = key.split("/", 1)
+            if "subtasks" not in entry:
+                problems.append(f"the fast evaluation of {revision} predates per-subtask scores: evaluate it again")
+            elif data_dir in fast_data:
+                found[fast_data[data_dir]] = entry["subtasks"]
+                preds = json.loads((zero_shot / task / data_dir / "predictions.json").read_text())
+                problems += count_problems(f"{revision} {key}", preds, FAST_SIZES[fast_data[data_dir]])
+            elif task == "reading":
+                found["reading"] = entry["subtasks"]
+        missing = [key for key in FAST_KEYS if key not in found]
+        if missing:
+            problems.append(f"the fast evaluation of {revision} lacks {', '.join(missing)} (score it on the whole "
+                            "fast_eval/ folder)")
+            continue
+        revisions.append(revision)
+        for key in FAST_KEYS:
+            scores[key].append(found[key])
+    return scores, revisions
+
+
+def build_submission(run_dir: str | Path, backend: str | None = None, track: str = "strict-small",
+                     partial: bool = False, results_root: str | Path | None = None) -> Path:
+    """Collate, check and write a run's submission file; returns its path (see the module docstring)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / BEST_MODEL_DIR).is_dir():
+        raise UserError(f"'{run_dir}' has no {BEST_MODEL_DIR}/: pass a finished training step's folder, "
+                        "e.g. save_dir/step2_1")
+    backend = backend or default_backend(saved_model_type(run_dir / BEST_MODEL_DIR))
+    root = Path(results_root) if results_root else default_results_root(run_dir / BEST_MODEL_DIR)
+    model_name = run_dir.resolve().name
+    problems: list[str] = []
+    submission = full_predictions(root, model_name, backend, track, problems)
+    submission["fast_eval_results"], revisions = fast_scores(root, model_name, backend, track, problems)
+    if problems and not partial:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"the submission is incomplete: {problems[0]}{more}; produce it (make evaluate / finetune / "
+                        "evaluate_checkpoints) or pass --partial to write what there is")
+    if problems:
+        submission["missing"] = problems
+        submission["fast_eval_revisions"] = revisions
+    path = submission_path(root, model_name, backend, partial=bool(problems))
+    write_json_atomic(path, submission)
+    return path
+
+
+def run_submission(args: argparse.Namespace) -> Path:
+    """The submission action: collate --model_dir's results; print what is missing, if anything."""
+    path = build_submission(args.model_dir, args.backend, args.track, args.partial, args.results_dir)
+    written = json.loads(path.read_text())
+    for problem in written.get("missing", []):
+        print(f"missing: {problem}")
+    print(f"submission{' (PARTIAL: not for upload)' if 'missing' in written else ''}: {path}")
+    return path

@@ -1,0 +1,130 @@
+"""The submission file (evaluation/submission.py): a complete results tree with the official
+item counts collates to the official layout; a missing task or a wrong count is refused in one
+line that names it; --partial writes what there is under a name that says so."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from evaluation.layout import (
+    AOA_WORDS,
+    FAST_SIZES,
+    FINETUNE_TASKS,
+    FULL_SIZES,
+    REVISIONS,
+    ZERO_SHOT_ENTRIES,
+    finetune_dir,
+    revision_dir,
+    zero_shot_dir,
+)
+from evaluation.submission import FAST_KEYS, build_submission
+from evaluation.zero_shot import summary_paths
+from utils import UserError
+
+
+def preds(name: str, sizes: int | dict[str, int]) -> dict:
+    """A predictions.json with the given item counts ({subtask: count}, or one subtask of `sizes`)."""
+    sizes = sizes if isinstance(sizes, dict) else {name: sizes}
+    return {key: {"predictions": [{"id": f"{key}_{i}", "pred": 0} for i in range(n)]} for key, n in sizes.items()}
+
+
+def write(path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder whose results/ hold everything a strict-small submission needs, at the official counts."""
+    run = tmp_path / "mymodel"
+    write(run / "best_model" / "config.json", {"model_type": "gpt2"})
+    root, name = run / "results", "mymodel"
+    zero_shot = zero_shot_dir(root, name, "main", "official", "causal")
+    for key, task, full_dir, _ in ZERO_SHOT_ENTRIES:
+        write(zero_shot / task / full_dir / "predictions.json", preds(full_dir, FULL_SIZES[key]))
+    write(zero_shot / "reading" / "predictions.json", preds("reading", FULL_SIZES["reading"]))
+    write(zero_shot / "AoA_word" / "surprisal.json",
+          {"results": [{"step": rev, "word": f"w{i}", "surprisal": 1.0}
+                       for rev in REVISIONS["strict-small"] for i in range(AOA_WORDS)]})
+    for task in FINETUNE_TASKS:
+        write(finetune_dir(root, name, "main", task) / "predictions.json", preds(task, FULL_SIZES[task]))
+    fast = {data: key for key, _, _, data in ZERO_SHOT_ENTRIES if data}
+    for n, rev in enumerate(REVISIONS["strict-small"]):
+        results = {}
+        for data, key in fast.items():
+            task = next(t for k, t, _, d in ZERO_SHOT_ENTRIES if d == data)
+            sizes = FAST_SIZES[key] if isinstance(FAST_SIZES[key], dict) else {f"{data}_a": FAST_SIZES[key]}
+            write(zero_shot_dir(root, name, rev, "official", "causal") / task / data / "predictions.json",
+                  preds(data, sizes))
+            results[f"{task}/{data}"] = {"score": 50.0, "subtasks": {k: n / 100 for k in sizes}}
+        results["reading/eye_tracking"] = {"score": 1.0, "subtasks": {"spr": 0.01, "rt": 0.02}}
+        write(summary_paths(revision_dir(root, name, rev), "causal")[0], {"results": {"official": results}})
+    return run
+
+
+def test_a_complete_tree_collates_to_the_official_layout(run_dir):
+    path = build_submission(run_dir)
+    assert path == run_dir / "results" / "mymodel" / "all_full_preds_and_fast_scores_causal.json"
+    sub = json.loads(path.read_text())
+    assert set(sub) == {"blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps",
+                        "reading", "aoa", "glue", "fast_eval_results"}
+    assert sorted(sub["glue"]) == sorted(FINETUNE_TASKS)
+    assert len(sub["glue"]["qqp"]["predictions"]) == 20215 and sub["glue"]["wsc"]["predictions"][0]["id"] == "wsc_0"
+    assert len(sub["entity_tracking"]) == 18 and len(sub["blimp"]) == 67
+    assert set(sub["fast_eval_results"]) == set(FAST_KEYS)
+    blimp = sub["fast_eval_results"]["blimp"]
+    assert len(blimp) == 19 and blimp[0] == {"blimp_fast_a": 0.0}  # chck_1M first
+    assert blimp[-1] == {"blimp_fast_a": 0.18}
+    assert sub["fast_eval_results"]["reading"][0] == {"spr": 0.01, "rt": 0.02}
+
+
+def test_a_missing_task_is_named_and_nothing_is_written(run_dir):
+    (finetune_dir(run_dir / "results", "mymodel", "main", "wsc") / "predictions.json").unlink()
+    with pytest.raises(UserError, match=r"incomplete: finetune/wsc is missing .*--partial") as e:
+        build_submission(run_dir)
+    assert "\n" not in str(e.value)
+    assert not list((run_dir / "results" / "mymodel").glob("all_full_preds*"))
+
+
+@pytest.mark.parametrize("what, expected", [
+    ("rte", r"finetune/rte/rte has 138 items, the official set 139"),
+    ("checkpoint", r"the fast evaluation of chck_7M is missing"),
+    ("subtask", r"blimp/blimp_filtered has no subtask wh_island"),
+])
+def test_a_wrong_count_or_a_missing_checkpoint_is_named(run_dir, what, expected):
+    root = run_dir / "results"
+    if what == "rte":
+        path = finetune_dir(root, "mymodel", "main", "rte") / "predictions.json"
+        data = json.loads(path.read_text())
+        data["rte"]["predictions"].pop()
+        write(path, data)
+    elif what == "checkpoint":
+        summary_paths(revision_dir(root, "mymodel", "chck_7M"), "causal")[0].unlink()
+    else:
+        path = zero_shot_dir(root, "mymodel", "main", "official", "causal") / "blimp" / "blimp_filtered" / \
+            "predictions.json"
+        data = json.loads(path.read_text())
+        del data["wh_island"]
+        write(path, data)
+    with pytest.raises(UserError, match=expected):
+        build_submission(run_dir)
+
+
+def test_partial_writes_what_there_is_under_a_partial_name(run_dir):
+    summary_paths(revision_dir(run_dir / "results", "mymodel", "chck_7M"), "causal")[0].unlink()
+    out = subprocess.run([sys.executable, "run.py", "submission", "--model_dir", str(run_dir), "--partial"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "missing: the fast evaluation of chck_7M" in out.stdout and "PARTIAL" in out.stdout
+    sub = json.loads((run_dir / "results" / "mymodel" / "all_full_preds_and_fast_scores_causal_partial.json")
+                     .read_text())
+    assert len(sub["fast_eval_results"]["ewok"]) == 18 and "chck_7M" not in sub["fast_eval_revisions"]
+    assert sub["missing"] == [m for m in sub["missing"] if "chck_7M" in m] and len(sub["missing"]) == 1
+    refused = subprocess.run([sys.executable, "run.py", "submission", "--model_dir", str(run_dir)],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "chck_7M" in refused.stderr
