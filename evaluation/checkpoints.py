@@ -81,9 +81,10 @@ def _age_of_acquisition(run_dir: Path, checkpoints: list[tuple[str, int, int]], 
     """AoA across the checkpoints when its data is there and there are enough of them; None (logged) otherwise."""
     from evaluation import aoa
 
-    data = aoa.find_aoa_data(eval_dir)
+    given = Path(args.eval_dir)  # evaluation_data/ (AoA is in its full_eval/), or a sets folder inside it
+    data = aoa.find_aoa_data(given) or aoa.find_aoa_data(given.parent)
     if data is None:
-        logger.info(f"AoA skipped: no AoA data beside {eval_dir} (the official evaluation_data/ holds it)")
+        logger.info(f"AoA skipped: no AoA data (full_eval/aoa/cdi_childes.json) in or beside {given}")
         return None
     if len(checkpoints) < 3:
         logger.info(f"AoA skipped: a sigmoid over words seen needs at least 3 checkpoints, the run has "
@@ -91,4 +92,4 @@ def _age_of_acquisition(run_dir: Path, checkpoints: list[tuple[str, int, int]], 
         return None
     out = revision_dir(out_root, model_name, "main") / "zero_shot" / backend / "AoA_word"
     return aoa.evaluate_aoa([(name, words, run_dir / name) for name, words, _ in checkpoints], data, out,
-                            get_device(args.device), logger)
+                            get_device(args.device), logger, backend=backend, model_name=model_name)

@@ -245,10 +245,10 @@ def find_tasks(glue_dir: Path, requested: list[str] | None, cross_fit: int = 0) 
 
 def load_task(glue_dir: Path, task: str) -> TaskData:
     """Read a task's files (train only when present) and check the labels are 0..N-1."""
-    valid_texts, valid_labels = read_task_file(glue_dir / f"{task}.valid.jsonl")
     train_texts = train_labels = None
     if (glue_dir / f"{task}.train.jsonl").is_file():
         train_texts, train_labels = read_task_file(glue_dir / f"{task}.train.jsonl")
+    valid_texts, valid_labels = read_task_file(glue_dir / f"{task}.valid.jsonl")
     seen = set(valid_labels if train_labels is None else train_labels)
     num_labels = len(seen)
     expected = set(range(num_labels))

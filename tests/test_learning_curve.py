@@ -145,3 +145,38 @@ def test_evaluate_checkpoints_scores_each_revision_as_evaluate_does(curved_run, 
     assert f"| mystep (causal) | {first} |" in report
     assert (tmp_path / "save" / "checkpoints_blimp_blimp_fast.png").stat().st_size > 5_000
     assert "![checkpoints_ewok_ewok_fast.png](checkpoints_ewok_ewok_fast.png)" in report
+
+
+def test_evaluate_checkpoints_runs_aoa_when_its_data_is_there(curved_run, tmp_path):
+    """Given the official evaluation_data/ layout with AoA data, the three checkpoints' surprisals
+    land in the final model's AoA_word/surprisal.json, one record per word and context per checkpoint."""
+    from evaluation import aoa
+
+    _, out, _ = curved_run
+    run_dir = shutil.copytree(out, tmp_path / "save" / "mystep")
+    # The tiny run crossed two marks; a third point (a copy of the first, filed earlier) makes the three a fit needs.
+    train = json.loads((run_dir / "train_results.json").read_text())
+    first = min(train["checkpoint_words"], key=lambda n: train["checkpoint_words"][n]["words_seen"])
+    shutil.copytree(run_dir / first, run_dir / "chck_100")
+    train["checkpoint_words"]["chck_100"] = {"mark": 100, "step": 1, "words_seen": 100}
+    (run_dir / "train_results.json").write_text(json.dumps(train))
+    results = train
+    data = tmp_path / "evaluation_data"
+    shutil.copytree(SAMPLE.parent / "sample_eval" / "fast_eval" / "blimp_fast", data / "fast_eval" / "blimp_fast")
+    # The official minimum: 20 contexts a word.
+    words = {w: [{"context": f"{name} saw the"} for name in ("Mira", "Teo", "Calla", "Tobin", "Nessa") * 4]
+             for w in ("cup", "boat")}
+    (data / "full_eval" / "aoa").mkdir(parents=True)
+    (data / "full_eval" / "aoa" / "cdi_childes.json").write_text(json.dumps(words))
+    (data / "full_eval" / "aoa" / aoa.CHILD_AOA_FILE).write_text(
+        "word," + ",".join(map(str, aoa.CHILD_AGES)) + "\n"
+        + "".join(f"{w}," + ",".join(f"{min(1.0, a / 30):.2f}" for a in aoa.CHILD_AGES) + "\n" for w in words))
+    assert run.main(["evaluate_checkpoints", "--model_dir", str(run_dir), "--eval_dir", str(data),
+                     "--zero_shot_tasks", "blimp"]) == 0
+    scores = json.loads((run_dir / "results" / "mystep" / "checkpoint_scores_causal.json").read_text())
+    assert scores["aoa"]["checkpoints"] == [p["revision"] for p in scores["points"]]
+    surprisal = json.loads((run_dir / "results" / "mystep" / "main" / "zero_shot" / "causal" / "AoA_word" /
+                            "surprisal.json").read_text())
+    steps = sorted(results["checkpoint_words"])
+    assert sorted({r["step"] for r in surprisal["results"]}) == steps
+    assert len(surprisal["results"]) == len(steps) * 2 * 20
