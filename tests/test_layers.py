@@ -21,9 +21,11 @@ LAYERS = {
     # 2: the training machinery both loops share, and the loops
     "training.hardware": 2, "training.setup": 2, "training.validation": 2, "training.losses": 2,
     "training.distributed": 2, "training.curriculum": 2, "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,
+    "training.model_card": 2,
     # 3: evaluation of saved models
     "evaluation.testset": 3, "evaluation.blimp": 3, "evaluation.finetune": 3, "evaluation.learning_curve": 3,
     "evaluation.report": 3, "evaluation.scoring": 3, "evaluation.reading": 3, "evaluation.zero_shot": 3,
+    "evaluation.layout": 3, "evaluation.checkpoints": 3, "evaluation.aoa": 3, "evaluation.submission": 3,
     # 4: the front end and tools
     "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4,
 }
