@@ -318,6 +318,9 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--zero_shot_tasks", nargs="+", default=None, metavar="TASK",
                    choices=("blimp", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading"),
                    help="only these tasks (default: every task whose data is in --eval_dir)")
+    g.add_argument("--results_dir", default=None,
+                   help="root of the official results layout for evaluate, evaluate_checkpoints, finetune and "
+                   "submission (default: <run>/results beside the model; evaluate also takes --output_dir)")
     g.add_argument("--revision", default=None,
                    help="the revision folder results are filed under (default: main for a run's best_model/, "
                    "the folder's name for a chck_* checkpoint)")
@@ -356,9 +359,8 @@ def _finetune_options(p: argparse.ArgumentParser) -> None:
     _number(g, "--finetune_cross_fit", Range(0, hint=" (0: off; else at least 2 folds)"), type=int, default=0,
             help="for a task with a valid file but no train file: K folds of the valid file, each predicted by "
             "a model trained on the others (not the official protocol; a submission from it is partial)")
-    g.add_argument("--results_dir", default=None,
-                   help="root of the official results layout (default: <run>/results beside --model_dir)")
-    _number(g, "--max_seq_length", AT_LEAST_1, type=int, default=128, help="fine-tuning inputs are truncated to this")
+    _number(g, "--max_seq_length", AT_LEAST_1, type=int, default=512,
+            help="fine-tuning inputs are truncated to this (default: the official 512; at most the model's positions)")
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:

@@ -186,7 +186,7 @@ class GPTBertBody(nn.Module):
 
 
 class GPTBertPreTrainedModel(PreTrainedModel):
-    """What the three loadable classes share: the config and the body under `model.`.
+    """What the four loadable classes share: the config and the body under `model.`.
 
     Every class keeps the body under the same name (`base_model_prefix`), so the
     state-dict keys of a saved folder (`model.*`; `lm_head.weight` is tied and not

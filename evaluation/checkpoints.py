@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from evaluation.layout import default_results_root, revision_dir
+from evaluation.layout import REVISIONS, default_results_root, revision_dir
 from evaluation.tasks import choose_eval_set, find_tasks
 from evaluation.zero_shot import evaluate_folder
 from training.hardware import log_choice
@@ -52,8 +52,11 @@ def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
     # evaluation_data/ (full_eval/ + fast_eval/): its fast_eval/; any other folder: itself.
     official = any((Path(args.eval_dir) / name).is_dir() for name in ("full_eval", "fast_eval"))
     eval_dir = choose_eval_set(args.eval_dir, fast=official)
-    find_tasks(eval_dir)  # a wrong --eval_dir fails before any model is loaded
-    out_root = Path(args.output_dir) if args.output_dir else default_results_root(run_dir / checkpoints[0][0])
+    found = find_tasks(eval_dir)  # a wrong --eval_dir fails before any model is loaded
+    if not any(folder.name.endswith("_fast") for _, folder in found):
+        raise UserError(f"'{eval_dir}' holds no fast set (blimp_fast/, ewok_fast/, ...): checkpoints are scored on "
+                        "the official fast_eval/ sets; pass that folder or evaluation_data/")
+    out_root = Path(args.results_dir or args.output_dir or default_results_root(run_dir / checkpoints[0][0]))
     logger = RunLogger(out_root)
     try:
         log_choice(logger, args)
@@ -61,7 +64,8 @@ def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
                     + ", ".join(name for name, _, _ in checkpoints))
         points = []
         for name, words, step in checkpoints:
-            record = evaluate_folder(run_dir / name, eval_dir, out_root, args, ["official"], logger)
+            record = evaluate_folder(run_dir / name, eval_dir, out_root, args, ["official"], logger,
+                                     tensorboard_step=words)
             points.append({"revision": name, "words": words, "step": step,
                            "scores": {k: v["score"] for k, v in record["results"]["official"].items()}})
         backend, model_name = record["backend"], record["model_name"]
@@ -84,8 +88,19 @@ def _age_of_acquisition(run_dir: Path, checkpoints: list[tuple[str, int, int]], 
     given = Path(args.eval_dir)  # evaluation_data/ (AoA is in its full_eval/), or a sets folder inside it
     data = aoa.find_aoa_data(given) or aoa.find_aoa_data(given.parent)
     if data is None:
-        logger.info(f"AoA skipped: no AoA data (full_eval/aoa/cdi_childes.json) in or beside {given}")
+        logger.info(f"AoA skipped: no AoA data (full_eval/aoa/ or full_eval/cdi_childes/cdi_childes.json) in or "
+                    f"beside {given}")
         return None
+    # The track's checkpoints when the run has enough of them: the collate step refuses AoA records of any
+    # other revision. Otherwise every checkpoint (a study of the run, not a submission's file).
+    kept = [c for c in checkpoints if c[0] in REVISIONS[args.track]]
+    if len(kept) >= 3 and len(kept) < len(checkpoints):
+        logger.info(f"AoA leaves out {', '.join(c[0] for c in checkpoints if c not in kept)}: not {args.track} "
+                    "checkpoints")
+        checkpoints = kept
+    elif len(kept) < 3 <= len(checkpoints):
+        logger.info(f"AoA over all {len(checkpoints)} checkpoints: fewer than 3 are {args.track} checkpoints, so "
+                    "its surprisal.json will not pass a submission's check")
     if len(checkpoints) < 3:
         logger.info(f"AoA skipped: a sigmoid over words seen needs at least 3 checkpoints, the run has "
                     f"{len(checkpoints)}")

@@ -556,10 +556,16 @@ def run_finetune(args: argparse.Namespace) -> dict:
         max_length = args.max_seq_length
         positions = getattr(config, "max_position_embeddings", None)
         if positions is not None and max_length > positions:
-            logger.warning(f"--max_seq_length {max_length} exceeds the model's {positions} positions; "
-                           f"truncating inputs to {positions} tokens")
+            logger.info(f"--max_seq_length {max_length} exceeds the model's {positions} positions; "
+                        f"truncating inputs to {positions} tokens")
             max_length = positions
         logger.info(f"fine-tuning {model_dir} on {', '.join(tasks)} on {device}")
+        if args.tasks is None and not args.finetune_cross_fit:
+            for p in sorted(glue_dir.glob("*.valid.jsonl")):
+                task = p.name.removesuffix(".valid.jsonl")
+                if task not in tasks:
+                    logger.warning(f"{task} left out: it has a valid file but no {task}.train.jsonl (add it, or pass "
+                                   "--finetune_cross_fit K; a submission needs all seven tasks)")
         log_choice(logger, args)
         logger.hparams(vars(args))
         root = Path(args.results_dir) if args.results_dir else default_results_root(model_dir)

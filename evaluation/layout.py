@@ -18,15 +18,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils import BEST_MODEL_DIR, RESULTS_DIR, WORD_CHECKPOINT_PREFIX
+from utils import BABYLM_WORD_MARKS, BEST_MODEL_DIR, RESULTS_DIR, WORD_CHECKPOINT_PREFIX, word_mark_name
 
 MAIN = "main"
 
 # The checkpoints a submission reports fast scores for, by track: every 1M words to 10M,
 # then every 10M to the track's budget (strict: then every 100M to 1B, as the pipeline lists them).
+# strict-small is exactly --checkpoint_words babylm; strict needs the marks 200M ... 1000M added
+# (--checkpoint_words babylm 200M 300M 400M 500M 600M 700M 800M 900M 1000M).
 REVISIONS = {
-    "strict-small": [f"chck_{i}M" for i in range(1, 10)] + [f"chck_{10 * i}M" for i in range(1, 11)],
-    "strict": ([f"chck_{i}M" for i in range(1, 10)] + [f"chck_{10 * i}M" for i in range(1, 10)]
+    "strict-small": [WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS],
+    "strict": ([WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS if mark < 100_000_000]
                + [f"chck_{100 * i}M" for i in range(1, 11)]),
 }
 

@@ -203,7 +203,8 @@ def plot_blimp_fields(rows: list[dict], path: Path) -> None:
 
 
 # run_args.json entries that name a run rather than configure it, or follow from another option
-_NOT_SETTINGS = {"output_dir", "overwrite_output_dir", "resume", "action", "debug", "cache_dir", "hybrid_masked_share"}
+_NOT_SETTINGS = {"output_dir", "overwrite_output_dir", "resume", "action", "debug", "cache_dir", "hybrid_masked_share",
+                 "training_options"}  # the parser's list of option names, not a setting
 
 
 def option_changes(args: dict, base: dict) -> str:
@@ -354,7 +355,9 @@ def zero_shot_table(save_dir: Path, rows: list[dict]) -> list[str]:
     published baselines below; each row says what it was trained on and which sets it was scored on."""
     data_of = {r["step"]: r.get("data", "") for r in rows}
     lines = []
-    for path in sorted(save_dir.glob("*/results/*/*/zero_shot_summary_*.json"), key=lambda p: _step_order(p.parts[-5])):
+    # The final model only (revision main): the checkpoints have a table of their own.
+    for path in sorted(save_dir.glob("*/results/*/main/zero_shot_summary_*.json"),
+                       key=lambda p: _step_order(p.parts[-5])):
         record = _read(path) or {}
         step = path.parts[-5]
         for convention, tasks in record.get("results", {}).items():

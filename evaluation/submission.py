@@ -112,6 +112,9 @@ def aoa_problems(aoa: dict, track: str) -> list[str]:
     for record in records:
         steps[record.get("step")] = steps.get(record.get("step"), 0) + 1
     problems = [f"AoA has no records for {rev}" for rev in REVISIONS[track] if rev not in steps]
+    # The collate step counts distinct steps against the track's list: an extra one fails it too.
+    problems += [f"AoA has records for {rev}, which is not a {track} checkpoint" for rev in steps
+                 if rev not in REVISIONS[track]]
     problems += [f"AoA has {n} records for {rev}, the official {AOA_WORDS}"
                  for rev, n in steps.items() if rev in REVISIONS[track] and n != AOA_WORDS]
     return problems
@@ -138,10 +141,14 @@ def fast_scores(root: Path, model_name: str, backend: str, track: str,
                 problems.append(f"the fast evaluation of {revision} predates per-subtask scores: evaluate it again")
             elif data_dir in fast_data:
                 found[fast_data[data_dir]] = entry["subtasks"]
-                preds = json.loads((zero_shot / task / data_dir / "predictions.json").read_text())
-                problems += count_problems(f"{revision} {key}", preds, FAST_SIZES[fast_data[data_dir]])
-            elif task == "reading":
+                preds = _load(zero_shot / task / data_dir / "predictions.json", f"{revision} {key}", problems)
+                if preds is not None:
+                    problems += count_problems(f"{revision} {key}", preds, FAST_SIZES[fast_data[data_dir]])
+            elif task == "reading" and "reading" not in found:
                 found["reading"] = entry["subtasks"]
+                preds = _load(zero_shot / "reading" / "predictions.json", f"{revision} reading", problems)
+                if preds is not None:
+                    problems += count_problems(f"{revision} reading", preds, FAST_SIZES["reading"])
         missing = [key for key in FAST_KEYS if key not in found]
         if missing:
             problems.append(f"the fast evaluation of {revision} lacks {', '.join(missing)} (score it on the whole "

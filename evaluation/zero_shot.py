@@ -197,10 +197,11 @@ def summary_table(summary: dict, backend: str) -> str:
 
 
 def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argparse.Namespace,
-                    conventions: list[str], logger: RunLogger, revision: str | None = None) -> dict:
+                    conventions: list[str], logger: RunLogger, revision: str | None = None,
+                    tensorboard_step: int = 0) -> dict:
     """Load one saved model, score it on `eval_dir`, write its results and its summary
     (zero_shot_summary_<backend>.json/.md under <out_root>/<model name>/<revision>); returns
-    the summary record."""
+    the summary record. TensorBoard gets the scores at `tensorboard_step` (a checkpoint's words)."""
     model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
     backend = args.backend or default_backend(model.config.model_type)
     model_name, default_revision = model_name_and_revision(model_dir)
@@ -221,7 +222,7 @@ def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argpa
     table = summary_table(summary, backend)
     write_text_atomic(table_path, table)
     for convention, tasks in summary.items():
-        logger.metrics(0, {f"zero_shot/{convention}/{k}": v["score"] for k, v in tasks.items()})
+        logger.metrics(tensorboard_step, {f"zero_shot/{convention}/{k}": v["score"] for k, v in tasks.items()})
     logger.info("\n" + table + f"-> {json_path}")
     return record
 
@@ -232,7 +233,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     eval_dir = choose_eval_set(args.eval_dir, args.fast)
     find_tasks(eval_dir)  # a wrong --eval_dir fails before the model is loaded
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]
-    out_root = Path(args.output_dir) if args.output_dir else default_results_root(model_dir)
+    out_root = Path(args.results_dir or args.output_dir or default_results_root(model_dir))
     logger = RunLogger(out_root)
     try:
         log_choice(logger, args)

@@ -63,6 +63,8 @@ def run_dir(tmp_path):
                   preds(data, sizes))
             results[f"{task}/{data}"] = {"score": 50.0, "subtasks": {k: n / 100 for k in sizes}}
         results["reading/eye_tracking"] = {"score": 1.0, "subtasks": {"spr": 0.01, "rt": 0.02}}
+        write(zero_shot_dir(root, name, rev, "official", "causal") / "reading" / "predictions.json",
+              preds("reading", FAST_SIZES["reading"]))
         write(summary_paths(revision_dir(root, name, rev), "causal")[0], {"results": {"official": results}})
     return run
 
@@ -95,6 +97,7 @@ def test_a_missing_task_is_named_and_nothing_is_written(run_dir):
     ("rte", r"finetune/rte/rte has 138 items, the official set 139"),
     ("checkpoint", r"the fast evaluation of chck_7M is missing"),
     ("subtask", r"blimp/blimp_filtered has no subtask wh_island"),
+    ("aoa", r"AoA has records for chck_500K, which is not a strict-small checkpoint"),
 ])
 def test_a_wrong_count_or_a_missing_checkpoint_is_named(run_dir, what, expected):
     root = run_dir / "results"
@@ -102,6 +105,11 @@ def test_a_wrong_count_or_a_missing_checkpoint_is_named(run_dir, what, expected)
         path = finetune_dir(root, "mymodel", "main", "rte") / "predictions.json"
         data = json.loads(path.read_text())
         data["rte"]["predictions"].pop()
+        write(path, data)
+    elif what == "aoa":  # the collate step counts distinct steps: one outside the track fails it
+        path = zero_shot_dir(root, "mymodel", "main", "official", "causal") / "AoA_word" / "surprisal.json"
+        data = json.loads(path.read_text())
+        data["results"].append({"step": "chck_500K", "word": "w0", "surprisal": 1.0})
         write(path, data)
     elif what == "checkpoint":
         summary_paths(revision_dir(root, "mymodel", "chck_7M"), "causal")[0].unlink()

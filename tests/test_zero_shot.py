@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
+from scipy.stats import spearmanr
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -470,3 +472,51 @@ def parse_report(path: Path) -> dict[str, float]:
         elif line.strip() and section.startswith("### AVERAGE"):
             values[section] = float(line)
     return values
+
+
+def test_per_subtask_fast_scores_are_what_the_collate_step_computes(tmp_path, tok_dirs):
+    """The summary's `subtasks` (what a submission reports per checkpoint) recomputed the way
+    evaluation-pipeline-2025's collate_preds.py does: from predictions.json and the data files
+    (a prediction right when it equals sentence_good / Target1 / options[0], stripped; entity
+    tracking grouped by numops; WUG's Spearman rho of `prob` against `ratio`)."""
+    model, tokenizer = tiny_models(tok_dirs)["causal"]  # 64 positions: entity tracking written short here
+    data_root = tmp_path / "fast_eval"
+    for name in ("blimp_fast", "supplement_fast", "ewok_fast", "wug_adj_nominalization"):
+        shutil.copytree(SAMPLE_FAST / name, data_root / name)
+    write_jsonl(data_root / "entity_tracking_fast" / "regular.jsonl", [
+        {"numops": n % 3, "input_prefix": f"Box {n} has the {thing}. Box {n} has", "options": [
+            f" the {thing}.", " the cup.", " nothing."]} for n, thing in enumerate(["hat", "key", "map", "bell"] * 3)])
+    summary = evaluate_model(model, tokenizer, data_root, tmp_path, "m", "causal", ["official"],
+                             tasks=["blimp", "ewok", "entity_tracking", "wug_adj"])["official"]
+    out = tmp_path / "m" / "main" / "zero_shot" / "causal"
+
+    def rows(path):
+        return [json.loads(line) for line in path.open()]
+
+    def share_right(preds, data, target):
+        return sum(p["pred"].strip() == d[target].strip() for p, d in zip(preds, data, strict=True)) / len(data)
+
+    checked = 0
+    for task, data_dir, target in (("blimp", "blimp_fast", "sentence_good"), ("blimp", "supplement_fast",
+                                                                                 "sentence_good"),
+                                   ("ewok", "ewok_fast", "Target1")):
+        preds = json.loads((out / task / data_dir / "predictions.json").read_text())
+        for subtask, block in preds.items():
+            expected = share_right(block["predictions"], rows(data_root / data_dir / f"{subtask}.jsonl"), target)
+            assert summary[f"{task}/{data_dir}"]["subtasks"][subtask] == pytest.approx(expected)
+            checked += 1
+    preds = json.loads((out / "entity_tracking" / "entity_tracking_fast" / "predictions.json").read_text())
+    by_ops = {}
+    for d in rows(data_root / "entity_tracking_fast" / "regular.jsonl"):
+        by_ops.setdefault(f"regular_{d['numops']}_ops", []).append({"target": d["options"][0]})
+    for subtask, block in preds.items():
+        expected = share_right(block["predictions"], by_ops[subtask], "target")
+        assert summary["entity_tracking/entity_tracking_fast"]["subtasks"][subtask] == pytest.approx(expected)
+        checked += 1
+    preds = json.loads((out / "wug_adj" / "wug_adj_nominalization" / "predictions.json").read_text())
+    data = rows(data_root / "wug_adj_nominalization" / "wug_adj_nominalization.jsonl")
+    for subtask, block in preds.items():
+        rho = spearmanr([p["prob"] for p in block["predictions"]], [d["ratio"] for d in data])[0]
+        assert summary["wug_adj/wug_adj_nominalization"]["subtasks"][subtask] == pytest.approx(rho)
+        checked += 1
+    assert checked >= 13  # 7 BLiMP + 2 supplement + 2 EWoK files, entity tracking's operation counts, WUG
