@@ -9,10 +9,9 @@ import argparse
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import NoReturn
 
-from utils import BABYLM_WORD_MARKS, WORD_SUFFIXES
+from utils import BABYLM_WORD_MARKS, parse_word_mark
 
 # The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
 EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
@@ -400,12 +399,11 @@ def _parse_word_marks(parser: argparse.ArgumentParser, items: list[str]) -> list
     for item in items:
         if item.lower() == "babylm":
             continue
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMB]?)", item.strip().upper())
-        value = Decimal(match.group(1)) * WORD_SUFFIXES[match.group(2)] if match else Decimal(-1)
-        if not match or value != int(value) or value < 1:
+        value = parse_word_mark(item)
+        if value is None:
             parser.error(f"--checkpoint_words {item} is not a positive whole number of words, e.g. 500K, 1M, 1.5M "
                          "or 1000000")
-        given.append(int(value))
+        given.append(value)
     if given != sorted(set(given)):
         parser.error(f"--checkpoint_words {' '.join(items)}: the marks must be distinct and ascending")
     babylm = BABYLM_WORD_MARKS if any(item.lower() == "babylm" for item in items) else ()

@@ -11,10 +11,12 @@ import logging
 import logging.handlers
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ BEST_MODEL_DIR = "best_model"
 CHECKPOINTS_DIR = "checkpoints"
 WORD_CHECKPOINT_PREFIX = "chck_"  # --checkpoint_words folders: chck_1M, chck_500K, ...
 RESULTS_DIR = "results"  # a run's evaluation results, in the official layout (evaluation/layout.py)
+MAIN = "main"  # the revision a run's final model (best_model/) is filed under there
 RUN_ARGS = "run_args.json"  # beside every saved model: the options that trained it
 LOG_FILE = "log.txt"
 TENSORBOARD_DIR = "tensorboard"
@@ -56,6 +59,28 @@ def word_mark_name(words: int) -> str:
         if words % WORD_SUFFIXES[suffix] == 0:
             return f"{words // WORD_SUFFIXES[suffix]}{suffix}"
     return str(words)
+
+
+def parse_word_mark(text: str) -> int | None:
+    """The words a mark names: '1M' -> 1000000, '1.5M' -> 1500000, '999' -> 999, and a folder name
+    'chck_500K' -> 500000; None unless it is a positive whole number of words."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMB]?)", text.strip().upper().removeprefix("CHCK_"))
+    if not match:
+        return None
+    value = Decimal(match.group(1)) * WORD_SUFFIXES[match.group(2)]
+    return int(value) if value == int(value) and value >= 1 else None
+
+
+def model_name_and_revision(model_dir: str | Path) -> tuple[str, str]:
+    """(model name, revision) a saved model's results are filed under (the official layout,
+    evaluation/layout.py): a run's best_model/ is (<run>, main) and its chck_<mark>/ is
+    (<run>, chck_<mark>); any other folder is (<folder name>, main)."""
+    model_dir = Path(model_dir).resolve()
+    if model_dir.name == BEST_MODEL_DIR:
+        return model_dir.parent.name, MAIN
+    if model_dir.name.startswith(WORD_CHECKPOINT_PREFIX):
+        return model_dir.parent.name, model_dir.name
+    return model_dir.name, MAIN
 
 
 # --------------------------------------------------------------------------- logging

@@ -77,7 +77,7 @@ from transformers import PreTrainedModel
 from custom_models import is_causal, load_model_and_tokenizer
 from evaluation.layout import AOA_WORDS, REVISIONS, model_name_and_revision
 from evaluation.scoring import BACKENDS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
-from utils import WORD_SUFFIXES, RunLogger, UserError, write_json_atomic
+from utils import RunLogger, UserError, parse_word_mark, write_json_atomic
 
 # Where the data lies inside the official evaluation_data/ folder: eval_aoa.sh's default word
 # path (its current folder first, the one earlier revisions of the script named second), and
@@ -435,12 +435,6 @@ def aoa_correlation(model_aoa: dict[str, float], child: dict[str, float]) -> tup
     return float(result.statistic), float(result.pvalue), len(common)
 
 
-def _words_in_step(step: str) -> float | None:
-    """Words seen named by a revision such as chck_10M (the official reads them from the name)."""
-    match = re.search(r"(\d+(?:\.\d+)?)([KMB]?)$", str(step))
-    return float(match.group(1)) * WORD_SUFFIXES[match.group(2)] if match else None
-
-
 def model_aoas(records: Sequence[dict],
                chance: dict[str, float] | None = None) -> tuple[dict[str, SigmoidFit], list[str]]:
     """Fit every word of surprisal.json records: its surprisal averaged over its contexts at each
@@ -450,7 +444,7 @@ def model_aoas(records: Sequence[dict],
     by_word: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         words = record.get("word_count")
-        words = _words_in_step(record["step"]) if words is None else float(words)
+        words = parse_word_mark(str(record["step"])) if words is None else float(words)
         surprisal = record.get("surprisal")
         points = by_word[record["target_word"]]  # listed even without a usable point (then its fit fails)
         if words is not None and surprisal is not None and math.isfinite(float(surprisal)):

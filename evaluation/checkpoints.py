@@ -18,37 +18,25 @@ skipped. `make report` draws each task's score against words seen."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from evaluation.layout import REVISIONS, default_results_root, revision_dir
+from evaluation.learning_curve import word_checkpoints
 from evaluation.tasks import choose_eval_set, find_tasks
 from evaluation.zero_shot import evaluate_folder
 from training.hardware import log_choice
-from utils import TRAIN_RESULTS, RunLogger, UserError, get_device, write_json_atomic
+from utils import RunLogger, UserError, get_device, write_json_atomic
 
 CHECKPOINT_SCORES = "checkpoint_scores_{backend}.json"
-
-
-def word_checkpoints(run_dir: str | Path) -> list[tuple[str, int, int]]:
-    """(folder name, words seen, step) of every chck_* folder of a finished run, by words seen."""
-    run_dir = Path(run_dir)
-    results_file = run_dir / TRAIN_RESULTS
-    if not results_file.is_file():
-        raise UserError(f"'{run_dir}' holds no finished training run (no {TRAIN_RESULTS}): pass a training "
-                        "step's folder, e.g. save_dir/step2_1")
-    saved = json.loads(results_file.read_text()).get("checkpoint_words") or {}
-    found = [(name, mark["words_seen"], mark["step"]) for name, mark in saved.items() if (run_dir / name).is_dir()]
-    if not found:
-        raise UserError(f"'{run_dir}' has no chck_* folders: train it with --checkpoint_words babylm "
-                        "(make ... EXTRA=\"--checkpoint_words babylm\")")
-    return sorted(found, key=lambda c: c[1])
 
 
 def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
     """The evaluate_checkpoints action: --model_dir is the run folder; returns the scores file's contents."""
     run_dir = Path(args.model_dir)
     checkpoints = word_checkpoints(run_dir)
+    if not checkpoints:
+        raise UserError(f"'{run_dir}' has no chck_* folders: train it with --checkpoint_words babylm "
+                        "(make ... EXTRA=\"--checkpoint_words babylm\")")
     # evaluation_data/ (full_eval/ + fast_eval/): its fast_eval/; any other folder: itself.
     official = any((Path(args.eval_dir) / name).is_dir() for name in ("full_eval", "fast_eval"))
     eval_dir = choose_eval_set(args.eval_dir, fast=official)

@@ -464,6 +464,11 @@ def cross_fit_folds(size: int, folds: int, seed: int) -> list[list[int]]:
     return [sorted(order[k::folds]) for k in range(folds)]
 
 
+def _subset(examples: tuple[list[dict], list[int]], index: list[int]) -> tuple[list[dict], list[int]]:
+    """The encoded examples and labels at `index`."""
+    return [examples[0][i] for i in index], [examples[1][i] for i in index]
+
+
 def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_length: int, device: torch.device,
                   logger: RunLogger) -> tuple[dict, list[int]]:
     """Fine-tune on one task (on its train file, or by cross-fitting its valid file); returns its
@@ -488,10 +493,9 @@ def finetune_task(args: argparse.Namespace, data: TaskData, tokenizer, max_lengt
         folds = []
         for k, held_out in enumerate(cross_fit_folds(len(data.valid_labels), args.finetune_cross_fit, args.seed)):
             kept = sorted(set(range(len(data.valid_labels))) - set(held_out))
-            part = lambda idx: ([valid[0][i] for i in idx], [valid[1][i] for i in idx])  # noqa: E731
-            best, fold_preds, history = train_and_select(args, task, options, data.num_labels, part(kept),
-                                                         part(held_out), tokenizer.pad_token_id, device, logger,
-                                                         f"{task}_fold{k + 1}")
+            best, fold_preds, history = train_and_select(args, task, options, data.num_labels,
+                                                         _subset(valid, kept), _subset(valid, held_out),
+                                                         tokenizer.pad_token_id, device, logger, f"{task}_fold{k + 1}")
             preds[held_out] = fold_preds
             folds.append({"best_epoch": best["epoch"], "epochs_run": len(history), "history": history,
                           "train_size": len(kept), "valid_size": len(held_out)})

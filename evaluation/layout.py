@@ -18,19 +18,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils import BABYLM_WORD_MARKS, BEST_MODEL_DIR, RESULTS_DIR, WORD_CHECKPOINT_PREFIX, word_mark_name
-
-MAIN = "main"
+from utils import (  # noqa: F401 (MAIN, model_name_and_revision: the layout's rule, in utils for the core)
+    BABYLM_WORD_MARKS,
+    MAIN,
+    RESULTS_DIR,
+    WORD_CHECKPOINT_PREFIX,
+    model_name_and_revision,
+    word_mark_name,
+)
 
 # The checkpoints a submission reports fast scores for, by track: every 1M words to 10M,
 # then every 10M to the track's budget (strict: then every 100M to 1B, as the pipeline lists them).
 # strict-small is exactly --checkpoint_words babylm; strict needs the marks 200M ... 1000M added
 # (--checkpoint_words babylm 200M 300M 400M 500M 600M 700M 800M 900M 1000M).
-REVISIONS = {
-    "strict-small": [WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS],
-    "strict": ([WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS if mark < 100_000_000]
-               + [f"chck_{100 * i}M" for i in range(1, 11)]),
-}
+_BABYLM_REVISIONS = [WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS]
+REVISIONS = {"strict-small": _BABYLM_REVISIONS,
+             "strict": _BABYLM_REVISIONS[:-1] + [f"chck_{100 * i}M" for i in range(1, 11)]}
 
 # The fine-tuning tasks of a submission and the official defaults of each (eval_finetuning.sh):
 # learning rate 3e-5, batch 32 (16 for the long-passage tasks), 10 epochs (30 for WSC), seed 42,
@@ -98,18 +101,6 @@ ZERO_SHOT_ENTRIES = (("blimp", "blimp", "blimp_filtered", "blimp_fast"),
                      ("wug_adj", "wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
                      ("wug_past", "wug_past", "wug_past_tense", "wug_past_tense"),
                      ("comps", "comps", "comps", None))
-
-
-def model_name_and_revision(model_dir: str | Path) -> tuple[str, str]:
-    """(model name, revision) a saved model's results are filed under: a run's best_model/
-    is (<run>, main) and its chck_<mark>/ is (<run>, chck_<mark>); any other folder is
-    (<folder name>, main)."""
-    model_dir = Path(model_dir).resolve()
-    if model_dir.name == BEST_MODEL_DIR:
-        return model_dir.parent.name, MAIN
-    if model_dir.name.startswith(WORD_CHECKPOINT_PREFIX):
-        return model_dir.parent.name, model_dir.name
-    return model_dir.name, MAIN
 
 
 def default_results_root(model_dir: str | Path) -> Path:

@@ -36,17 +36,29 @@ from utils import (
 )
 
 
+def finished_run(run_dir: Path) -> dict:
+    """A finished run's train_results.json; UserError when the folder holds none."""
+    results_file = run_dir / TRAIN_RESULTS
+    if not results_file.is_file():
+        raise UserError(f"'{run_dir}' holds no finished training run (no train_results.json): pass a training "
+                        "step's folder as --model_dir, e.g. save_dir/step2_1")
+    return json.loads(results_file.read_text())
+
+
+def word_checkpoints(run_dir: str | Path) -> list[tuple[str, int, int]]:
+    """(folder name, words seen, step) of every chck_* folder of a finished run, by words seen."""
+    run_dir = Path(run_dir)
+    saved = finished_run(run_dir).get("checkpoint_words") or {}
+    return sorted(((name, mark["words_seen"], mark["step"]) for name, mark in saved.items()
+                   if (run_dir / name).is_dir()), key=lambda c: c[1])
+
+
 def curve_points(run_dir: str | Path) -> list[dict]:
     """The model folders of a finished run to score, sorted by words seen: every chck_*
     folder (words = its mark's actual count) and best_model (words up to the best step)."""
     run_dir = Path(run_dir)
-    results_file = run_dir / TRAIN_RESULTS
-    if not results_file.is_file():
-        raise UserError(f"'{run_dir}' holds no finished training run (no train_results.json): pass a training "
-                        "step's folder as --model_dir, e.g. save_dir/best_recipe")
-    results = json.loads(results_file.read_text())
-    points = [{"name": name, "words": saved["words_seen"], "step": saved["step"]}
-              for name, saved in (results.get("checkpoint_words") or {}).items() if (run_dir / name).is_dir()]
+    results = finished_run(run_dir)
+    points = [{"name": name, "words": words, "step": step} for name, words, step in word_checkpoints(run_dir)]
     if results.get("best_words_seen") is not None:
         points.append({"name": BEST_MODEL_DIR, "words": results["best_words_seen"], "step": results["best_step"]})
     if not points:

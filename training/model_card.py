@@ -37,9 +37,10 @@ from utils import (
     RUN_ARGS,
     TRAIN_RESULTS,
     WORD_CHECKPOINT_PREFIX,
-    WORD_SUFFIXES,
     UserError,
     count_parameters,
+    model_name_and_revision,
+    parse_word_mark,
     write_text_atomic,
 )
 
@@ -132,7 +133,7 @@ class RunFiles:
     @property
     def revision(self) -> str:
         """The revision the official layout files this model's results under (evaluation/layout.py)."""
-        return self.model_dir.name if self.model_dir.name.startswith(WORD_CHECKPOINT_PREFIX) else "main"
+        return model_name_and_revision(self.model_dir)[1]
 
     def weights_mtime(self) -> float:
         """When the model's weights were written (0 when there are none)."""
@@ -262,7 +263,7 @@ def best_model_line(results: dict) -> str | None:
 def checkpoints(run: RunFiles) -> str:
     """Every chck_* folder of the run, with the words and step train_results.json records for it."""
     folders = sorted((p for p in run.run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*") if p.is_dir()),
-                     key=lambda p: (_mark_words(p.name), p.name))
+                     key=lambda p: (parse_word_mark(p.name) or 0, p.name))
     if not folders:
         return ""
     saved = run.results.get("checkpoint_words") or {}
@@ -450,14 +451,6 @@ def _context_length(run: RunFiles) -> str | None:
     if positions is None:
         return None
     return f"{_number(positions)} positions" + (f" (trained on blocks of {_number(block)} tokens)" if block else "")
-
-
-def _mark_words(name: str) -> int:
-    """chck_1M -> 1000000, for ordering the folders (0 for a name that is not a mark)."""
-    label = name.removeprefix(WORD_CHECKPOINT_PREFIX)
-    suffix = label[-1:] if label[-1:] in WORD_SUFFIXES else ""
-    digits = label[:-1] if suffix else label
-    return int(digits) * WORD_SUFFIXES[suffix] if digits.isdigit() else 0
 
 
 def _number(value: Any) -> str | None:
