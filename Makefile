@@ -22,16 +22,25 @@ PY          := $(VENV)/bin/python
 VENV_STAMP  := $(VENV)/.installed
 
 # ----------------------------------------------------------------------------- data and outputs
+# Any corpus layout corpus/editions.py reads (2023 or 2024 release, a Hugging Face dataset folder, a
+# folder of .txt files), detected and logged. TRAIN_SPLIT=100M picks a release's 100M training set.
 DATA_DIR    ?= data/babylm_data
-TRAIN_SPLIT ?= babylm_10M
+TRAIN_SPLIT ?=
 SAVE_DIR    ?= save_dir
 BLIMP_DIR   ?= data/blimp
 # The official BabyLM 2025 evaluation data (make eval_data): $(EVAL_DIR)/full_eval and $(EVAL_DIR)/fast_eval.
 EVAL_DIR    ?= data/official_eval
 # The (Super)GLUE files fine-tuning reads: the official full_eval/glue_filtered/ by default.
 GLUE_DIR    ?= $(EVAL_DIR)/full_eval/glue_filtered
-EASY_FILES  ?= aochildes open_subtitles qed simple_wikipedia switchboard
-HARD_FILES  ?= bnc_spoken cbt children_stories gutenberg wikipedia
+# The curricula's two halves: the detected release's lists (corpus/editions.py EDITIONS; for 2023
+# aochildes open_subtitles qed simple_wikipedia switchboard / bnc_spoken cbt children_stories
+# gutenberg wikipedia, the original experiment's). A corpus of no release names its own sources.
+EASY_FILES  ?= @easier
+HARD_FILES  ?= @harder
+# The BabyLM track whose rules training checks (strict-small: at most 10M words of training data,
+# strict: 100M; at most 10 epochs) and whose checkpoints a submission covers; empty checks nothing
+# in training (--track none) and takes the run's track, else strict-small, for a submission.
+TRACK       ?=
 
 # ----------------------------------------------------------------------------- hyper-parameters
 VOCAB       ?= 16000
@@ -67,13 +76,15 @@ RDZV        ?= --standalone
 
 RUN    = $(PY) run.py
 TRAIN_RUN = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun $(RDZV) --nproc_per_node=$(NPROC),$(PY)) run.py
-COMMON = --data_dir $(DATA_DIR) --train_split $(TRAIN_SPLIT) --cache_dir $(SAVE_DIR)/cache --block_size $(BLOCK) $(EXTRA)
+SPLIT_OPT = $(if $(TRAIN_SPLIT),--train_split $(TRAIN_SPLIT))
+COMMON = --data_dir $(DATA_DIR) $(SPLIT_OPT) --cache_dir $(SAVE_DIR)/cache --block_size $(BLOCK) \
+	$(if $(TRACK),--track $(TRACK)) $(EXTRA)
 # Test steps also score BLiMP when BLIMP_DIR holds jsonl files.
 BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
 TOK_MLM = $(SAVE_DIR)/step1/tokenizer_mlm/tokenizer.json
 
-.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp evaluate evaluate_checkpoints submission finetune report data eval_data eval_data_blimp eval_data_official stats
+.PHONY: all venv demo test bench gpu_bundle gpu_check lint tensorboard clean clean_demo step1 blimp evaluate evaluate_checkpoints submission export finetune report data eval_data eval_data_blimp eval_data_official stats
 all: step2_2
 
 # ----------------------------------------------------------------------------- set-up
@@ -193,7 +204,9 @@ step11: $(foreach r,$(HYBRID_RATIOS),$(call hybrid_step,$(r))_test $(call hybrid
 include experiments.mk
 
 # ----------------------------------------------------------------------------- downloads
-# make data: the BabyLM 2023 corpus into $(DATA_DIR); make eval_data: the 67 BLiMP paradigms
+# make data: the BabyLM 2023 corpus into $(DATA_DIR); EDITION=2024 the 2024/2025 release (its zip's link
+# in CORPUS_OPTS="--url ...": OSF publishes no direct link or checksum); EDITION=hub HUB_ID=org/name a
+# Hugging Face dataset, written once as text files (then read offline). make eval_data: the 67 BLiMP paradigms
 # into $(BLIMP_DIR) (eval_data_blimp) and the official BabyLM 2025 evaluation data, full_eval/ and
 # fast_eval/, into $(EVAL_DIR) (eval_data_official). Checked before anything is installed (corpus:
 # size + sha256; BLiMP and the official data: every line of every file), resumable (rerun after a
@@ -203,9 +216,16 @@ include experiments.mk
 # EVAL_OPTS="--url URL" picks a mirror, EVAL_OPTS="--from DIR" installs a folder downloaded by hand.
 CORPUS_OPTS ?=
 EVAL_OPTS   ?=
+EDITION     ?= 2023
+HUB_ID      ?=
 
 data: $(VENV_STAMP)
-	$(PY) -m corpus.download corpus --data_dir $(DATA_DIR) $(CORPUS_OPTS)
+ifeq ($(EDITION),hub)
+	@test -n "$(HUB_ID)" || { echo "error: make data EDITION=hub needs HUB_ID=<dataset id or folder>"; exit 2; }
+	$(PY) -m corpus.download dataset $(HUB_ID) --data_dir $(DATA_DIR) $(CORPUS_OPTS)
+else
+	$(PY) -m corpus.download corpus --edition $(EDITION) --data_dir $(DATA_DIR) $(CORPUS_OPTS)
+endif
 
 eval_data: eval_data_blimp eval_data_official
 
@@ -217,7 +237,7 @@ eval_data_official: $(VENV_STAMP)
 
 # Corpus statistics per split and file (+ tokens per word once step1 ran) -> $(SAVE_DIR)/stats/.
 stats: $(VENV_STAMP)
-	$(RUN) stats --data_dir $(DATA_DIR) --train_split $(TRAIN_SPLIT) \
+	$(RUN) stats --data_dir $(DATA_DIR) $(SPLIT_OPT) --cache_dir $(SAVE_DIR)/cache \
 		$(if $(wildcard $(TOK_CLM)),--tokenizer_dir $(dir $(TOK_CLM))) --output_dir $(SAVE_DIR)/stats $(EXTRA)
 
 # ----------------------------------------------------------------------------- evaluation and report
@@ -251,8 +271,10 @@ evaluate: $(VENV_STAMP)
 # $(EVAL_DIR) holds its data; make submission STEP=step2_1: the official submission file from the
 # step's results (make evaluate EVAL_SET=full_eval, make finetune, make evaluate_checkpoints), its
 # item counts checked; PARTIAL=1 writes an incomplete one under a _partial name. TRACK=strict for 100M.
-TRACK   ?= strict-small
+# make export STEP=step2_1: the step as a local git repository, main + a branch per chck_* (PUSH=org/name
+# uploads it with huggingface_hub; needs HF_TOKEN).
 PARTIAL ?=
+PUSH    ?=
 evaluate_checkpoints: $(VENV_STAMP)
 	$(need_step)
 	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
@@ -260,7 +282,11 @@ evaluate_checkpoints: $(VENV_STAMP)
 
 submission: $(VENV_STAMP)
 	$(need_step)
-	$(RUN) submission --model_dir $(SAVE_DIR)/$(STEP) --track $(TRACK) $(if $(PARTIAL),--partial) $(EXTRA)
+	$(RUN) submission --model_dir $(SAVE_DIR)/$(STEP) $(if $(TRACK),--track $(TRACK)) $(if $(PARTIAL),--partial) $(EXTRA)
+
+export: $(VENV_STAMP)
+	$(need_step)
+	$(RUN) export --model_dir $(SAVE_DIR)/$(STEP) $(if $(PUSH),--push $(PUSH)) $(EXTRA)
 
 # Gathers every finished step into $(SAVE_DIR)/report.md (+ loss and BLiMP plots).
 report: $(VENV_STAMP)

@@ -11,13 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from utils import BABYLM_WORD_MARKS, parse_word_mark
+from utils import BABYLM_WORD_MARKS, TRACKS, parse_word_mark
 
-# The original experiment's split of the ten BabyLM sources (the Makefile's EASY_FILES/HARD_FILES).
-EASY_SOURCES = ("aochildes", "open_subtitles", "qed", "simple_wikipedia", "switchboard")
-HARD_SOURCES = ("bnc_spoken", "cbt", "children_stories", "gutenberg", "wikipedia")
 ACTIONS = ("tokenizer", "dataset", "train", "test", "blimp", "evaluate", "finetune", "report", "stats", "curve",
-           "evaluate_checkpoints", "submission")
+           "evaluate_checkpoints", "submission", "export")
 MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -103,16 +100,20 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     """The option group 'data'."""
     g = p.add_argument_group("data")
     g.add_argument("--data_dir", default="data/babylm_data",
-                   help="corpus root holding <train_split>/, babylm_dev/ and babylm_test/")
-    g.add_argument("--train_split", default="babylm_10M",
-                   help="folder of the training files under --data_dir (babylm_10M or babylm_100M)")
+                   help="the corpus: a BabyLM 2023 or 2024 release, a Hugging Face dataset on disk or a folder of "
+                   ".txt files (detected and logged; docs/data.md)")
+    g.add_argument("--train_split", default=None,
+                   help="a release's training set: 10M or 100M (babylm_10M/train_10M or babylm_100M/train_100M), "
+                   "or a folder name (default: 10M)")
     g.add_argument("--train_files", nargs="+", default=None, metavar="SOURCE",
-                   help="training sources by name, e.g. aochildes switchboard (default: every file present)")
+                   help="training sources by name, e.g. aochildes switchboard, or @easier/@harder (the "
+                   "release's curriculum lists) (default: every file present)")
     g.add_argument("--validation_files", nargs="+", default=None, metavar="SOURCE",
-                   help="validation sources from babylm_dev/ (default: every file present)")
+                   help="validation sources (default: every file present)")
     g.add_argument("--test_files", nargs="+", default=None, metavar="SOURCE",
-                   help="test sources from babylm_test/ (default: every file present)")
-    g.add_argument("--cache_dir", default="cache", help="where packed datasets are cached")
+                   help="test sources (default: every file present)")
+    g.add_argument("--cache_dir", default="cache",
+                   help="where packed datasets (and held-out or converted corpora) are cached")
     _number(g, "--block_size", Range(2, hint=' (a one-token block has nothing to predict)'), type=int, default=128,
             help="tokens per training block")
     _number(g, "--num_proc", AT_LEAST_1, type=int, default=1, help="processes for tokenizing the corpus")
@@ -177,6 +178,12 @@ def _training_options(p: argparse.ArgumentParser) -> None:
             help="train for this many minutes of wall-clock time inside optimizer steps (compiling included; "
             "validation and checkpoint writing not) instead of a number of steps or epochs: the warm-up + cosine "
             "schedule runs on the share of the budget used, so it ends when the budget does")
+    g.add_argument("--track", choices=TRACKS, default=None,
+                   help="the BabyLM track. Training: strict-small and strict refuse training data over 10M / 100M "
+                   "words and a plan of more than 10 epochs (a --max_minutes run stops at the tenth); none checks "
+                   "nothing (default: none). Submission: which checkpoints the fast scores must cover "
+                   "(strict-small: chck_1M ... chck_100M; strict: up to chck_1000M) (default: the run's track, "
+                   "else strict-small)")
     _number(g, "--batch_size", AT_LEAST_1, type=int, default=32, help="training blocks per micro-batch")
     _number(g, "--eval_batch_size", AT_LEAST_1, type=int, default=64, help="blocks per validation/test batch")
     _number(g, "--eval_blocks", Range(1, hint=' (leave it out to validate on all)'), type=int, default=None,
@@ -240,10 +247,11 @@ def _curriculum_options(p: argparse.ArgumentParser) -> None:
                    help="order the training blocks by difficulty and pace them in: length (mean tokens per line "
                    "in the block), unigram (mean surprisal of its tokens) or source (its file's rank: "
                    "--easier_files before --harder_files) (default: no curriculum)")
-    g.add_argument("--easier_files", nargs="+", default=list(EASY_SOURCES), metavar="SOURCE",
-                   help="sources ranked easier for --difficulty source (default: %(default)s)")
-    g.add_argument("--harder_files", nargs="+", default=list(HARD_SOURCES), metavar="SOURCE",
-                   help="sources ranked harder for --difficulty source (default: %(default)s)")
+    g.add_argument("--easier_files", nargs="+", default=["@easier"], metavar="SOURCE",
+                   help="sources ranked easier for --difficulty source (default: the release's easier list, "
+                   "corpus/editions.py)")
+    g.add_argument("--harder_files", nargs="+", default=["@harder"], metavar="SOURCE",
+                   help="sources ranked harder for --difficulty source (default: the release's harder list)")
     g.add_argument("--pacing", choices=("linear", "quad", "root", "step", "exp", "log"), default="linear",
                    help="how fast the available share of the easiest blocks grows")
     _number(g, "--start_percent", Range(0, 1, high_in=True), type=float, default=0.0625,
@@ -329,11 +337,14 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
 
 
 def _submission_options(p: argparse.ArgumentParser) -> None:
-    """The option group 'submission (submission action)'."""
-    g = p.add_argument_group("submission (submission action; --model_dir is the run folder, --backend as evaluate)")
-    g.add_argument("--track", choices=("strict-small", "strict"), default="strict-small",
-                   help="the BabyLM track: which checkpoints the fast scores must cover (strict-small: chck_1M ... "
-                   "chck_100M; strict: up to chck_1000M)")
+    """The option group 'submission (submission and export actions)'."""
+    g = p.add_argument_group("submission (submission and export actions; --model_dir is the run folder, --backend "
+                             "as evaluate, --track under training)")
+    g.add_argument("--export_dir", default=None,
+                   help="export: where to write the run's model repository (default: <run>/export)")
+    g.add_argument("--push", default=None, metavar="REPO_ID",
+                   help="export: then upload every branch to this Hugging Face model repository (needs HF_TOKEN "
+                   "or a saved login)")
     g.add_argument("--partial", action="store_true",
                    help="write what there is, naming what is missing, as all_full_preds_and_fast_scores_<backend>_"
                    "partial.json (default: refuse an incomplete submission)")
@@ -423,7 +434,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.action in ("test", "blimp", "evaluate", "finetune") and args.model_dir is None:
         parser.error(f"the {args.action} action needs --model_dir (a saved model folder, "
                      "e.g. save_dir/step2_1/best_model)")
-    if args.action in ("curve", "evaluate_checkpoints", "submission") and args.model_dir is None:
+    if args.action in ("curve", "evaluate_checkpoints", "submission", "export") and args.model_dir is None:
         parser.error(f"the {args.action} action needs --model_dir (a training run's folder, e.g. save_dir/step2_1)")
     if args.action in ("blimp", "curve") and args.blimp_dir is None:
         parser.error(f"the {args.action} action needs --blimp_dir (a folder of BLiMP jsonl files)")

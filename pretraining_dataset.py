@@ -1,6 +1,6 @@
 """Corpus files -> tokenized, packed blocks (cached on disk) -> batches.
 
-Pipeline: pick the files of a split by source name, drop empty lines, tokenize
+Pipeline: the files of a split (picked by corpus/editions.py), drop empty lines, tokenize
 with `datasets` (batched map, `num_proc` processes), end every line with the EOS
 token, concatenate everything and cut it into blocks of `block_size` tokens.
 Only the final remainder (< block_size tokens of the whole split) is dropped.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,63 +27,12 @@ from torch.utils.data import Dataset
 from corpus.cleaning import clean_files, format_counts, rules_digest
 from utils import UserError, atomic_dir, numbered_lines, sha256_of, write_json_atomic
 
-SOURCES = ("aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg",
-           "open_subtitles", "qed", "simple_wikipedia", "switchboard", "wikipedia")
-# split name -> (folder under data_dir, file extension); the train folder is an option.
-SPLIT_EXT = {"train": ".train", "validation": ".dev", "test": ".test"}
-SPLIT_DIR = {"validation": "babylm_dev", "test": "babylm_test"}
 CACHE_VERSION = 4  # bump when the packing format changes, to invalidate old caches
 
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- selecting files
-
-
-def resolve_files(data_dir: str | Path, split: str, names: list[str] | None,
-                  train_split: str = "babylm_10M", logger=log) -> list[Path]:
-    """The files of `split` ('train', 'validation', 'test') for the sources in `names`.
-
-    `names=None` means every file of the split present. A named source without a
-    file is handled by whether it is one of the ten BabyLM sources (`SOURCES`):
-    - a BabyLM source whose file is missing is skipped with a warning, because
-      the Makefile's curriculum lists name all ten sources and a partial corpus
-      (a slice of the release) must still run; if none of the named files
-      exists it is an error;
-    - any other name without a file is a typo and an error at once, listing the
-      sources present in the folder.
-    A name that is not a BabyLM source but has a file (an added corpus) is used."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UserError(f"corpus folder '{data_dir}' not found: run `make data DATA_DIR={data_dir}` to "
-                        "download the BabyLM corpus (README, 'Using the real corpus'), or pass "
-                        "DATA_DIR=data/sample to make (--data_dir data/sample to run.py)")
-    folder = data_dir / (train_split if split == "train" else SPLIT_DIR[split])
-    ext = SPLIT_EXT[split]
-    if not folder.is_dir():
-        raise UserError(f"'{folder}' not found: --data_dir must hold {train_split}/, babylm_dev/ and "
-                        "babylm_test/ as in the BabyLM release")
-    if names is None:
-        files = sorted(folder.glob(f"*{ext}"))
-        if not files:
-            raise UserError(f"no *{ext} files in '{folder}': put the corpus's {split} files there "
-                            "or fix --data_dir")
-        return files
-    present = " ".join(p.stem for p in sorted(folder.glob(f"*{ext}"))) or f"(no *{ext} file there)"
-    names = list(dict.fromkeys(names))  # a name given twice would silently double that file's data
-    for name in names:
-        if name not in SOURCES and not (folder / f"{name}{ext}").is_file():
-            raise UserError(f"{split} source '{name}' has no file {folder / (name + ext)} and is not a BabyLM "
-                            f"source: pick from the sources in '{folder}': {present}")
-    paths = [folder / f"{name}{ext}" for name in names]
-    files = [path for path in paths if path.is_file()]
-    if not files:  # checked before warning, so the error is the only line printed
-        raise UserError(f"none of the {split} sources {' '.join(names)} exists in '{folder}': "
-                        f"pick from {present}")
-    for name, path in zip(names, paths, strict=True):
-        if not path.is_file():
-            logger.warning(f"{split} source '{name}' has no file {path}: skipped")
-    return files
+# --------------------------------------------------------------------------- reading text
 
 
 def read_lines(files: list[Path]) -> list[str]:
@@ -188,11 +138,14 @@ def build_blocks(files: list[Path], lines: list[str], counts: dict | None, lines
 
 
 def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int, cache_dir: str | Path,
-                num_proc: int = 1, logger=log, clean: bool = True) -> list[tuple[np.ndarray, dict]]:
+                num_proc: int = 1, logger=log, clean: bool = True,
+                check: Callable[[str, dict], None] | None = None) -> list[tuple[np.ndarray, dict]]:
     """Packed blocks for each (split, files), from the cache when present.
 
     Every split that is not cached is built in memory first; the cache is written
     only once all of them succeeded, so a bad file in any split leaves nothing behind.
+    `check(split, meta)` runs on every split's meta before anything is written (the
+    challenge's rules, training/setup.py) and refuses with a UserError.
     Returns (blocks, meta) per split; meta records files, line/word/token counts and
     how many lines each cleaning rule changed, and (in memory only, not in meta.json)
     'words_per_block', the words of each block (`build_blocks`), memory-mapped."""
@@ -207,6 +160,9 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
                                "nothing to the split (remove it, or check that it is the file you meant)")
     built = {folder: build_blocks(files, lines, counts, per_file, tokenizer, block_size, split, num_proc)
              for folder, (split, files, lines, counts, per_file) in todo.items()}
+    if check is not None:
+        for (split, _), folder in zip(specs, folders, strict=True):
+            check(split, built[folder][1] if folder in built else json.loads((folder / "meta.json").read_text()))
     results = []
     for (split, _), folder in zip(specs, folders, strict=True):
         if folder in built:

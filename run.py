@@ -5,7 +5,8 @@ and cache the train/validation/test files), `stats` (corpus statistics), `train`
 custom loop with --torch_training; fresh or from --init_model), `test` (loss and
 perplexity of --model_dir on the test files), `blimp`, `evaluate` (the official zero-shot
 suite), `finetune`, `report`, `curve`
-(BLiMP and validation loss of a run's words-seen checkpoints). See `python run.py --help`.
+(BLiMP and validation loss of a run's words-seen checkpoints), `evaluate_checkpoints`,
+`submission`, `export` (the run as a model repository with a branch per checkpoint). See `python run.py --help`.
 
 `torchrun --nproc_per_node=N run.py train ...` trains data-parallel in N processes
 (training/distributed.py); the other actions run in one process."""
@@ -21,15 +22,15 @@ from utils import UserError
 
 # Quiet third-party noise that is not about the user's run.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from the hub
 
 
 def run_tokenizer(args: argparse.Namespace) -> None:
     """Train and save a tokenizer on the selected training files."""
-    from pretraining_dataset import resolve_files
+    from corpus.editions import detect_corpus, resolve_files
     from tokenizer import train_tokenizer
 
-    files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
+    print(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())
+    files = resolve_files(args.data_dir, "train", args.train_files, args.train_split, cache_dir=args.cache_dir)
     tok = train_tokenizer(files, args.tokenizer_dir, args.tokenizer_type, args.vocab_size,
                           args.min_frequency, args.model_max_length, clean=not args.no_cleaning,
                           lowercase=args.lowercase, join_punctuation=args.join_punctuation)
@@ -39,7 +40,8 @@ def run_tokenizer(args: argparse.Namespace) -> None:
 
 def run_dataset(args: argparse.Namespace) -> None:
     """Tokenize, pack and cache every split (a later train or test step reuses the cache)."""
-    from pretraining_dataset import load_splits, resolve_files
+    from corpus.editions import detect_corpus, resolve_files
+    from pretraining_dataset import load_splits
     from tokenizer import load_tokenizer
     from utils import RunLogger
 
@@ -47,8 +49,9 @@ def run_dataset(args: argparse.Namespace) -> None:
     logger = RunLogger(None)
     names = {"train": args.train_files, "validation": args.validation_files, "test": args.test_files}
     try:
+        logger.info(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())
         # Every split is selected and packed before any is cached, so bad input caches nothing.
-        specs = [(split, resolve_files(args.data_dir, split, chosen, args.train_split, logger))
+        specs = [(split, resolve_files(args.data_dir, split, chosen, args.train_split, logger, args.cache_dir))
                  for split, chosen in names.items()]
         load_splits(specs, tokenizer, args.block_size, args.cache_dir, args.num_proc, logger,
                     clean=not args.no_cleaning)
@@ -114,7 +117,8 @@ def run_stats(args: argparse.Namespace) -> None:
     from utils import write_json_atomic, write_text_atomic
 
     tokenizer = load_tokenizer(args.tokenizer_dir) if args.tokenizer_dir else None
-    rows = corpus_stats(args.data_dir, args.train_split, tokenizer, clean=not args.no_cleaning)
+    rows = corpus_stats(args.data_dir, args.train_split, tokenizer, clean=not args.no_cleaning,
+                        cache_dir=args.cache_dir)
     table = markdown_table(rows)
     print(table, end="")
     if args.output_dir:
@@ -143,6 +147,13 @@ def run_submission(args: argparse.Namespace) -> None:
     submission(args)
 
 
+def run_export(args: argparse.Namespace) -> None:
+    """Write the run in --model_dir as a git repository (main + a branch per chck_*); --push uploads it."""
+    from evaluation.export import run_export as export
+
+    export(args)
+
+
 def run_report(args: argparse.Namespace) -> None:
     """Gather every finished step under --save_dir into report.md and plots."""
     from evaluation.report import write_report
@@ -153,7 +164,7 @@ def run_report(args: argparse.Namespace) -> None:
 ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
            "blimp": run_blimp, "evaluate": run_evaluate, "finetune": run_finetune, "report": run_report,
            "stats": run_stats, "curve": run_curve, "evaluate_checkpoints": run_evaluate_checkpoints,
-           "submission": run_submission}
+           "submission": run_submission, "export": run_export}
 
 
 # The actions that compute with a model, in --precision (training also --compile).
@@ -163,6 +174,8 @@ PRECISION_ACTIONS = ("train", "test", "blimp", "evaluate", "finetune", "curve", 
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
     args = parse_args(argv)
+    if args.push is None:  # nothing is ever fetched from the hub; `export --push` is the one upload
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if args.num_threads is not None:
         import torch

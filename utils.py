@@ -47,6 +47,12 @@ LOG_FILE = "log.txt"
 TENSORBOARD_DIR = "tensorboard"
 
 
+# --------------------------------------------------------------------------- the challenge's rules
+# Per track: the most words of training data, and at most MAX_EPOCHS passes over it (--track).
+TRACK_WORD_BUDGET = {"strict-small": 10_000_000, "strict": 100_000_000}
+TRACKS = (*TRACK_WORD_BUDGET, "none")
+MAX_EPOCHS = 10
+
 # --------------------------------------------------------------------------- words-seen marks
 # --checkpoint_words babylm: every 1M words up to 10M, then every 10M up to 100M (BabyLM 2024/2025).
 BABYLM_WORD_MARKS = tuple(n * 1_000_000 for n in range(1, 10)) + tuple(n * 10_000_000 for n in range(1, 11))

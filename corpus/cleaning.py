@@ -326,9 +326,14 @@ def source_of(path: str | Path) -> str:
     return Path(path).stem
 
 
+# The 2024 release's names for sources the rules know by their 2023 names (the same corpora).
+SOURCE_ALIASES = {"childes": "aochildes", "simple_wiki": "simple_wikipedia"}
+
+
 def rules_for(source: str) -> tuple[Rule, ...]:
-    """The rules that apply to `source`, in order. A source that is not a BabyLM
-    source (an added corpus) gets only the rules for every source."""
+    """The rules that apply to `source` (a 2023 or 2024 source name), in order. A source that
+    is not a BabyLM source (an added corpus) gets only the rules for every source."""
+    source = SOURCE_ALIASES.get(source, source)
     return tuple(rule for rule in RULES if rule.sources is None or source in rule.sources)
 
 

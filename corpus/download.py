@@ -61,6 +61,7 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
+from corpus.editions import EDITIONS, load_local_dataset, write_text_corpus
 from evaluation.tasks import READING_FILE, TASKS, find_tasks, read_task
 from utils import UserError, sha256_of, temp_dir_beside, write_failure
 
@@ -69,8 +70,15 @@ from utils import UserError, sha256_of, temp_dir_beside, write_failure
 CORPUS_URL = "https://github.com/babylm/babylm.github.io/raw/main/babylm_data.zip"
 CORPUS_SHA256 = "1337771192c61fa38c7eca2ef535f568c19270789b114fe7c60fe23e4314ab57"
 CORPUS_SIZE = 253_170_132
-# The folders the pipeline reads (pretraining_dataset.py); the zip may hold more.
+# Where each release is published. 2023: the zip above, with its size and sha256. 2024 (used
+# again in 2025): the OSF project below publishes text_data/ (train_10M/, train_100M/, dev/,
+# test/) with no checksum and no stable direct link, so --url must name the zip (or a copy,
+# file:///...) and nothing but the layout is checked.
+CORPUS_PAGES = {"2023": CORPUS_URL, "2024": "https://osf.io/5mk3x/"}
+# The 2023 zip's folders; any release's folder names (a zip's single top folder that is not one
+# of these is its root, e.g. babylm_data/ or text_data/).
 CORPUS_FOLDERS = ("babylm_10M", "babylm_100M", "babylm_dev", "babylm_test")
+RELEASE_FOLDERS = frozenset(name for e in EDITIONS.values() for name in (*e.train_dirs.values(), e.dev_dir, e.test_dir))
 
 BLIMP_BASE_URL = "https://raw.githubusercontent.com/alexwarstadt/blimp/master/data"
 # The 67 paradigm UIDs of BLiMP (Warstadt et al., 2020): the files of the repository's data/ folder.
@@ -293,10 +301,10 @@ def _move_into_place(src: Path, dest: Path) -> None:
 # --------------------------------------------------------------------------- the corpus
 
 
-def download_corpus(data_dir: str | Path = "data/babylm_data", url: str = CORPUS_URL,
+def download_corpus(data_dir: str | Path = "data/babylm_data", url: str | None = CORPUS_URL,
                     sha256: str | None = CORPUS_SHA256, size: int | None = CORPUS_SIZE, *,
                     timeout: float = TIMEOUT, retries: int = RETRIES, retry_wait: float = RETRY_WAIT,
-                    progress: bool = True) -> bool:
+                    progress: bool = True, edition: str = "2023") -> bool:
     """Download, verify and install the BabyLM corpus zip as `data_dir`; False if it was already there.
 
     `data_dir` must be absent, empty, or already hold the corpus (our marker
@@ -305,21 +313,58 @@ def download_corpus(data_dir: str | Path = "data/babylm_data", url: str = CORPUS
     (kept between runs for resuming, deleted once installed), checked against
     `size` and `sha256` (None skips a check) before anything is unpacked,
     unpacked into a temporary folder beside `data_dir`, and renamed into place.
-    The zip's single top folder (`babylm_data/`) becomes `data_dir`; a zip with
-    the corpus folders at its top level is installed as it is."""
+    The zip's single top folder (`babylm_data/`, `text_data/`) becomes `data_dir`; a zip with
+    the corpus folders at its top level is installed as it is. `edition` names the release
+    whose folders are expected (corpus/editions.py)."""
     data_dir = Path(data_dir)
     if sha256 is not None:
         sha256 = sha256.lower()
+    if url is None:
+        raise UserError(f"the {edition} corpus has no published direct link: download its zip from "
+                        f"{CORPUS_PAGES[edition]} and pass --url file:///ABSOLUTE/PATH/TO/the.zip "
+                        "(make data CORPUS_OPTS=...)")
     if _corpus_present(data_dir, sha256):
         return False
     hint = (f"or get {url} another way and either rerun with --url file:///ABSOLUTE/PATH/TO/babylm_data.zip "
             f"(checked and installed as usual) or unzip it and move its babylm_data/ folder to {data_dir}, "
             f"so that {data_dir}/babylm_10M/*.train exist")
     part, digest = _fetch_zip(url, data_dir, size, sha256, hint, timeout, retries, retry_wait, progress)
-    _install_zip(part, data_dir, {"url": url, "sha256": digest, "size": part.stat().st_size,
-                                  "downloaded": _now(), "by": "corpus/download.py corpus"}, progress)
+    _install_zip(part, data_dir, {"url": url, "sha256": digest, "size": part.stat().st_size, "edition": edition,
+                                  "downloaded": _now(), "by": "corpus/download.py corpus"}, progress, edition)
     part.unlink()
-    print(f"installed the BabyLM corpus in {data_dir} (sha256 {digest})")
+    print(f"installed the {edition} BabyLM corpus in {data_dir} (sha256 {digest})")
+    return True
+
+
+def download_dataset(hub_id: str, data_dir: str | Path, revision: str | None = None) -> bool:
+    """A Hugging Face dataset (a hub id, or a local dataset folder) written once as text files in
+    `data_dir` (train/, dev/, test/; corpus/editions.py write_text_corpus), so that later runs
+    read it offline; False when `data_dir` holds it already."""
+    data_dir = Path(data_dir)
+    marker = data_dir / "meta.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("source") == hub_id:
+        print(f"{data_dir} already holds the dataset {hub_id}: nothing done")
+        return False
+    if data_dir.exists() and not _is_empty_dir(data_dir):
+        raise UserError(f"{data_dir} exists and holds something else: refusing to overwrite it; move it away, or "
+                        "pass another --data_dir")
+    if Path(hub_id).is_dir():
+        dataset = load_local_dataset(Path(hub_id))
+    else:
+        import datasets
+
+        try:
+            dataset = datasets.load_dataset(hub_id, revision=revision)
+        except (ConnectionError, OSError, ValueError) as e:  # offline, unknown id, no access
+            raise UserError(f"could not fetch the dataset {hub_id} from the Hugging Face hub ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}): check the id and the network, or "
+                            "save it elsewhere and pass its folder") from None
+        if not isinstance(dataset, datasets.DatasetDict):
+            dataset = datasets.DatasetDict({"train": dataset})
+    meta = write_text_corpus(dataset, data_dir, source=hub_id)
+    held = f"; {' and '.join(meta['held_out'])} held out from train" if meta["held_out"] else ""
+    print(f"wrote the dataset {hub_id} ({', '.join(f'{k}: {v} rows' for k, v in meta['splits'].items())}) "
+          f"as text files in {data_dir}{held}")
     return True
 
 
@@ -353,16 +398,17 @@ def _corpus_present(data_dir: Path, sha256: str | None) -> bool:
                         f"or delete {data_dir} to replace it")
     if _is_empty_dir(data_dir):
         return False
-    has_train = any(any((data_dir / split).glob("*.train")) for split in ("babylm_10M", "babylm_100M"))
-    if has_train and (data_dir / "babylm_dev").is_dir() and (data_dir / "babylm_test").is_dir():
-        print(f"{data_dir} already holds a BabyLM corpus layout (placed there by hand, not checked): nothing done")
-        return True
-    raise UserError(f"{data_dir} exists but holds neither a downloaded corpus ({MARKER}) nor "
-                    "babylm_10M/, babylm_dev/, babylm_test/: refusing to overwrite it; move it away, "
-                    "or pass another --data_dir")
+    for edition in EDITIONS.values():
+        has_train = any(any((data_dir / split).glob("*.train")) for split in edition.train_dirs.values())
+        if has_train and (data_dir / edition.dev_dir).is_dir() and (data_dir / edition.test_dir).is_dir():
+            print(f"{data_dir} already holds the {edition.name} BabyLM corpus layout (placed there by hand, not "
+                  "checked): nothing done")
+            return True
+    raise UserError(f"{data_dir} exists but holds neither a downloaded corpus ({MARKER}) nor a BabyLM release's "
+                    "folders: refusing to overwrite it; move it away, or pass another --data_dir")
 
 
-def _install_zip(zip_path: Path, data_dir: Path, marker: dict, progress: bool = True) -> None:
+def _install_zip(zip_path: Path, data_dir: Path, marker: dict, progress: bool = True, edition: str = "2023") -> None:
     """Unpack into a temporary folder beside `data_dir`, write the marker, rename into place."""
     tmp = temp_dir_beside(data_dir)
     try:
@@ -371,14 +417,15 @@ def _install_zip(zip_path: Path, data_dir: Path, marker: dict, progress: bool = 
         unpacked.mkdir()
         _unzip_download(zip_path, unpacked, progress)
         content = _content_root(unpacked, zip_path)
-        missing = [name for name in ("babylm_dev", "babylm_test") if not (content / name).is_dir()]
-        if not any((content / name).is_dir() for name in ("babylm_10M", "babylm_100M")):
-            missing.insert(0, "babylm_10M")
+        release = EDITIONS[edition]
+        missing = [name for name in (release.dev_dir, release.test_dir) if not (content / name).is_dir()]
+        if not any((content / name).is_dir() for name in release.train_dirs.values()):
+            missing.insert(0, release.train_dirs["10M"])
         if missing:
-            # The checksum matched what was asked for, so install anyway (a newer release may name
-            # its folders differently), but say what the pipeline will not find.
-            print(f"warning: the zip has no {', '.join(missing)}/ folder; the pipeline reads "
-                  f"{'/, '.join(CORPUS_FOLDERS)}/ under DATA_DIR", file=sys.stderr)
+            # The checksum matched what was asked for, so install anyway (a slice, or a release that
+            # names its folders differently), but say what the pipeline will not find.
+            print(f"warning: the zip has no {', '.join(missing)}/ folder of the {edition} release; the pipeline "
+                  "holds out dev and test from the training files when those are missing", file=sys.stderr)
         _write_marker(content, marker)
         _move_into_place(content, data_dir)
     finally:
@@ -421,7 +468,7 @@ def _content_root(unpacked: Path, zip_path: Path) -> Path:
     entries = _entries(unpacked)
     if not entries:
         raise UserError(f"{zip_path} is an empty zip: nothing was installed; check --url")
-    if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in CORPUS_FOLDERS:
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in RELEASE_FOLDERS:
         return entries[0]
     return unpacked
 
@@ -796,16 +843,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m corpus.download",
                      description="Download the BabyLM corpus, the BLiMP paradigms or the official evaluation data.")
     sub = parser.add_subparsers(dest="what", required=True, parser_class=_Parser)
-    corpus = sub.add_parser("corpus", help="the BabyLM corpus zip -> DATA_DIR")
+    corpus = sub.add_parser("corpus", help="a BabyLM corpus zip -> DATA_DIR")
     corpus.add_argument("--data_dir", default="data/babylm_data",
                         help="where to install the corpus (gets babylm_10M/, babylm_dev/, ...; default: %(default)s)")
+    corpus.add_argument("--edition", choices=("2023", "2024"), default="2023",
+                        help="the release (2024 is also 2025's); 2024 needs --url (default: %(default)s)")
     corpus.add_argument("--url", default=CORPUS_URL,
                         help="the zip; a mirror keeps the default checksum and size (default: the 2023 release, "
-                        "%(default)s)")
+                        "%(default)s; 2024 has no published direct link: pass its zip's)")
     corpus.add_argument("--sha256", type=_sha256_arg, default=CORPUS_SHA256,
-                        help="expected sha256 of the zip, 'none' to skip the check (default: %(default)s)")
+                        help="expected sha256 of the zip, 'none' to skip the check (default: the 2023 zip's, "
+                        "%(default)s; 2024: unchecked, none is published)")
     corpus.add_argument("--size", type=_size_arg, default=CORPUS_SIZE,
-                        help="expected size of the zip in bytes, 'none' to skip the check (default: %(default)s)")
+                        help="expected size of the zip in bytes, 'none' to skip the check (default: the 2023 zip's, "
+                        "%(default)s; 2024: unchecked)")
+    hub = sub.add_parser("dataset", help="a Hugging Face dataset (hub id or local folder) -> text files in DATA_DIR")
+    hub.add_argument("hub_id", help="the dataset's hub id (org/name) or a local dataset folder")
+    hub.add_argument("--data_dir", default="data/babylm_data", help="where to write the text files (default: "
+                     "%(default)s)")
+    hub.add_argument("--revision", default=None, help="the dataset revision (default: main)")
     blimp = sub.add_parser("blimp", help="the BLiMP paradigms -> BLIMP_DIR")
     blimp.add_argument("--blimp_dir", default="data/blimp",
                        help="where to put <paradigm>.jsonl (default: %(default)s)")
@@ -829,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     official.add_argument("--zip_password", default=EWOK_FAST_PASSWORD,
                           help="password of the zips inside a set (fast_eval/ewok_fast.zip; default: the one "
                           "the pipeline's README gives)")
-    for p in (corpus, blimp, official):
+    for p in (corpus, blimp, official, hub):
         p.add_argument("--timeout", type=_positive_float, default=TIMEOUT,
                        help="seconds to wait for a connection or for data (default: %(default)s)")
         p.add_argument("--retries", type=_count_arg, default=RETRIES,
@@ -848,7 +904,14 @@ def main(argv: list[str] | None = None) -> int:
     common = {"timeout": args.timeout, "retries": args.retries, "progress": not args.no_progress}
     try:
         if args.what == "corpus":
-            download_corpus(args.data_dir, args.url, args.sha256, args.size, **common)
+            # The defaults are the 2023 zip's; another release keeps only what was given.
+            other = args.edition != "2023"
+            url = None if other and args.url == CORPUS_URL else args.url
+            sha256 = None if other and args.sha256 == CORPUS_SHA256 else args.sha256
+            size = None if other and args.size == CORPUS_SIZE else args.size
+            download_corpus(args.data_dir, url, sha256, size, edition=args.edition, **common)
+        elif args.what == "dataset":
+            download_dataset(args.hub_id, args.data_dir, args.revision)
         elif args.what == "blimp":
             download_blimp(args.blimp_dir, args.base_url, args.paradigms, **common)
         elif args.from_dir:

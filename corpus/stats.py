@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus.cleaning import clean_lines, source_of
-from pretraining_dataset import SPLIT_DIR, SPLIT_EXT
+from corpus.editions import SPLIT_EXT, detect_corpus
 from utils import UserError, numbered_lines
 
 CHUNK_LINES = 10_000  # lines tokenized per batch: fast, and memory stays small for 100M-word files
@@ -171,27 +171,23 @@ def _total(split: str, rows: list[dict]) -> dict:
     return _add_ratios(total)
 
 
-def corpus_stats(data_dir: str | Path, train_split: str = "babylm_10M", tokenizer=None,
-                 clean: bool = False) -> list[dict]:
-    """Rows of `file_stats` for every file of the three splits (the `train_split`
-    folder, babylm_dev, babylm_test), each with its `split` (folder name), and
-    after each split a `total` row. A split folder that is missing or empty is
-    left out (a partial corpus); no file at all is a UserError."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UserError(f"corpus folder '{data_dir}' not found: pass the folder holding {train_split}/, "
-                        "babylm_dev/ and babylm_test/ (see README, 'Using the real corpus')")
+def corpus_stats(data_dir: str | Path, train_split: str | None = None, tokenizer=None,
+                 clean: bool = False, cache_dir: str | Path = "cache") -> list[dict]:
+    """Rows of `file_stats` for every file of the three splits of the corpus in `data_dir`
+    (any layout corpus/editions.py reads), each with its `split` (folder name), and after
+    each split a `total` row. A split folder that is missing or empty is left out (a
+    partial corpus); no file at all is a UserError."""
+    corpus = detect_corpus(data_dir, train_split, cache_dir)
     classes = byte_token_classes(tokenizer) if tokenizer is not None else None
     rows: list[dict] = []
-    for split in ("train", "validation", "test"):
-        folder = data_dir / (train_split if split == "train" else SPLIT_DIR[split])
+    for split, folder in corpus.folders.items():
         split_rows = [{"split": folder.name, **_file_stats(path, tokenizer, clean, classes)}
                       for path in sorted(folder.glob(f"*{SPLIT_EXT[split]}"))]
         if split_rows:
             rows.extend([*split_rows, _total(folder.name, split_rows)])
     if not rows:
-        raise UserError(f"no corpus files (*.train, *.dev, *.test) in {data_dir}/{train_split}, "
-                        f"{data_dir}/babylm_dev or {data_dir}/babylm_test: fix --data_dir or --train_split")
+        raise UserError(f"no corpus files (*.train, *.dev, *.test) in {', '.join(map(str, corpus.folders.values()))}: "
+                        "fix --data_dir or --train_split")
     return rows
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from corpus.editions import resolve_files
 from custom_models import check_tokenizer_fits, is_causal, load_model
 from evaluation.blimp import evaluate_blimp, load_paradigms, warn_duplicates
-from pretraining_dataset import load_blocks, resolve_files
+from pretraining_dataset import load_blocks
 from tokenizer import load_tokenizer
 from training.hardware import log_choice
 from training.validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
@@ -76,7 +77,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
 
     tokenizer = load_tokenizer(run_dir / points[-1]["name"], "--model_dir")
     files = resolve_files(run_args["data_dir"], "validation", run_args.get("validation_files"),
-                          run_args.get("train_split", "babylm_10M"))
+                          run_args.get("train_split"), cache_dir=run_args.get("cache_dir", args.cache_dir))
     device = get_device(args.device)
     logger = RunLogger(None)
     try:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from corpus.editions import resolve_files
 from custom_models import is_causal, load_model_and_tokenizer
-from pretraining_dataset import load_blocks, resolve_files
+from pretraining_dataset import load_blocks
 from training.hardware import log_choice
 from training.validation import EVAL_MASK_SEED, eval_collator, eval_dataset, evaluate_lm
 from utils import TEST_RESULTS, RunLogger, get_device, write_json_atomic
@@ -30,7 +31,7 @@ def run_test(args: argparse.Namespace) -> dict:
     causal = is_causal(model.config.model_type)
     logger = RunLogger(None)  # console only until the test files are read and packed
     try:
-        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, logger)
+        files = resolve_files(args.data_dir, "test", args.test_files, args.train_split, logger, args.cache_dir)
         blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger,
                                    clean=not args.no_cleaning)
         logger.attach(out)

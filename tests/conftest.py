@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 
 from argument_parser import parse_args  # noqa: E402
-from pretraining_dataset import resolve_files  # noqa: E402
+from corpus.editions import resolve_files  # noqa: E402
 from tokenizer import train_tokenizer  # noqa: E402
 
 TINY_MODEL = ["--hidden_size", "32", "--num_layers", "2", "--num_heads", "2", "--block_size", "32",

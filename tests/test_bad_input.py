@@ -121,7 +121,7 @@ GOOD_PAIR = {"sentence_good": "the dog runs .", "sentence_bad": "the dog run ."}
 
 def other_tokenizer_model(tmp: Path) -> Path:
     """A saved tiny GPT-2 whose tokenizer (vocabulary 400, qed only) is not the student's."""
-    from pretraining_dataset import resolve_files
+    from corpus.editions import resolve_files
     from tokenizer import train_tokenizer
 
     train_tokenizer(resolve_files(SAMPLE, "train", ["qed"]), tmp / "tok_other", "clm", vocab_size=400)

@@ -12,7 +12,8 @@ from conftest import SAMPLE, run_loop
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
 from argument_parser import parse_args
-from pretraining_dataset import load_blocks, resolve_files, split_lines
+from corpus.editions import resolve_files
+from pretraining_dataset import load_blocks, split_lines
 from tokenizer import load_tokenizer
 from utils import BABYLM_WORD_MARKS, word_mark_name
 

@@ -20,7 +20,7 @@ from corpus.cleaning import (
     rules_for,
     source_of,
 )
-from pretraining_dataset import SOURCES
+from corpus.editions import KNOWN_SOURCES
 from utils import UserError
 
 # (rule that must fire, source, dirty line, clean line or None when the line is dropped)
@@ -185,7 +185,7 @@ def test_cleaning_the_sample_corpus_is_idempotent_and_keeps_most_words():
 def test_rules_name_only_babylm_sources_and_names_are_unique():
     assert len(set(RULE_NAMES)) == len(RULES)
     for rule in RULES:
-        assert rule.sources is None or rule.sources <= set(SOURCES), rule.name
+        assert rule.sources is None or rule.sources <= set(KNOWN_SOURCES), rule.name
         assert rule.description
 
 

@@ -16,7 +16,8 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 import run
 from argument_parser import build_parser
 from corpus.cleaning import clean_files
-from pretraining_dataset import load_blocks, resolve_files
+from corpus.editions import resolve_files
+from pretraining_dataset import load_blocks
 
 
 def test_help_documents_every_option_with_its_default():

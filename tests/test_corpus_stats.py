@@ -107,6 +107,7 @@ def make_corpus(root: Path) -> Path:
     write(root / "babylm_10M" / "qed.train", "So we add six.\n\n")
     write(root / "babylm_10M" / "notes.txt", "not a corpus file\n")
     write(root / "babylm_dev" / "qed.dev", "Right?\n")
+    write(root / "babylm_test" / "qed.test", "Fine .\n")
     return root
 
 
@@ -114,7 +115,7 @@ def test_corpus_stats_rows_and_totals_per_split(tmp_path):
     rows = stats_of_corpus(make_corpus(tmp_path / "data"))
     assert [(r["split"], r["file"]) for r in rows] == [
         ("babylm_10M", "aochildes.train"), ("babylm_10M", "qed.train"), ("babylm_10M", "total"),
-        ("babylm_dev", "qed.dev"), ("babylm_dev", "total")]  # no babylm_test folder: left out
+        ("babylm_dev", "qed.dev"), ("babylm_dev", "total"), ("babylm_test", "qed.test"), ("babylm_test", "total")]
     total = rows[2]
     assert (total["lines"], total["words"], total["chars"]) == (3, 2 + 4 + 4, 4 + 14 + 14)
     assert total["words_per_line"] == 10 / 3
@@ -138,7 +139,7 @@ def test_corpus_stats_train_split_and_bad_folders(tmp_path):
     with pytest.raises(UserError, match="not found"):
         stats_of_corpus(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no corpus files"):
+    with pytest.raises(UserError, match="holds no corpus"):
         stats_of_corpus(tmp_path / "empty")
 
 

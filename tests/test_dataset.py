@@ -11,13 +11,14 @@ from conftest import SAMPLE
 from transformers import AutoTokenizer
 
 import pretraining_dataset as pdata
-from pretraining_dataset import SOURCES, BlockDataset, load_blocks, mask_tokens, resolve_files, stack_blocks
+from corpus.editions import EDITIONS, resolve_files
+from pretraining_dataset import BlockDataset, load_blocks, mask_tokens, stack_blocks
 from utils import UserError
 
 
 def test_sample_corpus_layout():
     for split, ext in (("babylm_10M", "train"), ("babylm_dev", "dev"), ("babylm_test", "test")):
-        assert sorted(p.stem for p in (SAMPLE / split).glob(f"*.{ext}")) == sorted(SOURCES)
+        assert sorted(p.stem for p in (SAMPLE / split).glob(f"*.{ext}")) == sorted(EDITIONS["2023"].sources)
     size = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
     assert size < 500_000
 
@@ -26,6 +27,7 @@ def test_resolve_files_selection(caplog, tmp_path):
     assert len(resolve_files(SAMPLE, "train", None)) == 10
     # A partial corpus: a missing BabyLM source is skipped with a warning ...
     (tmp_path / "babylm_dev").mkdir()
+    (tmp_path / "babylm_test").mkdir()
     (tmp_path / "babylm_dev" / "qed.dev").write_text("a line\n")
     (tmp_path / "babylm_dev" / "extra.dev").write_text("a line\n")
     with caplog.at_level(logging.WARNING):

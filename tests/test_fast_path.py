@@ -14,8 +14,9 @@ from conftest import SAMPLE, TINY_MODEL
 from transformers import AutoModelForCausalLM
 
 import tools.bench as bench
+from corpus.editions import resolve_files
 from evaluation.report import event_scalars
-from pretraining_dataset import BlockDataset, load_blocks, resolve_files
+from pretraining_dataset import BlockDataset, load_blocks
 from tokenizer import load_tokenizer
 
 

@@ -10,10 +10,11 @@ import pytest
 from conftest import SAMPLE, run_loop
 
 import run
+from corpus.editions import resolve_files
 from custom_models import load_model
 from evaluation.blimp import evaluate_blimp, load_paradigms
 from evaluation.report import write_report
-from pretraining_dataset import load_blocks, resolve_files
+from pretraining_dataset import load_blocks
 from tokenizer import load_tokenizer
 from training.validation import eval_collator, eval_dataset, evaluate_lm
 

@@ -22,8 +22,8 @@ from transformers import (
 import huggingface_trainer_loop
 import pytorch_training_loop
 import training.setup as training_setup
+from corpus.editions import resolve_files
 from custom_models import build_model
-from pretraining_dataset import resolve_files
 from tokenizer import load_tokenizer, train_tokenizer
 from training.setup import save_model_folder
 from utils import UserError

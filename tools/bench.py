@@ -53,12 +53,13 @@ from transformers import AutoTokenizer
 import evaluation.blimp as blimp
 import training.hardware as hardware
 from argument_parser import parse_args
+from corpus.editions import resolve_files
 from custom_models import build_model, count_parameters
 from evaluation.report import event_scalars
 from evaluation.scoring import TOKENS_PER_BATCH, make_plans, pad_id_of, plain_scores
 from evaluation.tasks import find_tasks, read_task
 from evaluation.zero_shot import score_task
-from pretraining_dataset import read_lines, resolve_files, tokenize_and_pack
+from pretraining_dataset import read_lines, tokenize_and_pack
 from tokenizer import train_tokenizer
 from utils import get_device, write_json_atomic, write_text_atomic
 

@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from pretraining_dataset import load_splits, resolve_files
+from corpus.editions import resolve_files
+from pretraining_dataset import load_splits
 from tokenizer import load_tokenizer
 from tools.bench import bench_data_dir, matmul_tflops
 

@@ -28,8 +28,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from corpus.editions import resolve_files
 from custom_models import is_causal, is_hybrid
-from pretraining_dataset import resolve_files
 from utils import (
     BEST_MODEL_DIR,
     FINETUNE_RESULTS,
@@ -337,8 +337,8 @@ def training_files(run: RunFiles) -> list[Path]:
     args = run.args
     if "data_dir" in args:
         try:
-            return resolve_files(args["data_dir"], "train", args.get("train_files"),
-                                 args.get("train_split", "babylm_10M"), logger=_quiet)
+            return resolve_files(args["data_dir"], "train", args.get("train_files"), args.get("train_split"),
+                                 logger=_quiet, cache_dir=args.get("cache_dir", "cache"))
         except UserError:
             pass
     return [Path(f) for f in run.results.get("train_files") or [] if Path(f).is_file()]

@@ -18,6 +18,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
 import training.distributed as distributed
+from corpus.editions import detect_corpus, expand_names, resolve_files
 from custom_models import (
     build_model,
     check_tokenizer_fits,
@@ -38,7 +40,7 @@ from custom_models import (
     load_model,
     saved_model_type,
 )
-from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, resolve_files, stack_blocks
+from pretraining_dataset import BlockDataset, CLMCollator, load_splits, mask_tokens, stack_blocks
 from tokenizer import load_tokenizer
 from training.curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from training.hardware import DTYPES, compile_seconds, log_choice, resolve_fast_path
@@ -48,8 +50,10 @@ from utils import (
     BEST_MODEL_DIR,
     CHECKPOINTS_DIR,
     LOG_FILE,
+    MAX_EPOCHS,
     RUN_ARGS,
     TENSORBOARD_DIR,
+    TRACK_WORD_BUDGET,
     TRAIN_RESULTS,
     WORD_CHECKPOINT_PREFIX,
     FolderLock,
@@ -166,11 +170,41 @@ BUDGET_STEP_CAP = 2**31 - 1
 
 def count_steps(args: argparse.Namespace, n_blocks: int, world: int = 1) -> int:
     """Optimizer steps of the run: --max_steps if set, else epochs x steps per epoch
-    (with --max_minutes: BUDGET_STEP_CAP, the clock decides)."""
-    if args.max_minutes is not None:
-        return BUDGET_STEP_CAP
+    (with --max_minutes: BUDGET_STEP_CAP, the clock decides; under a --track, at most
+    MAX_EPOCHS epochs' steps)."""
     per_epoch = steps_per_epoch(args, n_blocks, world)
+    if args.max_minutes is not None:
+        return BUDGET_STEP_CAP if (args.track or "none") == "none" else MAX_EPOCHS * per_epoch
     return args.max_steps if args.max_steps is not None else max(1, math.ceil(args.num_train_epochs * per_epoch))
+
+
+def track_rules(args: argparse.Namespace, world: int = 1) -> Callable[[str, dict], None] | None:
+    """--track strict-small/strict: the challenge's rules as a `load_splits` check, which sees the
+    training split's meta before anything is written: at most the track's words of training
+    data (words as the run reads them: whitespace-separated, after cleaning) and at most
+    MAX_EPOCHS epochs planned. A --max_minutes run is not refused: `count_steps` stops it at
+    the last step of the tenth epoch. None for --track none (nothing is checked)."""
+    track = args.track or "none"
+    if track == "none":
+        return None
+
+    def check(split: str, meta: dict) -> None:
+        if split != "train":
+            return
+        budget = TRACK_WORD_BUDGET[track]
+        if meta["words"] > budget:
+            raise UserError(f"the training data holds {meta['words']:,} words, over the {track} track's budget of "
+                            f"{budget:,}: train on fewer files (--train_files), or pass --track "
+                            f"{'strict' if track == 'strict-small' else 'none'}")
+        per_epoch = steps_per_epoch(args, meta["blocks"], world)
+        if args.max_minutes is None:
+            epochs = args.max_steps / per_epoch if args.max_steps is not None else args.num_train_epochs
+            if epochs > MAX_EPOCHS:
+                raise UserError(f"the run plans {epochs:.4g} epochs over its training data, over the {track} track's "
+                                f"{MAX_EPOCHS}: pass --num_train_epochs {MAX_EPOCHS} or less (or --max_steps "
+                                f"{MAX_EPOCHS * per_epoch} or less), or --track none")
+
+    return check
 
 
 # A checkpoint folder is complete once its last file exists: the custom loop's
@@ -324,15 +358,20 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     causal, hybrid = is_causal(model_type), is_hybrid(model_type)
     _check_distributed(args, hybrid, world)
     teacher_dirs = load_teacher_checks(args, tokenizer, model_type)
-    train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split)
-    val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split)
-    device = distributed.process_device(args.device)
-    resolve_fast_path(args, device)  # run.py has done it already; programmatic callers (bench) may not
-
     logger = RunLogger(None)  # console only until every input has been checked
     if not main:  # rank 0 speaks for all
         logger.silence()
         hf_logging.set_verbosity_error()
+    corpus = detect_corpus(args.data_dir, args.train_split, args.cache_dir)
+    logger.info(corpus.describe())
+    train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split, logger, args.cache_dir)
+    val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split, logger,
+                              args.cache_dir)
+    if args.difficulty == "source":  # run_args.json records the sources, not @easier/@harder
+        args.easier_files, args.harder_files = (expand_names(corpus, names)
+                                                for names in (args.easier_files, args.harder_files))
+    device = distributed.process_device(args.device)
+    resolve_fast_path(args, device)  # run.py has done it already; programmatic callers (bench) may not
     teachers = [_teacher(folder, args, tokenizer, device) for folder in teacher_dirs]
     set_seed(args.seed)
     model = build_model(args, tokenizer).to(device)
@@ -341,7 +380,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     with distributed.main_first():  # rank 0 builds the cache, the others then read it
         (train_blocks, train_meta), (val_blocks, _) = load_splits(
             [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
-            args.num_proc, logger, clean=not args.no_cleaning)
+            args.num_proc, logger, clean=not args.no_cleaning, check=track_rules(args, world))
     total = count_steps(args, len(train_blocks), world)
     val_blocks = spread_blocks(val_blocks, args.eval_blocks)
     curriculum = _curriculum(args, train_blocks, train_meta, tokenizer, total, world) if args.difficulty else None
@@ -764,6 +803,7 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "step_seconds": round(setup.clock.used, 1),  # inside optimizer steps (the --max_minutes clock)
         "tokens_seen": tokens_seen,
         "train_words": setup.train_meta["words"],
+        "track": setup.args.track or "none",  # the rules checked (track_rules)
         "train_files": setup.train_meta["files"],
         "train_seconds": round(tracker.seconds(), 1),  # across resumes
         "best_model": str(setup.run_dir / BEST_MODEL_DIR),
@@ -782,6 +822,10 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
     if marks is not None:
         results["words_seen"] = marks.words
         results["checkpoint_words"] = marks.saved  # chck_<mark> -> the mark, the step that reached it, words then
+    if setup.args.max_minutes is not None and setup.total_steps < BUDGET_STEP_CAP and steps_done >= setup.total_steps:
+        setup.logger.info(f"stopped at the end of epoch {MAX_EPOCHS} ({steps_done} steps), before the time budget: the "
+                          f"{setup.args.track} track allows at most {MAX_EPOCHS} epochs over the training data")
+        results["stopped_at_max_epochs"] = True
     if distributed.is_main():
         write_json_atomic(setup.run_dir / TRAIN_RESULTS, results)
         if (setup.run_dir / BEST_MODEL_DIR).is_dir():  # absent only when no validation loss was finite

@@ -1,0 +1,140 @@
+"""Any corpus layout (corpus/editions.py): detection, held-out splits, the editions' source lists,
+`make step2_2` end to end on each shipped layout; the challenge's rules (--track); the dataset
+download's conversion to text files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SAMPLE
+
+import corpus.download as download
+from corpus.cleaning import rules_for
+from corpus.editions import (
+    EDITIONS,
+    HELD_OUT_PERIOD,
+    SPLITS,
+    detect_corpus,
+    held_out_split,
+    resolve_files,
+)
+from utils import UserError
+
+DATA = ROOT / "data"
+
+
+@pytest.mark.parametrize("folder, layout, held_out, sources", [
+    ("sample", "2023", (), EDITIONS["2023"].sources),
+    ("sample_2024", "2024", (), EDITIONS["2024"].sources),
+    ("sample_dataset", "dataset", ("test",), ("aochildes", "qed", "simple_wikipedia")),
+    ("sample_plain", "plain", ("validation", "test"), ("dialogue", "facts", "stories")),
+])
+def test_each_shipped_layout_is_detected_with_its_splits(folder, layout, held_out, sources, tmp_path):
+    corpus = detect_corpus(DATA / folder, cache_dir=tmp_path)
+    assert (corpus.layout, corpus.held_out) == (layout, held_out)
+    assert corpus.describe().startswith(f"corpus {DATA / folder}: ")
+    for split in SPLITS:
+        assert sorted(p.stem for p in resolve_files(DATA / folder, split, None, cache_dir=tmp_path)) == sorted(sources)
+
+
+def test_held_out_lines_are_every_fiftieth_and_nothing_is_lost(tmp_path):
+    originals = {p.stem: p.read_text().splitlines() for p in (DATA / "sample_plain").glob("*.txt")}
+    corpus = detect_corpus(DATA / "sample_plain", cache_dir=tmp_path)
+    for name, lines in originals.items():
+        parts = {split: (corpus.folders[split] / f"{name}{ext}").read_text().splitlines()
+                 for split, ext in (("train", ".train"), ("validation", ".dev"), ("test", ".test"))}
+        expected = {split: [line for i, line in enumerate(lines) if held_out_split(i) == split] for split in SPLITS}
+        assert parts == expected
+        assert len(parts["validation"]) == len(lines) // HELD_OUT_PERIOD
+        assert sorted(parts["train"] + parts["validation"] + parts["test"]) == sorted(lines)
+    # The same lines every time: a second detection reuses the written folder, a changed file gets a new one.
+    assert detect_corpus(DATA / "sample_plain", cache_dir=tmp_path).folders == corpus.folders
+    copy = tmp_path / "mine"
+    copy.mkdir()
+    for path in (DATA / "sample_plain").glob("*.txt"):
+        (copy / path.name).write_text(path.read_text())
+    assert detect_corpus(copy, cache_dir=tmp_path).folders == corpus.folders  # same contents, same key
+    (copy / "facts.txt").write_text("one more line\n" + (copy / "facts.txt").read_text())
+    assert detect_corpus(copy, cache_dir=tmp_path).folders["train"] != corpus.folders["train"]
+
+
+def test_a_2024_slice_with_only_train_10M_holds_out_dev_and_test(tmp_path):
+    (tmp_path / "text_data" / "train_10M").mkdir(parents=True)  # the 2024 zip's own root folder
+    (tmp_path / "text_data" / "train_10M" / "childes.train").write_text("".join(f"line {i}\n" for i in range(200)))
+    corpus = detect_corpus(tmp_path, cache_dir=tmp_path / "cache")
+    assert (corpus.layout, corpus.held_out) == ("2024", ("validation", "test"))
+    dev = resolve_files(tmp_path, "validation", ["childes"], cache_dir=tmp_path / "cache")
+    assert dev[0].read_text() == "line 49\nline 99\nline 149\nline 199\n"
+    with pytest.raises(UserError, match="train_100M' not found: this 2024 corpus has train_10M; pass --train_split"):
+        detect_corpus(tmp_path, "100M", tmp_path / "cache")
+
+
+def test_easier_and_harder_name_each_editions_lists(tmp_path):
+    assert [p.stem for p in resolve_files(SAMPLE, "train", ["@easier"])] == list(EDITIONS["2023"].easier)
+    harder_2024 = resolve_files(DATA / "sample_2024", "train", ["@harder"])
+    assert [p.stem for p in harder_2024] == ["bnc_spoken", "gutenberg"]
+    with pytest.raises(UserError, match="@easier names the curriculum lists of a BabyLM release.*plain corpus"):
+        resolve_files(DATA / "sample_plain", "train", ["@easier"], cache_dir=tmp_path)
+    # The 2024 names of sources the cleaning rules know by their 2023 names get the same rules.
+    assert rules_for("childes") == rules_for("aochildes") and rules_for("simple_wiki") == rules_for("simple_wikipedia")
+
+
+def test_a_folder_with_no_corpus_and_a_dataset_without_text_are_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no corpus"):
+        detect_corpus(tmp_path / "empty", cache_dir=tmp_path / "cache")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train.jsonl").write_text(json.dumps({"sentence": "no text column"}) + "\n")
+    with pytest.raises(UserError, match="split 'train' has no 'text' column \\(it has sentence\\)"):
+        detect_corpus(tmp_path / "bad", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "corpus").exists() or not any((tmp_path / "cache" / "corpus").iterdir())
+
+
+def test_the_dataset_download_writes_text_files_once(tmp_path, capsys):
+    dest = tmp_path / "corpus"
+    assert download.main(["dataset", str(DATA / "sample_dataset"), "--data_dir", str(dest)]) == 0
+    assert "held out from train" in capsys.readouterr().out
+    assert sorted(p.name for p in dest.iterdir()) == ["dev", "meta.json", "test", "train"]
+    # Written in the shape the pipeline reads in place (a plain corpus with its own splits).
+    corpus = detect_corpus(dest, cache_dir=tmp_path / "cache")
+    assert (corpus.layout, corpus.folders["train"]) == ("plain", dest / "train")
+    rows = [json.loads(line) for line in (DATA / "sample_dataset" / "train.jsonl").read_text().splitlines()]
+    qed = [line for row in rows if row["source"] == "qed" for line in row["text"].split("\n")]
+    written = (dest / "train" / "qed.train").read_text().splitlines() + (dest / "test" / "qed.test").read_text(
+        ).splitlines()
+    assert sorted(written) == sorted(qed)
+    assert download.main(["dataset", str(DATA / "sample_dataset"), "--data_dir", str(dest)]) == 0
+    assert "nothing done" in capsys.readouterr().out
+    assert download.main(["dataset", str(DATA / "sample_plain"), "--data_dir", str(dest)]) == 1  # not ours
+
+
+# --------------------------------------------------------------------------- make step2_2 on each layout
+
+
+def make(tmp_path, data: str, *variables: str) -> subprocess.CompletedProcess:
+    """`make step2_2` on `data` with a tiny model (a few steps), in SAVE_DIR=tmp_path."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "step2_2", f"DATA_DIR={data}", f"SAVE_DIR={tmp_path}", "VOCAB=400",
+         "BLOCK=32", f"PY={sys.executable}", "SMALL=--hidden_size 32 --num_layers 1 --num_heads 2",
+         "TRAIN_OPTS=--max_steps 4 --batch_size 8 --eval_steps 4 --logging_steps 2", "FAST=", "BLIMP_DIR=none",
+         *variables],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("folder, detected", [
+    ("sample_2024", "the 2024 BabyLM release (training files in data/sample_2024/train_10M)"),
+    ("sample_dataset", "a dataset corpus (2 data files, as text files in"),
+    ("sample_plain", "a plain corpus (3 text files, as text files in"),
+])
+def test_make_step2_2_runs_on_each_layout(folder, detected, tmp_path):
+    done = make(tmp_path, f"data/{folder}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert detected in (tmp_path / "step2_1" / "log.txt").read_text()
+    results = json.loads((tmp_path / "step2_2" / "test_results.json").read_text())
+    assert results["test_loss"] > 0
+    trained = json.loads((tmp_path / "step2_1" / "train_results.json").read_text())
+    assert trained["track"] == "none" and trained["train_words"] > 0
