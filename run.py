@@ -29,8 +29,8 @@ def run_tokenizer(args: argparse.Namespace) -> None:
     from corpus.editions import detect_corpus, resolve_files
     from tokenizer import train_tokenizer
 
-    print(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())
     files = resolve_files(args.data_dir, "train", args.train_files, args.train_split, cache_dir=args.cache_dir)
+    print(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())  # once the input is known good
     tok = train_tokenizer(files, args.tokenizer_dir, args.tokenizer_type, args.vocab_size,
                           args.min_frequency, args.model_max_length, clean=not args.no_cleaning,
                           lowercase=args.lowercase, join_punctuation=args.join_punctuation)
@@ -49,12 +49,12 @@ def run_dataset(args: argparse.Namespace) -> None:
     logger = RunLogger(None)
     names = {"train": args.train_files, "validation": args.validation_files, "test": args.test_files}
     try:
-        logger.info(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())
         # Every split is selected and packed before any is cached, so bad input caches nothing.
         specs = [(split, resolve_files(args.data_dir, split, chosen, args.train_split, logger, args.cache_dir))
                  for split, chosen in names.items()]
         load_splits(specs, tokenizer, args.block_size, args.cache_dir, args.num_proc, logger,
                     clean=not args.no_cleaning)
+        logger.info(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())
     finally:
         logger.close()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evaluation.layout import REVISIONS, default_results_root, revision_dir
+from evaluation.layout import REVISIONS, default_results_root, revision_dir, submission_track
 from evaluation.learning_curve import word_checkpoints
 from evaluation.tasks import choose_eval_set, find_tasks
 from evaluation.zero_shot import evaluate_folder
@@ -81,13 +81,14 @@ def _age_of_acquisition(run_dir: Path, checkpoints: list[tuple[str, int, int]], 
         return None
     # The track's checkpoints when the run has enough of them: the collate step refuses AoA records of any
     # other revision. Otherwise every checkpoint (a study of the run, not a submission's file).
-    kept = [c for c in checkpoints if c[0] in REVISIONS[args.track]]
+    track = submission_track(run_dir, args.track)
+    kept = [c for c in checkpoints if c[0] in REVISIONS[track]]
     if len(kept) >= 3 and len(kept) < len(checkpoints):
-        logger.info(f"AoA leaves out {', '.join(c[0] for c in checkpoints if c not in kept)}: not {args.track} "
+        logger.info(f"AoA leaves out {', '.join(c[0] for c in checkpoints if c not in kept)}: not {track} "
                     "checkpoints")
         checkpoints = kept
     elif len(kept) < 3 <= len(checkpoints):
-        logger.info(f"AoA over all {len(checkpoints)} checkpoints: fewer than 3 are {args.track} checkpoints, so "
+        logger.info(f"AoA over all {len(checkpoints)} checkpoints: fewer than 3 are {track} checkpoints, so "
                     "its surprisal.json will not pass a submission's check")
     if len(checkpoints) < 3:
         logger.info(f"AoA skipped: a sigmoid over words seen needs at least 3 checkpoints, the run has "

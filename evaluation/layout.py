@@ -16,13 +16,16 @@ step checks before it writes a submission (`collate_preds.py`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from utils import (  # noqa: F401 (MAIN, model_name_and_revision: the layout's rule, in utils for the core)
     BABYLM_WORD_MARKS,
     MAIN,
     RESULTS_DIR,
+    TRAIN_RESULTS,
     WORD_CHECKPOINT_PREFIX,
+    UserError,
     model_name_and_revision,
     word_mark_name,
 )
@@ -34,6 +37,18 @@ from utils import (  # noqa: F401 (MAIN, model_name_and_revision: the layout's r
 _BABYLM_REVISIONS = [WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS]
 REVISIONS = {"strict-small": _BABYLM_REVISIONS,
              "strict": _BABYLM_REVISIONS[:-1] + [f"chck_{100 * i}M" for i in range(1, 11)]}
+
+
+def submission_track(run_dir: Path, given: str | None) -> str:
+    """The track whose checkpoints a run's submission covers: `given` (--track), else the one the run
+    trained under (train_results.json), else strict-small. UserError for 'none' (no submission track)."""
+    results = Path(run_dir) / TRAIN_RESULTS
+    trained = json.loads(results.read_text()).get("track") if results.is_file() else None
+    track = given or (trained if trained in REVISIONS else None) or "strict-small"
+    if track not in REVISIONS:
+        raise UserError(f"a submission is for the strict-small or strict track, not '{track}': pass --track "
+                        "strict-small or --track strict")
+    return track
 
 # The fine-tuning tasks of a submission and the official defaults of each (eval_finetuning.sh):
 # learning rate 3e-5, batch 32 (16 for the long-passage tasks), 10 epochs (30 for WSC), seed 42,

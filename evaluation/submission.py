@@ -38,11 +38,12 @@ from evaluation.layout import (
     finetune_dir,
     revision_dir,
     submission_path,
+    submission_track,
     zero_shot_dir,
 )
 from evaluation.scoring import default_backend
 from evaluation.zero_shot import summary_paths
-from utils import BEST_MODEL_DIR, TRAIN_RESULTS, UserError, write_json_atomic
+from utils import BEST_MODEL_DIR, UserError, write_json_atomic
 
 FAST_KEYS = ("blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "reading")
 
@@ -168,10 +169,7 @@ def build_submission(run_dir: str | Path, backend: str | None = None, track: str
     if not (run_dir / BEST_MODEL_DIR).is_dir():
         raise UserError(f"'{run_dir}' has no {BEST_MODEL_DIR}/: pass a finished training step's folder, "
                         "e.g. save_dir/step2_1")
-    track = track or _trained_track(run_dir) or "strict-small"
-    if track not in REVISIONS:
-        raise UserError(f"a submission is for the strict-small or strict track, not '{track}': pass --track "
-                        "strict-small or --track strict")
+    track = submission_track(run_dir, track)
     backend = backend or default_backend(saved_model_type(run_dir / BEST_MODEL_DIR))
     root = Path(results_root) if results_root else default_results_root(run_dir / BEST_MODEL_DIR)
     model_name = run_dir.resolve().name
@@ -188,13 +186,6 @@ def build_submission(run_dir: str | Path, backend: str | None = None, track: str
     path = submission_path(root, model_name, backend, partial=bool(problems))
     write_json_atomic(path, submission)
     return path
-
-
-def _trained_track(run_dir: Path) -> str | None:
-    """The track a finished run checked its data against (None when it checked none)."""
-    results = run_dir / TRAIN_RESULTS
-    track = json.loads(results.read_text()).get("track") if results.is_file() else None
-    return track if track in REVISIONS else None
 
 
 def run_submission(args: argparse.Namespace) -> Path:

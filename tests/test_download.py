@@ -23,6 +23,7 @@ import pytest
 
 import corpus.download as download
 from corpus.download import MARKER, download_blimp, download_corpus
+from corpus.editions import detect_corpus
 from utils import UserError
 
 FAST = {"timeout": 5.0, "retries": 0, "retry_wait": 0.0}
@@ -674,3 +675,21 @@ def test_official_eval_task_folder_without_jsonl_is_installed_unchecked(server, 
     assert "full_eval/comps holds no *.jsonl file: installed as it is" in capsys.readouterr().err
     assert (eval_dir / "full_eval" / "comps" / "comps_base.csv").is_file()
     assert "comps" not in json.loads((eval_dir / MARKER).read_text())["items"]["full_eval"]
+
+
+def test_the_2024_release_installs_from_its_zip_and_needs_a_url(server, tmp_path, capsys):
+    files = {f"text_data/{folder}/{source}.{ext}": f"{source} {folder} line\n" * 60
+             for folder, ext in (("train_10M", "train"), ("dev", "dev"), ("test", "test"))
+             for source in ("childes", "simple_wiki")}
+    body = zip_of(files)
+    server.files["/text_data.zip"] = body
+    data_dir = tmp_path / "babylm_2024"
+    argv = ["corpus", "--edition", "2024", "--data_dir", str(data_dir), "--no_progress", "--retries", "0"]
+    assert download.main(argv) == 1  # no published link: the error names where to get the zip
+    assert "no published direct link: download its zip from https://osf.io/5mk3x/" in capsys.readouterr().err
+    assert download.main([*argv, "--url", server.url("text_data.zip")]) == 0  # no checksum is checked for 2024
+    assert sorted(p.name for p in data_dir.iterdir()) == [MARKER, "dev", "test", "train_10M"]
+    assert json.loads((data_dir / MARKER).read_text())["edition"] == "2024"
+    assert detect_corpus(data_dir, cache_dir=tmp_path / "cache").layout == "2024"
+    assert download.main([*argv, "--url", server.url("text_data.zip")]) == 0
+    assert "nothing done" in capsys.readouterr().out

@@ -10,9 +10,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SAMPLE
+import torch
+from conftest import ROOT, SAMPLE, run_loop
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import corpus.download as download
+import run
+import training.setup as training_setup
 from corpus.cleaning import rules_for
 from corpus.editions import (
     EDITIONS,
@@ -22,6 +26,7 @@ from corpus.editions import (
     held_out_split,
     resolve_files,
 )
+from evaluation.export import branches_of, checked_out
 from utils import UserError
 
 DATA = ROOT / "data"
@@ -138,3 +143,77 @@ def test_make_step2_2_runs_on_each_layout(folder, detected, tmp_path):
     assert results["test_loss"] > 0
     trained = json.loads((tmp_path / "step2_1" / "train_results.json").read_text())
     assert trained["track"] == "none" and trained["train_words"] > 0
+
+
+# --------------------------------------------------------------------------- the challenge's rules (--track)
+
+
+def test_a_corpus_over_the_tracks_word_budget_is_refused_before_anything_is_written(make_args, tmp_path, monkeypatch):
+    monkeypatch.setitem(training_setup.TRACK_WORD_BUDGET, "strict-small", 1_000)
+    out = tmp_path / "run"
+    args = make_args("train", "--output_dir", out, "--track", "strict-small", "--train_files", "qed", "cbt")
+    with pytest.raises(UserError, match=r"the training data holds [\d,]+ words, over the strict-small track's "
+                       r"budget of 1,000: train on fewer files \(--train_files\), or pass --track strict"):
+        run_loop("pytorch", args)
+    assert not out.exists() and not (tmp_path / "cache").exists()
+    args = make_args("train", "--output_dir", out, "--track", "none", "--train_files", "qed", "--max_steps", 1)
+    assert run_loop("pytorch", args)["track"] == "none"  # none checks nothing
+
+
+@pytest.mark.parametrize("length", [["--num_train_epochs", "10.5"], ["--max_steps", "61"]])
+def test_a_plan_of_more_than_ten_epochs_is_refused_before_anything_is_written(length, make_args, tmp_path):
+    # qed alone, 64 blocks a step: 6 steps an epoch, so 61 steps is over 10 epochs.
+    out = tmp_path / "run"
+    args = make_args("train", "--output_dir", out, "--track", "strict-small", "--train_files", "qed",
+                     "--batch_size", 64, *length)
+    with pytest.raises(UserError, match=r"over the strict-small track's 10: pass --num_train_epochs 10 or less "
+                       r"\(or --max_steps 60 or less\), or --track none"):
+        run_loop("pytorch", args)
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_a_time_budget_run_stops_at_the_tenth_epoch(loop, make_args, tmp_path):
+    out = tmp_path / "run"
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", *flag, "--output_dir", out, "--track", "strict-small", "--train_files", "qed",
+                     "--batch_size", 64, "--max_minutes", 10, "--eval_steps", 100, "--logging_steps", 10)
+    results = run_loop(loop, args)
+    assert results["steps"] == 60 and results["stopped_at_max_epochs"]  # 10 epochs of 6 steps, long before 10 min
+    assert results["track"] == "strict-small" and results["train_words"] > 0
+    assert "stopped at the end of epoch 10 (60 steps), before the time budget" in (out / "log.txt").read_text()
+    card = (out / "best_model" / "README.md").read_text()
+    assert "- **Track:** strict-small" in card
+    assert f"- **Words read by training (after cleaning):** {results['train_words']:,}" in card
+
+
+# --------------------------------------------------------------------------- make export
+
+
+def test_export_writes_main_and_a_branch_per_checkpoint_that_load_to_the_runs_logits(make_args, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = make_args("train", "--torch_training", "--output_dir", out, "--train_files", "qed", "--batch_size", 16,
+                     "--num_train_epochs", 2, "--eval_steps", 100, "--checkpoint_words", "3K", "6K")
+    run_loop("pytorch", args)
+    assert run.main(["export", "--model_dir", str(out), "--push", "org/name"]) == 1  # no token: refused first
+    assert "needs a Hugging Face token" in capsys.readouterr().err and not (out / "export").exists()
+    assert run.main(["export", "--model_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "exported 3 revisions (chck_3K, chck_6K, main)" in printed and "plain git objects" in printed
+    repo = out / "export"
+    assert sorted(branches_of(repo)) == ["chck_3K", "chck_6K", "main"]
+    ids = torch.tensor([[5, 17, 42, 9, 3]])
+    for branch, folder in (("main", "best_model"), ("chck_3K", "chck_3K"), ("chck_6K", "chck_6K")):
+        with checked_out(repo, branch, tmp_path / f"co_{branch}") as checkout:
+            assert (checkout / "README.md").read_text() == (out / "best_model" / "README.md").read_text()
+            tokenizer = AutoTokenizer.from_pretrained(checkout)
+            assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(out / folder).get_vocab()
+            exported = AutoModelForCausalLM.from_pretrained(checkout).eval()
+            own = AutoModelForCausalLM.from_pretrained(out / folder).eval()
+            with torch.no_grad():
+                assert torch.equal(exported(ids).logits, own(ids).logits)
+    with torch.no_grad():  # the checkpoints differ from the final model: each branch holds its own weights
+        first = AutoModelForCausalLM.from_pretrained(out / "chck_3K").eval()(ids).logits
+        assert not torch.equal(first, AutoModelForCausalLM.from_pretrained(out / "best_model").eval()(ids).logits)
+    assert run.main(["export", "--model_dir", str(out)]) == 1
+    assert "exists already" in capsys.readouterr().err

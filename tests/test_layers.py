@@ -14,7 +14,8 @@ LAYERS = {
     # 0: plumbing
     "utils": 0,
     # 1: raw text, tokens and models
-    "corpus.cleaning": 1, "corpus.download": 1, "corpus.stats": 1, "pretraining_dataset": 1, "tokenizer": 1,
+    "corpus.cleaning": 1, "corpus.editions": 1, "corpus.download": 1, "corpus.stats": 1, "pretraining_dataset": 1,
+    "tokenizer": 1,
     "custom_models": 1, "hybrid_model": 1,
     # the official evaluation tasks' file formats (imports only utils): corpus.download checks a download with it
     "evaluation.tasks": 1,
@@ -26,6 +27,7 @@ LAYERS = {
     "evaluation.testset": 3, "evaluation.blimp": 3, "evaluation.finetune": 3, "evaluation.learning_curve": 3,
     "evaluation.report": 3, "evaluation.scoring": 3, "evaluation.reading": 3, "evaluation.zero_shot": 3,
     "evaluation.layout": 3, "evaluation.checkpoints": 3, "evaluation.aoa": 3, "evaluation.submission": 3,
+    "evaluation.export": 3,
     # 4: the front end and tools
     "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4,
 }

@@ -38,7 +38,8 @@ def fake_run(tmp_path, make_args):
         (data / "babylm_10M" / f"{name}.train").write_text(text, encoding="utf-8")
     run_dir = tmp_path / "save" / "step_card"
     args = make_args("train", "--model_type", "gpt2", "--output_dir", run_dir, "--data_dir", data,
-                     "--train_files", "alpha", "beta", "--learning_rate", "0.0042", "--batch_size", "7")
+                     "--train_files", "alpha", "beta", "--learning_rate", "0.0042", "--batch_size", "7",
+                     "--train_split", "10M")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_dir)
     torch.manual_seed(0)
     model = build_model(args, tokenizer)
@@ -46,6 +47,7 @@ def fake_run(tmp_path, make_args):
         save_model_folder(model, tokenizer, args, run_dir / folder)
     results = {"loop": "pytorch", "steps": 30, "best_step": 20, "best_eval_loss": 3.5, "best_eval_perplexity": 33.1,
                "best_words_seen": 1400, "tokens_seen": 6720, "train_words": 14, "words_seen": 2100,
+               "corpus": "corpus data: the 2023 BabyLM release (training files in data/babylm_10M)",
                "checkpoint_words": {"chck_500": {"words": 500, "step": 15, "words_seen": 508},
                                     "chck_1K": {"words": 1000, "step": 29, "words_seen": 1030}}}
     (run_dir / "train_results.json").write_text(json.dumps(results))
@@ -95,7 +97,8 @@ def test_words_per_training_file_and_total(fake_run):
     assert table_rows(card, "beta.train") == [["beta.train", "9"]]
     assert table_rows(card, "gamma.train") == []  # in the folder, but not one of --train_files
     assert table_rows(card, "**total**") == [["**total**", "**14**"]]
-    assert fact(card, "Training split") == "`babylm_10M`"
+    assert fact(card, "Training split") == "`10M`"
+    assert fact(card, "Corpus") == "corpus data: the 2023 BabyLM release (training files in data/babylm_10M)"
 
 
 def test_track_only_when_the_run_records_one(fake_run):

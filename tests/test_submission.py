@@ -136,3 +136,14 @@ def test_partial_writes_what_there_is_under_a_partial_name(run_dir):
     refused = subprocess.run([sys.executable, "run.py", "submission", "--model_dir", str(run_dir)],
                              cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "chck_7M" in refused.stderr
+
+
+def test_the_track_defaults_to_the_runs_own(run_dir):
+    write(run_dir / "train_results.json", {"track": "strict"})  # trained under strict: its checkpoints go to 1000M
+    with pytest.raises(UserError, match=r"AoA has no records for chck_200M"):
+        build_submission(run_dir)
+    assert build_submission(run_dir, track="strict-small").name == "all_full_preds_and_fast_scores_causal.json"
+    write(run_dir / "train_results.json", {"track": "none"})  # checked nothing: strict-small's checkpoints
+    assert build_submission(run_dir).is_file()
+    with pytest.raises(UserError, match="a submission is for the strict-small or strict track, not 'none'"):
+        build_submission(run_dir, track="none")

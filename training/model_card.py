@@ -214,6 +214,7 @@ def training_data(run: RunFiles) -> str:
     facts = {
         "Track": results.get("track"),  # what the run checked (train_results.json), not an option's default
         "Data folder": f"`{args['data_dir']}`" if args.get("data_dir") else None,
+        "Corpus": results.get("corpus"),  # the detected layout, as the training log gave it
         "Training split": f"`{args['train_split']}`" if args.get("train_split") else None,
         "Words read by training (after cleaning)": _number(results.get("train_words")),
         "Words trained on (all epochs)": _number(results.get("words_seen")),

@@ -143,6 +143,7 @@ class TrainingSetup:
     teachers: list = field(default_factory=list)  # --teacher_models: eval mode, no gradients
     clock: TrainingClock = field(default_factory=lambda: TrainingClock(None))
     steps_per_epoch: int = 0
+    corpus: str = ""  # the detected corpus layout (corpus/editions.py Corpus.describe)
     # time.perf_counter() when this process starts training, then at the end of each
     # optimizer step (both loops): what `make bench` turns into step times.
     step_clock: list[float] = field(default_factory=list)
@@ -363,7 +364,6 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         logger.silence()
         hf_logging.set_verbosity_error()
     corpus = detect_corpus(args.data_dir, args.train_split, args.cache_dir)
-    logger.info(corpus.describe())
     train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split, logger, args.cache_dir)
     val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split, logger,
                               args.cache_dir)
@@ -399,6 +399,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
                          else global_batch(args, world)) * args.block_size,
         train_meta=train_meta, resume_from=resume_from, curriculum=curriculum, hybrid=hybrid, teachers=teachers,
         steps_per_epoch=steps_per_epoch(args, len(train_blocks), world), clock=TrainingClock(args.max_minutes),
+        corpus=corpus.describe(),
     )
     _log_start(setup, len(val_blocks), teacher_dirs, world)
     return setup
@@ -469,6 +470,7 @@ def _open_run_dir(args: argparse.Namespace, run_dir: Path, world: int, decided: 
 def _log_start(setup: TrainingSetup, n_val_blocks: int, teacher_dirs: list[str], world: int) -> None:
     """What the run is about to do, in the log (and its options in TensorBoard)."""
     args, logger, total = setup.args, setup.logger, setup.total_steps
+    logger.info(setup.corpus)
     start = f"resuming from {setup.resume_from}" if setup.resume_from else (
         f"from {args.init_model}" if args.init_model else "from scratch")
     n_blocks = len(setup.train_dataset)
@@ -622,9 +624,13 @@ def lr_factor(fraction: float, warmup_ratio: float) -> float:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, setup: TrainingSetup):
     """Linear warm-up to the peak LR, then cosine decay to 0 at the last step; with
-    --max_minutes over the share of the time budget used instead of the steps done."""
+    --max_minutes over the share of the time budget used instead of the steps done, or,
+    under a --track (which caps the run at MAX_EPOCHS epochs), over the larger of that
+    share and the share of the capped steps: the schedule ends with whichever ends the run."""
     if setup.args.max_minutes is not None:
-        return LambdaLR(optimizer, lambda _: lr_factor(setup.clock.fraction(), setup.args.warmup_ratio))
+        capped = setup.total_steps < BUDGET_STEP_CAP
+        return LambdaLR(optimizer, lambda step: lr_factor(
+            max(setup.clock.fraction(), step / setup.total_steps if capped else 0.0), setup.args.warmup_ratio))
     return get_cosine_schedule_with_warmup(optimizer, setup.warmup_steps, setup.total_steps)
 
 
@@ -804,6 +810,7 @@ def finish_run(setup: TrainingSetup, tracker: BestTracker, steps_done: int, loop
         "tokens_seen": tokens_seen,
         "train_words": setup.train_meta["words"],
         "track": setup.args.track or "none",  # the rules checked (track_rules)
+        "corpus": setup.corpus,
         "train_files": setup.train_meta["files"],
         "train_seconds": round(tracker.seconds(), 1),  # across resumes
         "best_model": str(setup.run_dir / BEST_MODEL_DIR),
