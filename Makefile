@@ -301,17 +301,22 @@ DEMO_VARS = DATA_DIR=data/sample SAVE_DIR=save_demo VOCAB=1000 BLOCK=64 \
 # No torch.compile in the demo: its tiny models train in seconds, less than compiling takes;
 # DEMO_FAST= runs it in plain float32. Its BERT trains with the HF Trainer, so the demo runs both loops.
 DEMO_FAST ?= --precision auto --compile off
+DEMO_LAYOUTS = 2024 dataset plain
 
 demo: $(VENV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 step3_3 step4_2 $(DEMO_VARS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory finetune STEP=step4_1 $(DEMO_VARS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory evaluate STEP=step2_1 $(DEMO_VARS)
+	@# The other corpus layouts (docs/data.md): step2 on each, in save_demo/layouts/<layout>/.
+	for layout in $(DEMO_LAYOUTS); do OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(MAKE) --no-print-directory step2_2 \
+		$(DEMO_VARS) DATA_DIR=data/sample_$$layout SAVE_DIR=save_demo/layouts/$$layout || exit 1; done
 	$(MAKE) --no-print-directory report $(DEMO_VARS)
 	@echo
 	@cat save_demo/report.md
 	@echo
 	@echo "Demo finished. Report: save_demo/report.md (+ loss_curves.png, blimp_fields.png)"
 	@echo "Models: save_demo/step*/best_model   Test, BLiMP, fine-tuning: save_demo/step*_{2,3}/, save_demo/finetune_step4_1/"
+	@echo "The 2024, dataset and plain layouts: save_demo/layouts/*/step2_2/test_results.json (layout in step2_1/log.txt)"
 	@echo "TensorBoard: make tensorboard SAVE_DIR=save_demo   (or .venv/bin/tensorboard --logdir save_demo)"
 
 test: $(VENV_STAMP)
