@@ -61,7 +61,7 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from corpus.editions import EDITIONS, load_local_dataset, write_text_corpus
+from corpus.editions import EDITIONS, load_dataset_dict, write_text_corpus
 from evaluation.tasks import READING_FILE, TASKS, find_tasks, read_task
 from utils import UserError, sha256_of, temp_dir_beside, write_failure
 
@@ -323,11 +323,12 @@ def download_corpus(data_dir: str | Path = "data/babylm_data", url: str | None =
         raise UserError(f"the {edition} corpus has no published direct link: download its zip from "
                         f"{CORPUS_PAGES[edition]} and pass --url file:///ABSOLUTE/PATH/TO/the.zip "
                         "(make data CORPUS_OPTS=...)")
-    if _corpus_present(data_dir, sha256):
+    if _corpus_present(data_dir, sha256, edition):
         return False
-    hint = (f"or get {url} another way and either rerun with --url file:///ABSOLUTE/PATH/TO/babylm_data.zip "
-            f"(checked and installed as usual) or unzip it and move its babylm_data/ folder to {data_dir}, "
-            f"so that {data_dir}/babylm_10M/*.train exist")
+    train = EDITIONS[edition].train_dirs["10M"]
+    hint = (f"or get {url} another way and either rerun with --url file:///ABSOLUTE/PATH/TO/the.zip "
+            f"(checked and installed as usual) or unzip it and move its top folder to {data_dir}, "
+            f"so that {data_dir}/{train}/*.train exist")
     part, digest = _fetch_zip(url, data_dir, size, sha256, hint, timeout, retries, retry_wait, progress)
     _install_zip(part, data_dir, {"url": url, "sha256": digest, "size": part.stat().st_size, "edition": edition,
                                   "downloaded": _now(), "by": "corpus/download.py corpus"}, progress, edition)
@@ -348,20 +349,7 @@ def download_dataset(hub_id: str, data_dir: str | Path, revision: str | None = N
     if data_dir.exists() and not _is_empty_dir(data_dir):
         raise UserError(f"{data_dir} exists and holds something else: refusing to overwrite it; move it away, or "
                         "pass another --data_dir")
-    if Path(hub_id).is_dir():
-        dataset = load_local_dataset(Path(hub_id))
-    else:
-        import datasets
-
-        try:
-            dataset = datasets.load_dataset(hub_id, revision=revision)
-        except (ConnectionError, OSError, ValueError) as e:  # offline, unknown id, no access
-            raise UserError(f"could not fetch the dataset {hub_id} from the Hugging Face hub ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}): check the id and the network, or "
-                            "save it elsewhere and pass its folder") from None
-        if not isinstance(dataset, datasets.DatasetDict):
-            dataset = datasets.DatasetDict({"train": dataset})
-    meta = write_text_corpus(dataset, data_dir, source=hub_id)
+    meta = write_text_corpus(load_dataset_dict(hub_id, revision), data_dir, source=hub_id)
     held = f"; {' and '.join(meta['held_out'])} held out from train" if meta["held_out"] else ""
     print(f"wrote the dataset {hub_id} ({', '.join(f'{k}: {v} rows' for k, v in meta['splits'].items())}) "
           f"as text files in {data_dir}{held}")
@@ -380,7 +368,7 @@ def _fetch_zip(url: str, target: Path, size: int | None, sha256: str | None, hin
     return part, verify_file(part, size, sha256, url)
 
 
-def _corpus_present(data_dir: Path, sha256: str | None) -> bool:
+def _corpus_present(data_dir: Path, sha256: str | None, edition: str = "2023") -> bool:
     """True (and says so) if `data_dir` already holds the corpus; False if it is free to install
     into; a UserError if it holds something else, which is never overwritten."""
     if not data_dir.exists():
@@ -388,6 +376,9 @@ def _corpus_present(data_dir: Path, sha256: str | None) -> bool:
     if not data_dir.is_dir():
         raise UserError(f"{data_dir} exists and is not a folder: move it away or pass another --data_dir")
     marker = _read_marker(data_dir)
+    if marker is not None and marker.get("edition", "2023") != edition:  # markers before editions were 2023's
+        raise UserError(f"{data_dir} holds the {marker.get('edition', '2023')} corpus, not the requested {edition}: "
+                        "pass another --data_dir (make DATA_DIR=...), or delete it to replace it")
     if marker is not None:
         if sha256 is None or marker.get("sha256") == sha256:
             print(f"{data_dir} already holds the corpus downloaded from {marker.get('url')} "
@@ -862,6 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--data_dir", default="data/babylm_data", help="where to write the text files (default: "
                      "%(default)s)")
     hub.add_argument("--revision", default=None, help="the dataset revision (default: main)")
+    hub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     blimp = sub.add_parser("blimp", help="the BLiMP paradigms -> BLIMP_DIR")
     blimp.add_argument("--blimp_dir", default="data/blimp",
                        help="where to put <paradigm>.jsonl (default: %(default)s)")
@@ -885,7 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     official.add_argument("--zip_password", default=EWOK_FAST_PASSWORD,
                           help="password of the zips inside a set (fast_eval/ewok_fast.zip; default: the one "
                           "the pipeline's README gives)")
-    for p in (corpus, blimp, official, hub):
+    for p in (corpus, blimp, official):  # our own downloads (a hub dataset is fetched by `datasets`)
         p.add_argument("--timeout", type=_positive_float, default=TIMEOUT,
                        help="seconds to wait for a connection or for data (default: %(default)s)")
         p.add_argument("--retries", type=_count_arg, default=RETRIES,
@@ -901,7 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.what == "official_eval" and args.from_dir and (args.sha256 or args.size):
         parser.error("--sha256 and --size check a downloaded zip: they do not apply to --from")
-    common = {"timeout": args.timeout, "retries": args.retries, "progress": not args.no_progress}
+    common = ({} if args.what == "dataset" else
+              {"timeout": args.timeout, "retries": args.retries, "progress": not args.no_progress})
     try:
         if args.what == "corpus":
             # The defaults are the 2023 zip's; another release keeps only what was given.

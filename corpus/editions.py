@@ -14,8 +14,9 @@ Four layouts are read, detected from what the folder holds (and logged):
 - `plain`: the user's own text, one `<source>.txt` (or `.train`) file per source, at the
   top of the folder or in `train/`, with `dev/` and `test/` beside it when there are.
 
-Whatever a split lacks (a plain folder's dev and test, the dev and test of a 2024 slice
-that holds only `train_10M/`) is held out from the training lines: every
+Whatever a split lacks (a plain folder's dev or test, the dev and test of a release slice
+without dev files, such as a 2024 slice holding only `train_10M/`) is held out from the
+training lines (a release with its dev files is read as it is, as before): every
 `HELD_OUT_PERIOD`-th line of each training file goes to dev, another to test (2% each),
 the same lines on every run. A `dataset` corpus, and any corpus with held-out lines, is
 written once as text files (`train/<source>.train`, `dev/<source>.dev`, `test/<source>.test`)
@@ -29,13 +30,17 @@ Each release's sources and the curriculum's easier/harder lists are in `EDITIONS
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils import UserError, atomic_dir, numbered_lines, sha256_of, write_json_atomic
+from utils import UserError, numbered_lines, remove_path, sha256_of, temp_dir_beside, write_failure, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +201,11 @@ def _release(root: Path, train_split: str | None, cache_dir: str | Path) -> Corp
                                 f"{', '.join(present) or 'no training folder'}; pass --train_split 10M or 100M "
                                 "(make TRAIN_SPLIT=...) to pick one")
             missing = tuple(s for s in ("validation", "test") if not any(folders[s].glob(f"*{SPLIT_EXT[s]}")))
-            if not missing:
+            if "validation" not in missing:
+                # With its dev files a release is read as it is (as before held-out splits existed): a
+                # missing test split is an error for the test step only.
                 return Corpus(edition.name, root, folders, edition)
-            # A slice without dev or test files (one training folder, say): those are held out.
+            # A slice without dev files (one training folder, say): dev, and test if missing too, held out.
             files = sorted(train.glob("*.train"))
             kept = {s: sorted(folders[s].glob(f"*{SPLIT_EXT[s]}")) for s in SPLITS if s != "train" and s not in missing}
             target = _held_out_copy(f"{edition.name}-{train.name}", files, kept, missing, root, cache_dir)
@@ -214,10 +221,10 @@ def _dataset(root: Path, cache_dir: str | Path) -> Corpus | None:
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not saved and not files:
         return None
-    key = _key("dataset", files or sorted(p for p in root.rglob("*") if p.is_file()))
+    key = _key("dataset", root, files or sorted(p for p in root.rglob("*") if p.is_file()))
     target = Path(cache_dir) / "corpus" / f"dataset-{key}"
     if not (target / "meta.json").is_file():
-        write_text_corpus(load_local_dataset(root), target, source=str(root))
+        write_text_corpus(load_dataset_dict(root), target, source=str(root))
     corpus = _written(target, root, "dataset")
     return Corpus(corpus.layout, root, corpus.folders, None, corpus.held_out,
                   origin="a saved dataset" if saved else f"{len(files)} data files")
@@ -247,15 +254,40 @@ def _held_out_copy(kind: str, files: list[Path], kept: dict[str, list[Path]], mi
     `missing` splits held out of them, and the `kept` splits' own files copied. Written once
     (atomically), keyed by the files' contents and the held-out rule."""
     all_files = files + [p for found in kept.values() for p in found]
-    target = Path(cache_dir) / "corpus" / f"{kind}-{_key(kind, all_files, missing)}"
+    target = Path(cache_dir) / "corpus" / f"{kind}-{_key(kind, root, all_files, missing)}"
     if not (target / "meta.json").is_file():
-        with atomic_dir(target) as tmp:
+        with written_once(target) as tmp:
             _write_held_out(files, tmp, missing)
             for split, found in kept.items():
                 for path in found:
                     _copy_lines(path, tmp / WRITTEN_DIRS[split] / f"{path.stem}{SPLIT_EXT[split]}")
             write_json_atomic(tmp / "meta.json", {"layout": kind, "source": str(root), "held_out": list(missing)})
     return target
+
+
+@contextlib.contextmanager
+def written_once(target: Path) -> Iterator[Path]:
+    """Write a folder that several processes may write at once (the ranks of a run, `make -j`):
+    a temporary folder beside `target` becomes `target` unless another process has put a
+    complete one (with meta.json) there first, which then stays and this one is dropped.
+    Never replaces a complete folder: its readers may be reading it."""
+    tmp = temp_dir_beside(target)
+    try:
+        yield tmp
+        if not (target / "meta.json").is_file():
+            remove_path(target)  # a folder without meta.json is a leftover, not a corpus
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not (target / "meta.json").is_file():  # not another process's complete copy: a real failure
+                    raise
+    except BaseException as e:
+        failure = write_failure(target, e)
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        remove_path(tmp)
 
 
 def _plain_split(root: Path, name: str, split: str) -> list[Path]:
@@ -275,12 +307,22 @@ def _written(target: Path, root: Path, layout: str) -> Corpus:
 # --------------------------------------------------------------------------- writing text files
 
 
-def _key(kind: str, files: list[Path], held_out: tuple[str, ...] = ()) -> str:
-    """Hash of what a written corpus depends on: its files' names and contents, the held-out rule."""
+def _key(kind: str, root: Path, files: list[Path], held_out: tuple[str, ...] = ()) -> str:
+    """Hash of what a written corpus depends on: each file's place under the corpus root and its
+    contents (a file moved from dev/ to test/ changes it), and the held-out rule."""
     h = hashlib.sha256(f"{kind} v{HELD_OUT_VERSION} period={HELD_OUT_PERIOD} held={held_out}\n".encode())
     for path in files:
-        h.update(f"{path.name} {sha256_of(path)}\n".encode())
+        stat = path.stat()
+        place = path.relative_to(root).as_posix()
+        h.update(f"{place} {_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}\n".encode())
     return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, once per process for a given size and modification time: a run resolves
+    its corpus for every split (and the model card once more), each time hashing every file."""
+    return sha256_of(path)
 
 
 def held_out_split(index: int) -> str:
@@ -312,19 +354,22 @@ def _write_lines(lines: list[str], dest: Path) -> None:
     dest.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def load_local_dataset(root: Path):
-    """A dataset stored on disk, as a `datasets.DatasetDict` (split -> Dataset): a
-    `save_to_disk` folder, else the data files as `datasets` reads a hub repository."""
+def load_dataset_dict(source: str | Path, revision: str | None = None):
+    """A dataset as a `datasets.DatasetDict` (split -> Dataset): a `save_to_disk` folder, a folder
+    of data files (read as `datasets` reads a hub repository), or else a hub id, fetched (the
+    one place the pipeline goes online; `make data EDITION=hub`)."""
     import datasets
 
+    root = Path(source)
     try:
         if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
             loaded = datasets.load_from_disk(str(root))
         else:
-            loaded = datasets.load_dataset(str(root))
-    except (ValueError, FileNotFoundError, OSError, datasets.exceptions.DatasetGenerationError) as e:
-        raise UserError(f"'{root}' could not be read as a dataset ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}): check its files") from None
+            loaded = datasets.load_dataset(str(source), revision=revision)
+    except (ValueError, ConnectionError, OSError, datasets.exceptions.DatasetGenerationError) as e:
+        where = "check its files" if root.is_dir() else "check the id and the network, or pass a local copy's folder"
+        raise UserError(f"'{source}' could not be read as a dataset ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}): {where}") from None
     return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
 
 
@@ -334,20 +379,26 @@ DATASET_SPLITS = {"train": "train", "validation": "validation", "valid": "valida
 
 
 def write_text_corpus(dataset_dict, target: Path, source: str) -> dict:
-    """Write a dataset's splits as `<source><ext>` text files in target/{train,validation,test}
-    (atomically), holding out dev and test from the training lines when the dataset has none.
+    """Write a dataset's splits as `<source><ext>` text files in target/{train,dev,test}
+    (`written_once`), holding out dev and test from the training lines when the dataset has none.
     Returns the meta written to target/meta.json."""
     unknown = sorted(set(dataset_dict) - set(DATASET_SPLITS))
     if unknown or "train" not in dataset_dict:
         raise UserError(f"dataset {source} has splits {', '.join(sorted(dataset_dict))}: it needs a 'train' split "
                         f"(and optionally validation/dev and test), not {', '.join(unknown) or 'only those'}")
+    if len(dataset_dict["train"]) == 0:
+        raise UserError(f"dataset {source} has an empty train split: nothing to train on")
     for name, split in dataset_dict.items():
         if TEXT_COLUMN not in split.column_names:
             raise UserError(f"dataset {source} split '{name}' has no '{TEXT_COLUMN}' column (it has "
                             f"{', '.join(split.column_names)}): the corpus must hold its text in '{TEXT_COLUMN}'")
+        dtype = getattr(split.features[TEXT_COLUMN], "dtype", None)
+        if dtype not in ("string", "large_string"):
+            raise UserError(f"dataset {source} split '{name}': column '{TEXT_COLUMN}' holds {dtype or 'nested values'}"
+                            ", not strings: the corpus must hold its text as strings")
     given = {DATASET_SPLITS[name] for name in dataset_dict}
     missing = tuple(s for s in ("validation", "test") if s not in given)
-    with atomic_dir(target) as tmp:
+    with written_once(target) as tmp:
         staged = tmp / ".from_dataset"  # the train split as files, then held out like a plain corpus
         for name, split in dataset_dict.items():
             folder = staged if DATASET_SPLITS[name] == "train" else tmp / WRITTEN_DIRS[DATASET_SPLITS[name]]

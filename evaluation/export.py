@@ -140,13 +140,16 @@ def push(repo: Path, repo_id: str, token: str) -> None:
         if branch != MAIN:
             api.create_branch(repo_id, branch=branch, exist_ok=True)
         with checked_out(repo, branch, temp_dir_beside(repo / f"push-{branch}")) as folder:
+            # delete_patterns: files of an earlier push that this export no longer has go too.
             api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=branch,
-                              commit_message=f"{branch} from the BabyLM pipeline", ignore_patterns=[".git*"])
+                              commit_message=f"{branch} from the BabyLM pipeline", ignore_patterns=[".git*"],
+                              delete_patterns=["*"])
         print(f"pushed {branch} -> https://huggingface.co/{repo_id}/tree/{branch}")
 
 
 def run_export(args: argparse.Namespace) -> Path:
-    """The export action: --model_dir's run as a local repository; --push uploads it."""
+    """The export action: --model_dir's run as a local repository; --push uploads it (an export
+    made earlier, when there is one: a failed push is retried without exporting again)."""
     # The token is checked first: a push that cannot happen must not leave an export behind either.
     token = None
     if args.push:
@@ -154,11 +157,15 @@ def run_export(args: argparse.Namespace) -> Path:
         if token is None:
             raise UserError(f"--push {args.push} needs a Hugging Face token: set HF_TOKEN or run "
                             "`huggingface-cli login`, or export without --push and `git push` yourself")
-    repo, lfs = export_run(args.model_dir, args.export_dir)
-    names = branches_of(repo)
-    print(f"exported {len(names)} revisions ({', '.join(names)}) to the git repository {repo}, "
-          + ("weights in git-lfs" if lfs else "weights as plain git objects (git-lfs is not installed; the hub needs "
-             "git-lfs for a `git push` of files over 10 MB, --push uploads without it)"))
+    repo = Path(args.export_dir) if args.export_dir else Path(args.model_dir) / EXPORT_DIR
+    if token is not None and (repo / ".git").is_dir():
+        print(f"pushing the export made earlier, {repo} (delete it to export the run again)")
+    else:
+        repo, lfs = export_run(args.model_dir, repo)
+        names = branches_of(repo)
+        print(f"exported {len(names)} revisions ({', '.join(names)}) to the git repository {repo}, "
+              + ("weights in git-lfs" if lfs else "weights as plain git objects (git-lfs is not installed; the hub "
+                 "needs git-lfs for a `git push` of files over 10 MB, --push uploads without it)"))
     if token is not None:
         push(repo, args.push, token)
     return repo

@@ -693,3 +693,11 @@ def test_the_2024_release_installs_from_its_zip_and_needs_a_url(server, tmp_path
     assert detect_corpus(data_dir, cache_dir=tmp_path / "cache").layout == "2024"
     assert download.main([*argv, "--url", server.url("text_data.zip")]) == 0
     assert "nothing done" in capsys.readouterr().out
+
+
+def test_another_edition_is_not_taken_for_the_installed_one(server, corpus, capsys):
+    url, body, data_dir = corpus
+    assert get(url, body, data_dir)  # the 2023 corpus
+    argv = ["corpus", "--edition", "2024", "--data_dir", str(data_dir), "--url", url, "--no_progress"]
+    assert download.main(argv) == 1
+    assert "holds the 2023 corpus, not the requested 2024" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -217,3 +218,58 @@ def test_export_writes_main_and_a_branch_per_checkpoint_that_load_to_the_runs_lo
         assert not torch.equal(first, AutoModelForCausalLM.from_pretrained(out / "best_model").eval()(ids).logits)
     assert run.main(["export", "--model_dir", str(out)]) == 1
     assert "exists already" in capsys.readouterr().err
+
+
+def _detect_in_child(args: tuple) -> str:
+    data, cache = args
+    return str(resolve_files(data, "train", None, cache_dir=cache)[0])
+
+
+def test_processes_writing_the_same_held_out_copy_at_once_all_succeed(tmp_path):
+    # The ranks of a run (and make -j's tokenizer jobs) resolve the corpus at the same moment.
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        found = pool.map(_detect_in_child, [(DATA / "sample_plain", tmp_path)] * 8)
+    assert len(set(found)) == 1 and Path(found[0]).is_file()
+    assert [p.name for p in (tmp_path / "corpus").iterdir()] == [Path(found[0]).parent.parent.name]  # no leftovers
+
+
+def test_a_2023_release_with_its_dev_files_is_read_as_it_is(tmp_path):
+    # As before held-out splits existed (tools/bench.py builds such a corpus): no test is held out.
+    for folder, ext in (("babylm_10M", "train"), ("babylm_dev", "dev")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"qed.{ext}").write_text("".join(f"line {i}\n" for i in range(100)))
+    corpus = detect_corpus(tmp_path, cache_dir=tmp_path / "cache")
+    assert corpus.held_out == () and corpus.folders["train"] == tmp_path / "babylm_10M"
+    with pytest.raises(UserError, match="no \\*.test files in"):
+        resolve_files(tmp_path, "test", None, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_file_moved_between_splits_gets_a_new_copy(tmp_path):
+    root = tmp_path / "mine"
+    for folder, text in (("train", "a b\n" * 60), ("dev", "dev line\n"), ("other", "other line\n")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "x.txt").write_text(text)
+    first = detect_corpus(root, cache_dir=tmp_path / "cache")
+    assert first.held_out == ("test",)
+    (root / "other").rename(root / "test")  # now a test split: nothing is held out
+    (root / "dev" / "x.txt").rename(root / "dev" / "y.txt")
+    second = detect_corpus(root, cache_dir=tmp_path / "cache")
+    assert second.held_out == () and second.folders["train"] != first.folders["train"]
+
+
+@pytest.mark.parametrize("rows, error", [
+    ({"text": []}, "has an empty train split"),
+    ({"text": [1, 2]}, "column 'text' holds int64, not strings"),
+])
+def test_a_dataset_that_cannot_be_a_corpus_is_one_line(rows, error, tmp_path):
+    import datasets
+
+    from corpus.editions import write_text_corpus
+
+    data = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)})
+    with pytest.raises(UserError, match=error):
+        write_text_corpus(data, tmp_path / "out", source="mine")
+    assert not (tmp_path / "out").exists()
