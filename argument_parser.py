@@ -363,6 +363,9 @@ def _finetune_options(p: argparse.ArgumentParser) -> None:
             help="fine-tuning peak learning rate (default: the official 3e-5)")
     _number(g, "--finetune_batch_size", AT_LEAST_1, type=int, default=None,
             help="examples per batch (default: the official 32, 16 for boolq and multirc)")
+    _number(g, "--finetune_dropout", SHARE, type=float, default=None,
+            help="dropout of every dropout layer while fine-tuning (default: the saved model's, as officially; the "
+            "pipeline pretrains with --dropout 0)")
     _number(g, "--finetune_patience", Range(0, hint=' (0: never stop early)'), type=int, default=0,
             help="stop a task after N epochs without a better validation score (default 0: every epoch runs, "
             "as officially)")

@@ -108,7 +108,7 @@ SELECTION_METRIC = {"mrpc": "f1", "qqp": "f1", "cola": "mcc"}
 # The options that shape a fine-tuning run, recorded in the results file.
 OPTION_NAMES = ("tasks", "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_patience",
                 "finetune_cross_fit", "max_seq_length", "seed", "device", "precision", "weight_decay", "warmup_ratio",
-                "adam_beta1", "adam_beta2", "adam_epsilon", "grad_norm_clip", "attn_implementation")
+                "adam_beta1", "adam_beta2", "adam_epsilon", "grad_norm_clip", "attn_implementation", "finetune_dropout")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -295,6 +295,16 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
+def set_dropout(model: torch.nn.Module, p: float) -> int:
+    """Set every dropout layer of `model` to `p` (--finetune_dropout): the pipeline pretrains
+    without dropout, so its saved models fine-tune without any unless asked (the official
+    script keeps the saved config's). Returns how many layers were set."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for layer in layers:
+        layer.p = p
+    return len(layers)
+
+
 def load_classifier(model_dir: str | Path, num_labels: int, pad_token_id: int,
                     attn_implementation: str = "eager") -> tuple[PreTrainedModel, list[str]]:
     """`model_dir` with a fresh `num_labels`-way classification head, in float32.
@@ -407,6 +417,8 @@ def train_and_select(args: argparse.Namespace, task: str, options: dict, num_lab
     (train_features, train_labels), (valid_features, valid_labels) = train, valid
     set_seed(args.seed)  # the new head's initial weights and dropout depend only on --seed
     model, new_weights = load_classifier(args.model_dir, num_labels, pad_token_id, args.attn_implementation)
+    if args.finetune_dropout is not None:
+        set_dropout(model, args.finetune_dropout)
     model.to(device).train()
     # Pad with the id the head skips; it is the tokenizer's unless the saved config says otherwise.
     pad_id = model.config.pad_token_id

@@ -384,3 +384,23 @@ def test_cli_error_is_one_line(model_dirs, tmp_path, capsys):
                      "--output_dir", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("error: --glue_dir") and "\n" not in err
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "bert"])
+def test_finetune_dropout_sets_every_dropout_layer(model_type, model_dirs, tmp_path):
+    tok = finetune.load_tokenizer(model_dirs[model_type])
+    model, _ = finetune.load_classifier(model_dirs[model_type], 2, tok.pad_token_id)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert layers and all(m.p == 0.0 for m in layers)  # pretrained with --dropout 0: none while fine-tuning
+    assert finetune.set_dropout(model, 0.1) == len(layers) and all(m.p == 0.1 for m in layers)
+    model.train()
+    ids = torch.tensor([tok("Mira ate the apple.")["input_ids"]])
+    torch.manual_seed(0)
+    assert not torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)  # dropout is active
+    # Through the option: the run records it and trains differently from the model's own (no dropout).
+    plain = finetune.run_finetune(ft_args(model_dirs[model_type], tmp_path / "a", "--tasks", "rte",
+                                          "--finetune_epochs", "1"))
+    dropped = finetune.run_finetune(ft_args(model_dirs[model_type], tmp_path / "b", "--tasks", "rte",
+                                            "--finetune_epochs", "1", "--finetune_dropout", "0.3"))
+    assert dropped["options"]["finetune_dropout"] == 0.3 and plain["options"]["finetune_dropout"] is None
+    assert dropped["tasks"]["rte"]["history"] != plain["tasks"]["rte"]["history"]
