@@ -4,11 +4,11 @@ the AoA task of the official BabyLM evaluation (evaluation-pipeline-2025,
 `evaluation_pipeline/AoA_word/` and `eval_aoa.sh`), reimplemented.
 
 Data (the official `evaluation_data/full_eval/aoa/`, `AOA_DATA_FILES`):
-- `cdi_childes.json`: one JSON object, word -> list of contexts, each an object with at
-  least a string "context" (a short text the word followed in a corpus):
-  `{"dog": [{"context": "I want to pet the"}, ...], ...}`. As the official loader, words of
-  one character are left out, and so are words with fewer than `MIN_CONTEXTS` (20, the
-  default of eval_aoa.sh) contexts.
+- `cdi_childes.json`: one JSON object, word -> list of contexts, each an object with a string
+  "context" (a short text the word followed): `{"dog": [{"context": "I want to pet the"}, ...]}`.
+  As the official `load_eval` (AoA_word/eval_util.py) with run.py's --min_context default 0
+  (eval_aoa.sh sets MIN_CONTEXT=20 but never passes it), every word of two or more characters
+  is kept (`MIN_CONTEXTS` = 0); one listed without contexts gives no record, as there.
 - `cdi_human.csv`, beside it: the children, from Wordbank's CDI: a `word` column and one
   column per age in months, "16" ... "30", holding the share of children who produce the
   word at that age (empty or NA where unknown).
@@ -16,18 +16,19 @@ Data (the official `evaluation_data/full_eval/aoa/`, `AOA_DATA_FILES`):
 Computation, as the official code:
 1. Surprisal of a word in a context, at each checkpoint: the text `context.strip() + " " +
    word` is tokenized with the tokenizer's own special tokens, and the tokens whose
-   characters overlap the word are scored (so a token holding only the space before the word
-   is not): -sum of their log-probabilities, in nats
-   (causal: token i read at position i-1, token 0 never scored; masked `mlm`/`mntp`: one copy
-   per token with it masked). This is the zero-shot suite's official scorer
-   (evaluation/scoring.py `make_plans`/`score_plans`, batched and under no_grad).
-2. `surprisal.json`, the file the official collate step reads from
-   `results/<model>/main/zero_shot/<backend>/AoA_word/`:
-   `{"metadata": {"model_name", "use_bos_only": false, "total_steps", "completed_steps"},
-   "results": [{"step": "chck_1M", "word_count": 1000000, "target_word", "context_id",
-   "context", "surprisal"}, ...]}`, one record per (checkpoint, word, context); the collate
-   step checks that the steps are its track's revisions (19 for strict-small, 28 for strict)
-   with 6560 records each.
+   characters overlap the word are scored (not a token holding only the space before it):
+   -sum of their log-probabilities, in nats (causal: token i read at position i-1, token 0
+   never scored; `mlm`/`mntp`: one copy per token with it masked), by the zero-shot suite's
+   official scorer (evaluation/scoring.py `make_plans`/`score_plans`, batched, no_grad).
+2. `surprisal.json` (results/<model>/main/zero_shot/<backend>/AoA_word/), as the official
+   `analyze_steps` + `JsonProcessor.save_json` write it (json.dump, indent 2, keys in this
+   order, no final newline): `{"metadata": {"model_name", "use_bos_only": false, "total_steps",
+   "completed_steps"}, "results": [{"step": "chck_1M", "word_count": 1000000, "target_word",
+   "context_id", "context", "surprisal"}, ...]}`, one record per (checkpoint, word, context) in
+   file order. `word_count`: the revision's nominal mark (int, chck_3M -> 3000000), not the
+   words seen; `model_name`: the model as given (the run folder); an unscorable context: NaN,
+   or -0.0 for a causal text of 2+ tokens (`_score`). The collate step wants its track's
+   revisions (19 strict-small, 28 strict), `AOA_WORDS` (8005) records each.
 3. The model's AoA of a word: a sigmoid fitted (scipy curve_fit) to its surprisal against
    x = log10(words seen + 1); the AoA is the x where the fitted curve crosses halfway between
    chance (each of the word's tokens at 1/vocabulary size) and the lowest surprisal it reached,
@@ -38,20 +39,15 @@ Computation, as the official code:
 Where this follows which official code, and where it deviates:
 - The contexts are used (`use_bos_only: false`): the current official `analyze_steps`
   default; an earlier revision scored the word after BOS alone.
-- Scoring (3-5) follows the official `AoAEvaluator` (evaluation_pipeline/utils.py). The
-  revision of it we could read in the official repository fits every context's point and
-  takes chance as log2(300000) = 18.2, a value in bits set against surprisals in nats, with an
-  unbounded fit. Later copies of the pipeline (whose official commit we could not check)
-  average the contexts at each checkpoint, take chance as tokens x ln(vocabulary) and bound
-  the fit; we follow those. Averaging gives the same fitted curve when every checkpoint has
-  all its contexts (least squares over repeated x is least squares over their means); only
-  the lowest surprisal, which sets the threshold, becomes the lowest mean. The tokens are
-  those actually scored, the vocabulary the model's output one. Those copies also report 0
-  instead of r when p > 0.1; here r and p are returned as they are.
-- A context in which no token of the word can be scored (an empty context before a causal
-  model) gets surprisal null, where the official code writes 0.
-- Checkpoints are given as (revision name, words seen, folder) rather than read as revisions
-  of a Hub repository, and words seen come from the caller rather than the revision name."""
+- Scoring (3-5) follows the official `AoAEvaluator` (evaluation_pipeline/utils.py), whose
+  official revision fits every context's point, unbounded, with chance log2(300000) = 18.2
+  (bits, set against nats). Later copies (official commit unchecked) average the contexts at
+  each checkpoint (the same least-squares curve; only the lowest surprisal, the threshold's,
+  becomes the lowest mean), take chance as scored tokens x ln(output vocabulary) and bound the
+  fit; we follow those, but return r and p as they are (they report 0 when p > 0.1).
+- Checkpoints are given as (revision name, words seen, folder), not read as revisions of a
+  Hub repository. Our fit (3) takes the words each had actually seen, and leaves out
+  unscorable contexts (the official one would take a -0.0 as a surprisal)."""
 
 from __future__ import annotations
 
@@ -75,20 +71,19 @@ from scipy.stats import pearsonr
 from transformers import PreTrainedModel
 
 from custom_models import is_causal, load_model_and_tokenizer
-from evaluation.layout import AOA_WORDS, REVISIONS, model_name_and_revision
+from evaluation.layout import AOA_WORDS, REVISIONS
 from evaluation.scoring import BACKENDS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
-from utils import RunLogger, UserError, parse_word_mark, write_json_atomic
+from utils import RunLogger, UserError, parse_word_mark, write_text_atomic
 
-# Where the data lies inside the official evaluation_data/ folder: eval_aoa.sh's default word
-# path (its current folder first, the one earlier revisions of the script named second), and
-# the children's table beside it (the current official run.py reads it from there).
+# In the official evaluation_data/: eval_aoa.sh's default word path (then the one of earlier
+# revisions), and the children's table beside it (where the official run.py reads it).
 AOA_DATA_FILES = (Path("full_eval") / "aoa" / "cdi_childes.json",
                   Path("full_eval") / "cdi_childes" / "cdi_childes.json")
 AOA_DATA = AOA_DATA_FILES[0]
 CHILD_AOA_FILE = "cdi_human.csv"
 AOA_TASK_DIR = "AoA_word"  # results/<model>/main/zero_shot/<backend>/AoA_word/surprisal.json
 SURPRISAL_FILE = "surprisal.json"
-MIN_CONTEXTS = 20  # eval_aoa.sh's MIN_CONTEXT
+MIN_CONTEXTS = 0  # the official run.py's --min_context default (eval_aoa.sh passes none)
 MIN_CHECKPOINTS = 3  # a sigmoid needs at least three points
 CHILD_AGES = tuple(range(16, 31))  # the months of the CDI table
 _NA = {"", "na", "n/a", "nan", "null", "none", "#n/a", "<na>"}  # pandas' usual missing-value spellings
@@ -190,7 +185,8 @@ def _element_line(text: str, start: int, index: int, lines: _Lines) -> int:
 
 def read_aoa_words(path: str | Path, min_contexts: int = MIN_CONTEXTS) -> dict[str, list[str]]:
     """The official cdi_childes.json: word -> its contexts, in file order, keeping (as the official
-    loader) the words of more than one character with at least `min_contexts` contexts.
+    loader) the words of more than one character with at least `min_contexts` contexts (by
+    default 0: every such word, one without contexts too).
 
     Bad input (not UTF-8, not JSON, a word listed twice, a word whose value is not a list of
     objects with a string "context") is a UserError naming the file and line."""
@@ -217,8 +213,9 @@ def read_aoa_words(path: str | Path, min_contexts: int = MIN_CONTEXTS) -> dict[s
         if len(word) > 1 and len(contexts) >= min_contexts:
             words[word] = contexts
     if not words:
-        raise UserError(f"{path} has no word of two or more characters with {min_contexts} or more contexts: "
-                        "restore the official cdi_childes.json (or lower the minimum number of contexts)")
+        least = f" with {min_contexts} or more contexts" if min_contexts > 0 else ""
+        raise UserError(f"{path} has no word of two or more characters{least}: restore the official "
+                        "cdi_childes.json" + (" (or lower the minimum number of contexts)" if least else ""))
     return words
 
 
@@ -266,8 +263,9 @@ def read_child_table(path: str | Path) -> dict[str, dict[int, float]]:
 
 def _score(model: PreTrainedModel, tokenizer, pairs: Sequence[tuple[str, str]], backend: str | None,
            device: torch.device | str, tokens_per_batch: int, share_prefixes: bool,
-           desc: str | None) -> tuple[list[float], list[int]]:
-    """(surprisal in nats, number of scored tokens) of each (context, word)."""
+           desc: str | None) -> tuple[list[float], list[int], list[float]]:
+    """(surprisal in nats, NaN where no token of the word is scored; number of scored tokens;
+    the surprisal as the official code writes it) of each (context, word)."""
     model_type = model.config.model_type
     backend = backend or default_backend(model_type)
     if backend not in BACKENDS:
@@ -285,7 +283,12 @@ def _score(model: PreTrainedModel, tokenizer, pairs: Sequence[tuple[str, str]], 
     logp = score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
                        tokens_per_batch=tokens_per_batch, device=device, desc=desc, share_prefixes=share_prefixes)
     surprisals = [-value if plan.reads else math.nan for value, plan in zip(logp, plans, strict=True)]
-    return surprisals, [len(plan.reads) for plan in plans]
+    # Where nothing is scored, the official compute_surprisal_causal sums a mask of zeros (-0.0), but a
+    # one-token text leaves it no input and the forward pass raises, as torch.stack of no masked copy
+    # does: compute_surprisal catches both and returns NaN.
+    official = [s if plan.reads else -0.0 if backend == "causal" and len(plan.ids) >= 2 else math.nan
+                for s, plan in zip(surprisals, plans, strict=True)]
+    return surprisals, [len(plan.reads) for plan in plans], official
 
 
 @torch.no_grad()
@@ -464,27 +467,27 @@ def model_aoas(records: Sequence[dict],
 # --------------------------------------------------------------------------- surprisal.json
 
 
-def surprisal_records(step: str, words_seen: int, words: dict[str, list[str]],
+def surprisal_records(step: str, word_count: int, words: dict[str, list[str]],
                       surprisals: Sequence[float]) -> list[dict]:
-    """The official records of one checkpoint: one per (word, context) in `words` order, with
-    `surprisals` in that order; a NaN surprisal is written as null."""
+    """The official records of one checkpoint, one per (word, context) in `words` order with
+    `surprisals` in that order (NaN kept); `word_count`: in the file, the name's nominal mark."""
     pairs = [(word, k, context) for word, contexts in words.items() for k, context in enumerate(contexts)]
     if len(pairs) != len(surprisals):
         raise ValueError(f"{len(surprisals)} surprisals for {len(pairs)} (word, context) pairs")
-    return [{"step": step, "word_count": int(words_seen), "target_word": word, "context_id": k, "context": context,
-             "surprisal": float(s) if math.isfinite(s) else None}
-            for (word, k, context), s in zip(pairs, surprisals, strict=True)]
+    return [{"step": step, "word_count": int(word_count), "target_word": word, "context_id": k, "context": context,
+             "surprisal": float(s)} for (word, k, context), s in zip(pairs, surprisals, strict=True)]
 
 
 def write_surprisal_json(path: str | Path, records: list[dict], model_name: str,
                          total_steps: int | None = None) -> dict:
-    """Write `records` (all checkpoints) as the official surprisal.json, atomically; returns what was written."""
+    """Write `records` (all checkpoints) as the official writer does (json.dump, indent 2: keys in
+    order, NaN as NaN, no final newline), atomically; returns what was written."""
     completed = len({r["step"] for r in records})
     data = {"metadata": {"model_name": model_name, "use_bos_only": False,
                          "total_steps": completed if total_steps is None else total_steps,
                          "completed_steps": completed},
             "results": records}
-    write_json_atomic(path, data)
+    write_text_atomic(path, json.dumps(data, indent=2))
     return data
 
 
@@ -499,19 +502,8 @@ def _collate_note(steps: list[str], per_step: int) -> str | None:
     return "; ".join(problems) or None
 
 
-def evaluate_aoa(checkpoints: list[tuple[str, int, Path]], data_path: str | Path, out_dir: str | Path,
-                 device: torch.device | str = "cpu", logger: RunLogger | logging.Logger | None = None, *,
-                 backend: str | None = None, child_path: str | Path | None = None,
-                 min_contexts: int = MIN_CONTEXTS, model_name: str | None = None,
-                 tokens_per_batch: int = TOKENS_PER_BATCH, progress: bool = False) -> dict:
-    """The AoA task over a run's checkpoints, given as (revision name such as "chck_1M", words
-    seen, saved model folder): loads each, computes every word's surprisal in every context of
-    `data_path` (cdi_childes.json), writes `out_dir/surprisal.json` in the official layout,
-    fits each word's curve and correlates the model's AoA with the children's (cdi_human.csv
-    beside `data_path`, or `child_path`; when it is missing the correlation is None, with a
-    warning). Returns {"pearson_r", "p_value", "words_fitted", "words_failed",
-    "words_correlated", "checkpoints"} (r and p None when fewer than 3 words have both AoAs)."""
-    log = logger if logger is not None else logging.getLogger(__name__)
+def _checked(checkpoints: list[tuple[str, int, Path]]) -> list[tuple[str, int, Path]]:
+    """The checkpoints by words seen; UserError for fewer than 3, repeated names or counts."""
     if len(checkpoints) < MIN_CHECKPOINTS:
         raise UserError(f"AoA fits a sigmoid to each word's surprisal across checkpoints, which needs at least "
                         f"{MIN_CHECKPOINTS} checkpoints; got {len(checkpoints)}: train with --checkpoint_words "
@@ -522,30 +514,31 @@ def evaluate_aoa(checkpoints: list[tuple[str, int, Path]], data_path: str | Path
     seen = [int(n) for _, n, _ in checkpoints]
     if min(seen) <= 0 or len(set(seen)) != len(seen):
         raise UserError(f"AoA checkpoints need distinct, positive words-seen counts, got {seen}")
-    checkpoints = sorted(checkpoints, key=lambda c: c[1])
-    data_path = Path(data_path)
-    words = read_aoa_words(data_path, min_contexts)
-    child_path = Path(child_path) if child_path is not None else data_path.parent / CHILD_AOA_FILE
-    child = child_aoas(read_child_table(child_path)) if child_path.is_file() else None
-    pairs = [(context, word) for word, contexts in words.items() for context in contexts]
-    log.info(f"AoA: {len(words)} words, {len(pairs)} contexts, {len(checkpoints)} checkpoints "
-             f"({checkpoints[0][0]} ... {checkpoints[-1][0]})")
-    if model_name is None:
-        model_name = model_name_and_revision(checkpoints[-1][2])[0]
+    return sorted(checkpoints, key=lambda c: c[1])
 
-    records: list[dict] = []
+
+def _score_checkpoints(checkpoints: list[tuple[str, int, Path]], words: dict[str, list[str]], device, log,
+                       backend: str | None, tokens_per_batch: int,
+                       progress: bool) -> tuple[list[dict], list[dict], dict[str, float]]:
+    """(the file's records, those our fit reads: words actually seen, NaN where nothing is scored;
+    each word's chance surprisal at the last checkpoint)."""
+    pairs = [(context, word) for word, contexts in words.items() for context in contexts]
+    written: list[dict] = []
+    fitted: list[dict] = []
     chance: dict[str, float] = {}
     for name, words_seen, folder in checkpoints:
         model, tokenizer = load_model_and_tokenizer(folder, option="an AoA checkpoint")
         model.to(device).eval()
-        surprisals, tokens = _score(model, tokenizer, pairs, backend, device, tokens_per_batch, True,
-                                    f"AoA {name}" if progress else None)
+        surprisals, tokens, official = _score(model, tokenizer, pairs, backend, device, tokens_per_batch, True,
+                                              f"AoA {name}" if progress else None)
         # chance: every scored token at 1 / (the model's output vocabulary), averaged over the contexts
         per_word: dict[str, list[int]] = defaultdict(list)
         for (_, word), n in zip(pairs, tokens, strict=True):
             per_word[word].append(n)
         chance = {w: float(np.mean(n)) * math.log(model.config.vocab_size) for w, n in per_word.items()}
-        records += surprisal_records(name, words_seen, words, surprisals)
+        nominal = parse_word_mark(name)  # the official StepConfig's word_count: chck_3M -> 3000000
+        written += surprisal_records(name, words_seen if nominal is None else nominal, words, official)
+        fitted += surprisal_records(name, words_seen, words, surprisals)
         finite = [s for s in surprisals if math.isfinite(s)]
         mean = f"mean surprisal {np.mean(finite):.3f} nats over {len(finite)} contexts" if finite else "no context"
         unscorable = len(surprisals) - len(finite)
@@ -553,29 +546,54 @@ def evaluate_aoa(checkpoints: list[tuple[str, int, Path]], data_path: str | Path
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    return written, fitted, chance
 
+
+def evaluate_aoa(checkpoints: list[tuple[str, int, Path]], data_path: str | Path, out_dir: str | Path,
+                 device: torch.device | str = "cpu", logger: RunLogger | logging.Logger | None = None, *,
+                 backend: str | None = None, child_path: str | Path | None = None,
+                 min_contexts: int = MIN_CONTEXTS, model_name: str | None = None,
+                 tokens_per_batch: int = TOKENS_PER_BATCH, progress: bool = False) -> dict:
+    """The AoA task over a run's checkpoints, (revision name such as "chck_1M", words seen, model
+    folder): every word's surprisal in every context of `data_path` (cdi_childes.json) at each,
+    written to `out_dir/surprisal.json` as the official code does (`model_name`: by default the
+    folder holding the checkpoints, the run); each word's curve fitted against the words seen,
+    and the model's AoA correlated with the children's (cdi_human.csv beside `data_path`, or
+    `child_path`; missing: None, with a warning). Returns {"pearson_r", "p_value", "words_fitted",
+    "words_failed", "words_correlated", "checkpoints"} (r, p None under 3 words with both AoAs)."""
+    log = logger if logger is not None else logging.getLogger(__name__)
+    checkpoints = _checked(checkpoints)
+    data_path = Path(data_path)
+    words = read_aoa_words(data_path, min_contexts)
+    per_step = sum(map(len, words.values()))
+    if not per_step:
+        raise UserError(f"{data_path} lists no context for any word: restore the official cdi_childes.json")
+    child_path = Path(child_path) if child_path is not None else data_path.parent / CHILD_AOA_FILE
+    child = child_aoas(read_child_table(child_path)) if child_path.is_file() else None
+    log.info(f"AoA: {len(words)} words, {per_step} contexts, {len(checkpoints)} checkpoints "
+             f"({checkpoints[0][0]} ... {checkpoints[-1][0]})")
+    written, fitted, chance = _score_checkpoints(checkpoints, words, device, log, backend, tokens_per_batch,
+                                                 progress)
     out_path = Path(out_dir) / SURPRISAL_FILE
-    write_surprisal_json(out_path, records, model_name, total_steps=len(checkpoints))
+    model_name = str(Path(checkpoints[-1][2]).parent) if model_name is None else model_name
+    write_surprisal_json(out_path, written, model_name, total_steps=len(checkpoints))
     log.info(f"AoA surprisals -> {out_path}")
-    note = _collate_note(names, len(pairs))
+    note = _collate_note([name for name, _, _ in checkpoints], per_step)
     if note:
         log.warning(f"AoA: the official collate step would not take {out_path} as a submission's: {note}")
 
-    fits, failed = model_aoas(records, chance)
+    fits, failed = model_aoas(fitted, chance)
     if failed:
         shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
         log.warning(f"AoA: no sigmoid fit (flat, rising or outside the checkpoints) for {len(failed)} of "
                     f"{len(words)} words: {shown}")
-    r = p = None
-    n = 0
+    r, p, n = (None, None, 0) if child is None else aoa_correlation({w: f.aoa for w, f in fits.items()}, child)
     if child is None:
         log.warning(f"AoA: no children's table {child_path}: no correlation computed "
                     "(restore the official evaluation data)")
+    elif r is None:
+        log.warning(f"AoA: only {n} words have both a model and a child AoA: no correlation")
     else:
-        r, p, n = aoa_correlation({w: f.aoa for w, f in fits.items()}, child)
-        if r is None:
-            log.warning(f"AoA: only {n} words have both a model and a child AoA: no correlation")
-        else:
-            log.info(f"AoA: Pearson r = {r:.4f} (p = {p:.3g}) between model and child AoA over {n} words")
+        log.info(f"AoA: Pearson r = {r:.4f} (p = {p:.3g}) between model and child AoA over {n} words")
     return {"pearson_r": r, "p_value": p, "words_fitted": len(fits), "words_failed": len(failed),
             "words_correlated": n, "checkpoints": [name for name, _, _ in checkpoints]}

@@ -95,5 +95,6 @@ def _age_of_acquisition(run_dir: Path, checkpoints: list[tuple[str, int, int]], 
                     f"{len(checkpoints)}")
         return None
     out = revision_dir(out_root, model_name, "main") / "zero_shot" / backend / "AoA_word"
+    # surprisal.json's metadata names the model as given, the run folder (the official: --model_name)
     return aoa.evaluate_aoa([(name, words, run_dir / name) for name, words, _ in checkpoints], data, out,
-                            get_device(args.device), logger, backend=backend, model_name=model_name)
+                            get_device(args.device), logger, backend=backend, model_name=str(run_dir))

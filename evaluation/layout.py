@@ -105,7 +105,7 @@ FULL_SIZES: dict[str, int | dict[str, int]] = {
     "reading": 1726, "wug_adj": 200, "wug_past": 50,
     "boolq": 1635, "mnli": 4908, "mrpc": 204, "multirc": 2424, "qqp": 20215, "rte": 139, "wsc": 52,
 }
-AOA_WORDS = 6560  # records per checkpoint in AoA_word/surprisal.json
+AOA_WORDS = 8005  # records per checkpoint in AoA_word/surprisal.json (collate_preds.py AOA_SIZE)
 
 # Each zero-shot entry of a submission: (its key, the task folder, the data folder of the full
 # sets, that of the fast sets or None when the fast suite leaves it out).

@@ -1,11 +1,21 @@
 """The age-of-acquisition task (evaluation/aoa.py): the readers of the official data files,
 the surprisal of a word against a brute-force forward pass, the sigmoid fits, the
-correlation, and surprisal.json end to end over three saved checkpoints."""
+correlation, and surprisal.json end to end over three saved checkpoints; against the official
+pipeline (when /work/shared/official_pipeline, or $OFFICIAL_PIPELINE, is there), run in its
+own process: its AoA run.py writes the same file for the same model and data, its collate
+check (`_check_size_aoa`) takes ours with 8005 records a checkpoint, and its reader
+(`calculate_results_from_pred._calculate_aoa_results`) scores ours."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,11 +23,15 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
 from evaluation import aoa
+from evaluation.layout import REVISIONS
 from tokenizer import load_tokenizer
-from utils import BABYLM_WORD_MARKS, UserError
+from utils import BABYLM_WORD_MARKS, UserError, parse_word_mark
 
 WORDS = np.array(BABYLM_WORD_MARKS, dtype=float)  # 1M ... 100M words: 19 checkpoints
-OFFICIAL_KEYS = {"step", "word_count", "target_word", "context_id", "context", "surprisal"}
+# the official record, keys in the order analyze_steps writes them (AoA_word/evaluation_functions.py)
+OFFICIAL_KEYS = ["step", "word_count", "target_word", "context_id", "context", "surprisal"]
+OFFICIAL = Path(os.environ.get("OFFICIAL_PIPELINE")
+                or Path(__file__).resolve().parents[1].parent / "shared" / "official_pipeline")
 
 
 def learning_curve(midpoint: float, top: float = 12.0, drop: float = 8.0, slope: float = 5.0,
@@ -107,10 +121,14 @@ def test_reader_keeps_words_as_the_official_loader(tmp_path):
         "a": [{"context": "this is"}, {"context": "what"}],  # one character: left out
         "cat": [{"context": "the"}],  # too few contexts
         "ice cream": [{"context": "can I have"}, {"context": "I like"}],
+        "none": [],  # no context: kept (officially too), gives no record
     }, indent=2), encoding="utf-8")
     assert aoa.read_aoa_words(path, min_contexts=2) == {"dog": ["I want to pet the", "look at that"],
                                                         "ice cream": ["can I have", "I like"]}
-    assert list(aoa.read_aoa_words(path, min_contexts=1)) == ["dog", "cat", "ice cream"]
+    # by default every word of two or more characters, as the official run.py (--min_context 0)
+    assert aoa.MIN_CONTEXTS == 0
+    assert aoa.read_aoa_words(path) == {"dog": ["I want to pet the", "look at that"], "cat": ["the"],
+                                        "ice cream": ["can I have", "I like"], "none": []}
     with pytest.raises(UserError, match="no word of two or more characters with 3 or more contexts"):
         aoa.read_aoa_words(path, min_contexts=3)
 
@@ -238,48 +256,194 @@ def test_masked_models(tok_dirs):
 # --------------------------------------------------------------------------- end to end
 
 
-def test_evaluate_aoa_writes_the_official_surprisal_json(tmp_path, clm_tokenizer):
+def test_evaluate_aoa_writes_the_official_surprisal_json(tmp_path, clm_tokenizer, monkeypatch):
     data = tmp_path / "evaluation_data" / aoa.AOA_DATA
     data.parent.mkdir(parents=True)
-    words = {"dog": ["I want to pet the", "look at the"], "ball": ["throw me the", "she kicked the"],
-             "xylophone": ["he played the", "a", "the loud"], "x": ["one letter", "left out"]}
+    # "dog" after an empty context is one token: unscorable; "none" has no context; "x" one letter
+    words = {"dog": ["I want to pet the", "look at the", ""], "ball": ["throw me the"],
+             "xylophone": ["he played the", "a", "the loud"], "x": ["one letter", "left out"], "none": []}
     data.write_text(json.dumps({w: [{"context": c} for c in cs] for w, cs in words.items()}), encoding="utf-8")
     ages = ",".join(map(str, aoa.CHILD_AGES))
     (data.parent / aoa.CHILD_AOA_FILE).write_text(
         f"word,{ages}\n" + "".join(f"{w},{','.join(f'{min(1, a / m):.2f}' for a in aoa.CHILD_AGES)}\n"
                                    for w, m in (("dog", 40), ("ball", 45), ("xylophone", 90))), encoding="utf-8")
     checkpoints = []
-    for seed, (name, seen) in enumerate((("chck_10M", 10_000_000), ("chck_1M", 1_000_000), ("chck_2M", 2_000_000))):
+    seen = {"chck_1M": 1_048_576, "chck_2M": 2_001_234, "chck_10M": 10_000_017}  # words actually seen
+    for seed, name in enumerate(("chck_10M", "chck_1M", "chck_2M")):
         folder = tmp_path / "run" / name
         tiny_gpt2(clm_tokenizer, seed).save_pretrained(folder)
         clm_tokenizer.save_pretrained(folder)
-        checkpoints.append((name, seen, folder))
+        checkpoints.append((name, seen[name], folder))
     assert aoa.find_aoa_data(tmp_path / "evaluation_data") == data
+    fitted, fit = [], aoa.model_aoas
+    monkeypatch.setattr(aoa, "model_aoas", lambda records, chance: fitted.extend(records) or fit(records, chance))
 
     out = tmp_path / "results" / "run" / "main" / "zero_shot" / "causal" / aoa.AOA_TASK_DIR
-    result = aoa.evaluate_aoa(checkpoints, data, out, "cpu", min_contexts=2)
-    saved = json.loads((out / aoa.SURPRISAL_FILE).read_text(encoding="utf-8"))
-    assert saved["metadata"] == {"model_name": "run", "use_bos_only": False, "total_steps": 3, "completed_steps": 3}
+    result = aoa.evaluate_aoa(checkpoints, data, out, "cpu")
+    text = (out / aoa.SURPRISAL_FILE).read_text(encoding="utf-8")
+    saved = json.loads(text)
+    assert text == json.dumps(saved, indent=2)  # the official json.dump(indent=2): keys in order, no newline
+    assert list(saved) == ["metadata", "results"]
+    assert list(saved["metadata"].items()) == [("model_name", str(tmp_path / "run")), ("use_bos_only", False),
+                                               ("total_steps", 3), ("completed_steps", 3)]
     records = saved["results"]
     kept = [(w, k, c) for w in ("dog", "ball", "xylophone") for k, c in enumerate(words[w])]
-    assert len(records) == 3 * len(kept) == 21  # one per (checkpoint, word, context)
+    assert len(records) == 3 * len(kept) == 21  # one per (checkpoint, word, context); none for "none"
     assert [r["step"] for r in records] == [n for n in ("chck_1M", "chck_2M", "chck_10M") for _ in kept]
+    nominal = {"chck_1M": 1_000_000, "chck_2M": 2_000_000, "chck_10M": 10_000_000}
     for record, (word, k, context) in zip(records, kept * 3, strict=True):
-        assert set(record) == OFFICIAL_KEYS
+        assert list(record) == OFFICIAL_KEYS
         assert (record["target_word"], record["context_id"], record["context"]) == (word, k, context)
-        assert record["word_count"] == {"chck_1M": 1_000_000, "chck_2M": 2_000_000, "chck_10M": 10_000_000}[
-            record["step"]]
-        assert isinstance(record["surprisal"], float) and record["surprisal"] > 0
+        # the revision's nominal mark, an int, as the official StepConfig writes it
+        assert record["word_count"] == nominal[record["step"]] and type(record["word_count"]) is int
+        if context:
+            assert isinstance(record["surprisal"], float) and record["surprisal"] > 0
+        else:  # unscorable: NaN, as the official code writes it (its forward pass over no token fails)
+            assert math.isnan(record["surprisal"])
+    assert text.count('"surprisal": NaN') == 3
     # the file's numbers are each checkpoint's surprisals
     model = GPT2LMHeadModel.from_pretrained(tmp_path / "run" / "chck_2M").eval()
-    pairs = [(c, w) for w, _, c in kept]
     assert [r["surprisal"] for r in records[7:14]] == pytest.approx(
-        aoa.word_surprisals(model, clm_tokenizer, pairs), abs=1e-5)
+        aoa.word_surprisals(model, clm_tokenizer, [(c, w) for w, _, c in kept]), abs=1e-5, nan_ok=True)
+    # our own fit reads the words actually seen
+    assert [r["word_count"] for r in fitted] == [seen[r["step"]] for r in records]
     assert result["checkpoints"] == ["chck_1M", "chck_2M", "chck_10M"]
     assert result["words_fitted"] + result["words_failed"] == 3
     assert result["words_correlated"] <= result["words_fitted"]
     assert (result["pearson_r"] is None) == (result["words_correlated"] < 3)
 
     with pytest.raises(UserError, match="at least 3 checkpoints"):
-        aoa.evaluate_aoa(checkpoints[:2], data, tmp_path / "two", "cpu", min_contexts=2)
+        aoa.evaluate_aoa(checkpoints[:2], data, tmp_path / "two", "cpu")
     assert not (tmp_path / "two").exists()
+
+
+# --------------------------------------------------------------------------- the official pipeline
+
+
+def need_official(*modules: str) -> None:
+    """Skip unless the official pipeline is there, and `modules` (its imports) are installed."""
+    if not (OFFICIAL / "evaluation_pipeline" / "AoA_word" / "run.py").is_file():
+        pytest.skip(f"no official pipeline at {OFFICIAL} (set OFFICIAL_PIPELINE)")
+    for module in modules:
+        pytest.importorskip(module)
+
+
+def official(code: str, cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `code` with the official pipeline's own modules (cwd: its folder or evaluation_pipeline/)
+    in a process of its own; skip when the pipeline or a module it imports is missing."""
+    need_official()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'", done.stderr)
+    if missing:
+        pytest.skip(f"the official code needs {missing.group(1)}, not installed here")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_the_official_run_writes_the_same_file(tmp_path, clm_tokenizer):
+    """The official AoA run.py (a local model folder: every revision loads the same model) and
+    evaluate_aoa over the 19 strict-small revisions of that folder write the same surprisal.json,
+    record for record, surprisals within float32 rounding."""
+    need_official("tqdm")
+    model_dir = tmp_path / "model"
+    tiny_gpt2(clm_tokenizer, 1).save_pretrained(model_dir)
+    clm_tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "cdi_childes.json"
+    data.write_text(json.dumps({
+        "dog": [{"context": "I want to pet the"}, {"context": ""}, {"context": "  look at "}],
+        "x": [{"context": "one letter"}], "none": [],
+        "xylophone": [{"context": ""}, {"context": "he played the"}],  # several tokens: the first unscored
+        "ice cream": [{"context": "un café et"}, {"context": "can I have"}]}), encoding="utf-8")
+    official("import sys, runpy; sys.argv = ['run.py', *sys.argv[1:]]; "
+             "runpy.run_module('evaluation_pipeline.AoA_word.run', run_name='__main__')", OFFICIAL,
+             "--model_name", str(model_dir), "--backend", "causal", "--track_name", "strict-small",
+             "--word_path", str(data), "--output_dir", str(tmp_path / "official"))
+    theirs = (tmp_path / "official" / "model" / "main" / "zero_shot" / "causal" / "AoA_word" / aoa.SURPRISAL_FILE)
+    checkpoints = [(name, parse_word_mark(name) + 1, model_dir) for name in REVISIONS["strict-small"]]
+    aoa.evaluate_aoa(checkpoints, data, tmp_path / "ours", "cpu", model_name=str(model_dir))
+    ours = (tmp_path / "ours" / aoa.SURPRISAL_FILE).read_text(encoding="utf-8")
+    theirs = theirs.read_text(encoding="utf-8")
+    number = re.compile(r'("surprisal": )(\S+)')
+    assert number.sub(r"\1S", ours) == number.sub(r"\1S", theirs)  # all but the surprisals, byte for byte
+    ours_s = [float(m.group(2)) for m in number.finditer(ours)]
+    theirs_s = [float(m.group(2)) for m in number.finditer(theirs)]
+    assert len(ours_s) == 19 * 7 and sum(map(math.isnan, theirs_s)) == 19  # "dog" after "" each time
+    assert ours_s == pytest.approx(theirs_s, abs=1e-4, nan_ok=True)
+
+
+def fake_scoring(monkeypatch, surprisal) -> None:
+    """evaluate_aoa without models: a checkpoint folder's name is its words seen, and every
+    context's surprisal there is `surprisal(words seen)`."""
+    current = {}
+    model = SimpleNamespace(config=SimpleNamespace(vocab_size=600))
+    model.to = lambda device: SimpleNamespace(eval=lambda: model)
+
+    def load(folder, option):
+        current["words"] = int(Path(folder).name)
+        return model, None
+
+    def score(model, tokenizer, pairs, backend, device, tokens_per_batch, share, desc):
+        values = [surprisal(current["words"])] * len(pairs)
+        return values, [1] * len(pairs), values
+
+    monkeypatch.setattr(aoa, "load_model_and_tokenizer", load)
+    monkeypatch.setattr(aoa, "_score", score)
+
+
+def test_every_word_at_every_checkpoint_passes_the_official_collate_check(tmp_path, monkeypatch):
+    """8005 words, one context each: 8005 records at each of the 19 strict-small revisions, which
+    the official `_check_size_aoa` (collate_preds.py, AOA_SIZE 8005) takes, and so does ours."""
+    from evaluation.submission import aoa_problems
+
+    need_official("pandas", "scipy", "statsmodels")  # what collate_preds.py imports
+    data = tmp_path / "cdi_childes.json"
+    data.write_text(json.dumps({f"word{i}": [{"context": "look at the"}] for i in range(aoa.AOA_WORDS)}),
+                    encoding="utf-8")
+    assert aoa.AOA_WORDS == 8005
+    fake_scoring(monkeypatch, lambda words: 5.0)  # flat: no fit to try for 8005 words
+    checkpoints = [(name, parse_word_mark(name) + 3, tmp_path / str(parse_word_mark(name) + 3))
+                   for name in REVISIONS["strict-small"]]
+    aoa.evaluate_aoa(checkpoints, data, tmp_path / "out", "cpu", model_name="m")
+    path = tmp_path / "out" / aoa.SURPRISAL_FILE
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    steps = [r["step"] for r in saved["results"]]
+    assert {name: steps.count(name) for name in REVISIONS["strict-small"]} == dict.fromkeys(
+        REVISIONS["strict-small"], 8005)
+    assert aoa_problems(saved, "strict-small") == []
+    drop = steps.index("chck_5M")
+    short = tmp_path / "short.json"  # one record less at chck_5M: refused by both
+    short.write_text(json.dumps({**saved, "results": saved["results"][:drop] + saved["results"][drop + 1:]}))
+    assert aoa_problems(json.loads(short.read_text()), "strict-small")
+    check = ("import json, sys; from types import SimpleNamespace; from collate_preds import _check_size_aoa; "
+             "print([_check_size_aoa(SimpleNamespace(track='strict-small'), json.load(open(p))) "
+             "for p in sys.argv[1:]])")
+    done = official(check, OFFICIAL / "evaluation_pipeline", str(path), str(short))
+    assert done.stdout.strip().splitlines()[-1] == "[True, False]"
+
+
+def test_the_official_reader_scores_our_file(tmp_path):
+    """calculate_results_from_pred's `_calculate_aoa_results` (the official AoAEvaluator) reads our
+    surprisal.json, NaN surprisals included, and correlates the words' AoA with the children's."""
+    need_official("pandas", "scipy", "statsmodels")
+    words = {f"word{i}": ["the", "a"] for i in range(8)}
+    records = []
+    for name, n in zip(REVISIONS["strict-small"], WORDS, strict=True):
+        curves = [learning_curve(6.4 + 0.1 * i, top=20.0, drop=16.0)[list(WORDS).index(n)] for i in range(8)]
+        records += aoa.surprisal_records(name, int(n), words, [s for c in curves for s in (c, math.nan)])
+    path = tmp_path / aoa.SURPRISAL_FILE
+    aoa.write_surprisal_json(path, records, "m")
+    cdi = tmp_path / "cdi_human.csv"
+    cdi.write_text("word," + ",".join(map(str, aoa.CHILD_AGES)) + "\n" + "".join(
+        f"word{i}," + ",".join(f"{1 / (1 + math.exp(-0.8 * (a - 18 - i))):.3f}" for a in aoa.CHILD_AGES) + "\n"
+        for i in range(8)), encoding="utf-8")
+    code = ("import json, sys; from pathlib import Path; from utils import AoAEvaluator; "
+            "from calculate_results_from_pred import _calculate_aoa_results; "
+            "data, cdi = json.load(open(sys.argv[1])), Path(sys.argv[2]); "
+            "print(json.dumps([_calculate_aoa_results(data, cdi), "
+            "AoAEvaluator(cdi).compute_curve_fitness(data)['n_words']]))")
+    done = official(code, OFFICIAL / "evaluation_pipeline", str(path), str(cdi))
+    assert "Skipping invalid data" not in done.stderr  # what it logs for a null surprisal
+    fitness, n = json.loads(done.stdout.strip().splitlines()[-1])
+    assert n == 8 and fitness > 0.9  # model AoA rises with child AoA, word by word

@@ -164,7 +164,7 @@ def test_evaluate_checkpoints_runs_aoa_when_its_data_is_there(curved_run, tmp_pa
     results = train
     data = tmp_path / "evaluation_data"
     shutil.copytree(SAMPLE.parent / "sample_eval" / "fast_eval" / "blimp_fast", data / "fast_eval" / "blimp_fast")
-    # The official minimum: 20 contexts a word.
+    # 20 contexts a word: every word is kept (the official --min_context default, 0), 40 records a checkpoint.
     words = {w: [{"context": f"{name} saw the"} for name in ("Mira", "Teo", "Calla", "Tobin", "Nessa") * 4]
              for w in ("cup", "boat")}
     (data / "full_eval" / "aoa").mkdir(parents=True)
@@ -181,3 +181,6 @@ def test_evaluate_checkpoints_runs_aoa_when_its_data_is_there(curved_run, tmp_pa
     steps = sorted(results["checkpoint_words"])
     assert sorted({r["step"] for r in surprisal["results"]}) == steps
     assert len(surprisal["results"]) == len(steps) * 2 * 20
+    # as the official writes it: the model as given (the run folder), each revision's nominal words
+    assert surprisal["metadata"]["model_name"] == str(run_dir)
+    assert {r["step"]: r["word_count"] for r in surprisal["results"]}["chck_100"] == 100
