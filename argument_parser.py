@@ -374,6 +374,14 @@ def _finetune_options(p: argparse.ArgumentParser) -> None:
             "a model trained on the others (not the official protocol; a submission from it is partial)")
     _number(g, "--max_seq_length", AT_LEAST_1, type=int, default=512,
             help="fine-tuning inputs are truncated to this (default: the official 512; at most the model's positions)")
+    g.add_argument("--finetune_protocol", choices=("official", "ours"), default="official",
+                   help="official: the official pipeline's head (on AutoModel), AdamW (decay 0.01 on all, betas 0.9/"
+                   "0.999), 6%% warm-up, cosine to 0.1x, no clipping, last partial batch dropped, its text layouts and "
+                   "files (it ignores --weight_decay, --warmup_ratio, --adam_*, --grad_norm_clip); ours: the "
+                   "*ForSequenceClassification head with the training options (docs/evaluation.md)")
+    g.add_argument("--finetune_pool", choices=("first", "last"), default=None,
+                   help="official protocol: the token the head reads (default: last real token for GPT-2 and Llama, "
+                   "whose first token sees nothing else; first for BERT and gpt_bert, as officially)")
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:

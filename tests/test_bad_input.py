@@ -269,7 +269,8 @@ CASES = {
                               "rte.train.jsonl:1 is not valid JSON", "fix or remove that line"),
     # 11. a fine-tuning label outside the label set
     "glue_label_outside": Case(lambda t, k: eval_argv("finetune", t, glue_task(
-        t, [{"sentence1": "a", "label": 0}, {"sentence1": "b", "label": 1}], [{"sentence1": "c", "label": 2}])),
+        t, [{"sentence1": "a", "sentence2": "x", "label": 0}, {"sentence1": "b", "sentence2": "y", "label": 1}],
+        [{"sentence1": "c", "sentence2": "z", "label": 2}])),
                                "labels must be 0..N-1", "fix the label column"),
     # 12. an unknown model type or option value (argparse, exit 2)
     "unknown_model_type": Case(lambda t, k: train_argv(t, k["clm"], "--model_type", "gpt3"),

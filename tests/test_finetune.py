@@ -16,10 +16,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoTokenizer
 
 import evaluation.finetune as finetune
+import evaluation.finetune_data as finetune_data
+import evaluation.finetune_protocol as finetune_protocol
 import run
 from argument_parser import parse_args
 from custom_models import build_model
 from evaluation.layout import FINETUNE_TASKS
+from training.hardware import grad_scaler
 from training.setup import save_model_folder
 from utils import FINETUNE_RESULTS, UserError
 
@@ -44,9 +47,9 @@ def model_dirs(tmp_path_factory, tok_dirs):
     return dirs
 
 
-def ft_args(model_dir, out, *extra, glue=GLUE):
+def ft_args(model_dir, out, *extra, glue=GLUE, protocol="ours"):
     return parse_args(["finetune", "--model_dir", str(model_dir), "--glue_dir", str(glue), "--output_dir", str(out),
-                       *FAST, *map(str, extra)])
+                       "--finetune_protocol", protocol, *FAST, *map(str, extra)])
 
 
 def scalars(run_dir, tag):
@@ -73,31 +76,31 @@ def without_timing(results):
 def test_metrics_match_hand_computed_values():
     labels = np.array([1, 1, 0, 0, 1])
     preds = np.array([1, 0, 0, 1, 1])  # tp 2, fn 1, tn 1, fp 1
-    assert finetune.accuracy(preds, labels) == pytest.approx(3 / 5)
-    assert finetune.f1_score(preds, labels) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert finetune_data.accuracy(preds, labels) == pytest.approx(3 / 5)
+    assert finetune_data.f1_score(preds, labels) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     # (tp*tn - fp*fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)) = (2 - 1) / sqrt(3*3*2*2)
-    assert finetune.matthews_corrcoef(preds, labels) == pytest.approx(1 / 6)
-    assert finetune.matthews_corrcoef(labels, labels) == pytest.approx(1.0)
-    assert finetune.matthews_corrcoef(1 - labels, labels) == pytest.approx(-1.0)
+    assert finetune_data.matthews_corrcoef(preds, labels) == pytest.approx(1 / 6)
+    assert finetune_data.matthews_corrcoef(labels, labels) == pytest.approx(1.0)
+    assert finetune_data.matthews_corrcoef(1 - labels, labels) == pytest.approx(-1.0)
     # Three classes: true counts t=(2,1,1), predicted p=(2,0,2), correct c=3, n=4:
     # (c*n - p.t) / sqrt((n^2 - p.p)(n^2 - t.t)) = (12 - 6) / sqrt(8 * 10)
-    assert finetune.matthews_corrcoef([0, 2, 2, 0], [0, 1, 2, 0]) == pytest.approx(6 / np.sqrt(80))
+    assert finetune_data.matthews_corrcoef([0, 2, 2, 0], [0, 1, 2, 0]) == pytest.approx(6 / np.sqrt(80))
     # Two labels: the official accuracy, F1 and MCC; MNLI's three: accuracy alone.
-    assert finetune.task_metrics("mrpc", preds, labels).keys() == {"accuracy", "f1", "mcc"}
-    assert finetune.task_metrics("rte", preds, labels).keys() == {"accuracy", "f1", "mcc"}
-    assert finetune.task_metrics("mnli", np.array([0, 2, 1]), np.array([0, 1, 1]), 3).keys() == {"accuracy"}
+    assert finetune_data.task_metrics("mrpc", preds, labels).keys() == {"accuracy", "f1", "mcc"}
+    assert finetune_data.task_metrics("rte", preds, labels).keys() == {"accuracy", "f1", "mcc"}
+    assert finetune_data.task_metrics("mnli", np.array([0, 2, 1]), np.array([0, 1, 1]), 3).keys() == {"accuracy"}
 
 
 def test_metrics_degenerate_cases_give_zero_without_warnings():
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
         ones, zeros = np.ones(6, dtype=int), np.zeros(6, dtype=int)
-        assert finetune.matthews_corrcoef(ones, ones) == 0.0  # one class everywhere: 0/0
-        assert finetune.matthews_corrcoef(zeros, np.array([0, 1, 0, 1, 1, 0])) == 0.0  # constant predictions
-        assert finetune.f1_score(zeros, zeros) == 0.0  # positive class neither present nor predicted
-        assert finetune.f1_score(zeros, ones) == 0.0  # never predicted
-        assert finetune.f1_score(ones, zeros) == 0.0  # never present
-        assert finetune.accuracy(ones, ones) == 1.0
+        assert finetune_data.matthews_corrcoef(ones, ones) == 0.0  # one class everywhere: 0/0
+        assert finetune_data.matthews_corrcoef(zeros, np.array([0, 1, 0, 1, 1, 0])) == 0.0  # constant predictions
+        assert finetune_data.f1_score(zeros, zeros) == 0.0  # positive class neither present nor predicted
+        assert finetune_data.f1_score(zeros, ones) == 0.0  # never predicted
+        assert finetune_data.f1_score(ones, zeros) == 0.0  # never present
+        assert finetune_data.accuracy(ones, ones) == 1.0
 
 
 # --------------------------------------------------------------------------- data
@@ -117,9 +120,9 @@ def test_text_layouts():
         ({"text": "t", "span1_text": "x", "span2_text": "it"}, ("t", 'Does "it" refer to "x"?')),
     ]
     for record, texts in layouts:
-        assert finetune.example_texts(record) == texts, record
+        assert finetune_data.example_texts(record) == texts, record
     with pytest.raises(KeyError):
-        finetune.example_texts({"label": 1, "idx": 0})
+        finetune_data.example_texts({"label": 1, "idx": 0})
 
 
 # --------------------------------------------------------------------------- model
@@ -140,7 +143,7 @@ def test_padding_does_not_change_the_logits(model_type, model_dirs, tmp_path):
     assert model.config.pad_token_id == tok.pad_token_id and new_weights
     texts = [("Mira ate the apple.", "Someone ate it."),
              ("Tovan carried the heavy basket down to the river after the long rain.", "Tovan carried it.")]
-    features = finetune.encode_texts(tok, texts, max_length=64)
+    features = finetune_data.encode_texts(tok, texts, max_length=64)
     assert len(features[1]["input_ids"]) > len(features[0]["input_ids"]) + 5  # the short one gets padded
     with torch.no_grad():
         alone = finetune.batch_logits(model, features[:1], tok.pad_token_id, torch.device("cpu"))
@@ -153,9 +156,10 @@ def test_padding_does_not_change_the_logits(model_type, model_dirs, tmp_path):
 # --------------------------------------------------------------------------- runs
 
 
-def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_run_finetune_writes_results_and_tensorboard(protocol, model_dirs, tmp_path):
     out = tmp_path / "ft"
-    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], out))
+    results = finetune.run_finetune(ft_args(model_dirs["gpt2"], out, protocol=protocol))
     assert json.loads((out / FINETUNE_RESULTS).read_text()) == results
     assert sorted(p.name for p in out.iterdir()) == [".lock", "finetune_results.json", "log.txt", "tensorboard"]
     assert results["model_dir"] == str(model_dirs["gpt2"]) and results["options"]["finetune_epochs"] == 3
@@ -163,7 +167,9 @@ def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
     for task, r in results["tasks"].items():
         assert 0.0 <= r["metrics"]["accuracy"] <= 1.0
         assert (r["train_size"], r["valid_size"], r["num_labels"], r["epochs_run"]) == (200, 60, 2, 3)
-        assert 1 <= r["best_epoch"] <= 3 and len(r["history"]) == 3 and r["steps"] == 3 * 13
+        # 200 examples in batches of 16: the official protocol drops the last 8.
+        assert 1 <= r["best_epoch"] <= 3 and len(r["history"]) == 3
+        assert r["steps"] == 3 * (12 if protocol == "official" else 13)
         best = r["history"][r["best_epoch"] - 1]
         assert r["metrics"][r["selection_metric"]] == max(h[r["selection_metric"]] for h in r["history"])
         assert r["metrics"]["accuracy"] == best["accuracy"]
@@ -174,32 +180,40 @@ def test_run_finetune_writes_results_and_tensorboard(model_dirs, tmp_path):
     assert mrpc["selection_metric"] == "f1" and 0.0 <= mrpc["metrics"]["f1"] <= 1.0
     assert rte["selection_metric"] == "accuracy" and rte["metrics"].keys() == {"eval_loss", "accuracy", "f1", "mcc"}
     assert len(scalars(out, "finetune/mrpc/eval_f1")) == 3
+    # The options as used: the official protocol's own optimizer values, the token read resolved.
+    options = results["options"]
+    assert (options["finetune_protocol"], options["finetune_pool"]) == (protocol, "last")
+    assert (options["weight_decay"], options["adam_beta2"], options["warmup_ratio"], options["grad_norm_clip"]) == \
+        ((0.01, 0.999, 0.06, 0.0) if protocol == "official" else (0.1, 0.98, 0.05, 1.0))
 
 
-def test_tiny_model_learns_the_sample_task(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_tiny_model_learns_the_sample_task(protocol, model_dirs, tmp_path):
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path, "--tasks", "rte",
-                                            "--finetune_epochs", "5"))
+                                            "--finetune_epochs", "5", protocol=protocol))
     r = results["tasks"]["rte"]
     losses = [h["train_loss"] for h in r["history"]]
     assert losses[-1] < losses[0] - 0.2, losses
     assert r["metrics"]["accuracy"] > 0.65  # chance is about 0.5 (balanced labels)
 
 
-def test_bert_finetunes(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_bert_finetunes(protocol, model_dirs, tmp_path):
     results = finetune.run_finetune(ft_args(model_dirs["bert"], tmp_path, "--tasks", "mrpc",
-                                            "--finetune_epochs", "2"))
+                                            "--finetune_epochs", "2", protocol=protocol))
     r = results["tasks"]["mrpc"]
     assert r["epochs_run"] == 2 and 0.0 <= r["metrics"]["f1"] <= 1.0
 
 
-def test_same_seed_same_results(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_same_seed_same_results(protocol, model_dirs, tmp_path):
     first = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "a", "--tasks", "rte", "mrpc",
-                                          "--finetune_epochs", "2"))
+                                          "--finetune_epochs", "2", protocol=protocol))
     second = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "b", "--tasks", "rte", "mrpc",
-                                           "--finetune_epochs", "2"))
+                                           "--finetune_epochs", "2", protocol=protocol))
     assert without_timing(first) == without_timing(second)  # exactly equal losses and metrics
     other = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "c", "--tasks", "rte",
-                                          "--finetune_epochs", "2", "--seed", "7"))
+                                          "--finetune_epochs", "2", "--seed", "7", protocol=protocol))
     assert other["tasks"]["rte"]["history"] != first["tasks"]["rte"]["history"]
 
 
@@ -231,9 +245,9 @@ def test_single_sentence_task_and_other_layouts(model_dirs, tmp_path):
 
 
 def test_the_seven_official_tasks_read_as_the_official_pairs():
-    """Hand-made items in each official file's fields give the texts the issue and the pipeline's
-    scripts describe (BoolQ question/passage, MultiRC "Question: q Answer: a" with the paragraph,
-    WSC's question about its two spans, ...)."""
+    """Hand-made items in each official file's fields: our layout (--finetune_protocol ours) puts
+    MultiRC's paragraph and WSC's text first; the official one (dataset.py) puts the question
+    first and asks WSC's "in this passage"; the other five tasks read the same under both."""
     items = {
         "boolq": ({"question": "is it red", "passage": "The ball is red.", "idx": 1, "label": 1},
                   ("is it red", "The ball is red.")),
@@ -253,8 +267,12 @@ def test_the_seven_official_tasks_read_as_the_official_pairs():
                  ("Ana ate.", "Ana had eaten.")),
     }
     assert sorted(items) == sorted(FINETUNE_TASKS)
+    official = {"multirc": ("Question: Who has a dog? Answer: Ana", "Ana has a dog."),
+                "wsc": ('Does "He" refer to "Mark" in this passage?', "Mark told Pete lies. He lied.")}
     for task, (record, texts) in items.items():
-        assert finetune.example_texts(record) == texts, task
+        assert finetune_data.example_texts(record) == texts, task
+        assert finetune_data.record_texts(task, record, "ours") == texts, task
+        assert finetune_data.record_texts(task, record, "official") == official.get(task, texts), task
 
 
 def test_official_defaults_per_task_and_overrides():
@@ -267,6 +285,10 @@ def test_official_defaults_per_task_and_overrides():
     given = parse_args(["finetune", "--model_dir", "m", "--glue_dir", "g", "--output_dir", "o",
                         "--finetune_epochs", "2", "--finetune_batch_size", "8"])
     assert finetune.task_options(given, "wsc") == {"learning_rate": 3e-5, "batch_size": 8, "epochs": 2}
+    assert (args.finetune_protocol, args.finetune_pool) == ("official", None)  # the pool follows the model
+    for bad in (["--finetune_protocol", "theirs"], ["--finetune_pool", "middle"]):
+        with pytest.raises(SystemExit):
+            parse_args(["finetune", "--model_dir", "m", "--glue_dir", "g", "--output_dir", "o", *bad])
 
 
 @pytest.mark.parametrize("model_type", ["gpt2", "llama"])
@@ -277,7 +299,8 @@ def test_a_causal_classifier_reads_the_last_real_token(model_type, model_dirs):
     torch.manual_seed(0)
     model, _ = finetune.load_classifier(model_dirs[model_type], 2, tok.pad_token_id)
     model.eval()
-    features = finetune.encode_texts(tok, [("Mira ate the apple.",), ("Tovan carried the basket to the river.",)], 64)
+    texts = [("Mira ate the apple.",), ("Tovan carried the basket to the river.",)]
+    features = finetune_data.encode_texts(tok, texts, 64)
     with torch.no_grad():
         logits = finetune.batch_logits(model, features, tok.pad_token_id, torch.device("cpu"))
         for row, f in enumerate(features):
@@ -287,10 +310,11 @@ def test_a_causal_classifier_reads_the_last_real_token(model_type, model_dirs):
             assert not torch.allclose(logits[row], model.score(hidden[0, 0]), atol=1e-3)
 
 
-def test_official_layout_holds_the_best_epochs_predictions(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_official_layout_holds_the_best_epochs_predictions(protocol, model_dirs, tmp_path):
     official = tmp_path / "official"
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "ft", "--tasks", "rte", "mrpc",
-                                            "--results_dir", official))
+                                            "--results_dir", official, protocol=protocol))
     valid_labels = {t: [json.loads(line)["label"] for line in (GLUE / f"{t}.valid.jsonl").open()]
                     for t in ("rte", "mrpc")}
     for task, r in results["tasks"].items():
@@ -301,23 +325,31 @@ def test_official_layout_holds_the_best_epochs_predictions(model_dirs, tmp_path)
         assert [p["id"] for p in items] == [f"{task}_{i}" for i in range(len(valid_labels[task]))]
         # The predictions are the best epoch's: its accuracy and F1 follow from them.
         chosen = np.array([p["pred"] for p in items])
-        assert r["metrics"]["accuracy"] == pytest.approx(finetune.accuracy(chosen, valid_labels[task]))
-        assert r["metrics"]["f1"] == pytest.approx(finetune.f1_score(chosen, valid_labels[task]))
+        assert r["metrics"]["accuracy"] == pytest.approx(finetune_data.accuracy(chosen, valid_labels[task]))
+        assert r["metrics"]["f1"] == pytest.approx(finetune_data.f1_score(chosen, valid_labels[task]))
         text = (folder / "results.txt").read_text()
-        assert f"BEST EPOCH: {r['best_epoch']}" in text and f"ACCURACY: {r['metrics']['accuracy']:.4f}" in text
+        if protocol == "ours":
+            assert f"BEST EPOCH: {r['best_epoch']}" in text and f"ACCURACY: {r['metrics']['accuracy']:.4f}" in text
+            continue
+        # The official trainer's files: `name: value` lines without a final newline, one-line JSON.
+        m = r["metrics"]
+        assert text == f"accuracy: {m['accuracy']}\nf1: {m['f1']}\nmcc: {m['mcc']}"
+        assert (folder / "predictions.json").read_text() == json.dumps(preds)
 
 
-def test_a_task_without_train_file_needs_cross_fit_and_every_item_is_predicted_once(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_a_task_without_train_file_needs_cross_fit_and_every_item_is_predicted_once(protocol, model_dirs, tmp_path):
     glue = tmp_path / "glue"
     valid = [json.loads(line) for line in (GLUE / "rte.valid.jsonl").open()]
     write_task(glue, "boolq", None, [{"question": r["sentence2"], "passage": r["sentence1"], "label": r["label"]}
                                      for r in valid])
     with pytest.raises(UserError, match=r"no boolq.train.jsonl .*--finetune_cross_fit K"):
-        finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "a", "--tasks", "boolq", glue=glue))
+        finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "a", "--tasks", "boolq", glue=glue,
+                                      protocol=protocol))
     official = tmp_path / "official"
     results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "b", "--tasks", "boolq",
                                             "--finetune_cross_fit", "3", "--finetune_epochs", "2",
-                                            "--results_dir", official, glue=glue))
+                                            "--results_dir", official, glue=glue, protocol=protocol))
     r = results["tasks"]["boolq"]
     assert r["cross_fit"] == 3 and [f["valid_size"] for f in r["folds"]] == [20, 20, 20]
     assert all(f["train_size"] == 40 for f in r["folds"])
@@ -326,13 +358,15 @@ def test_a_task_without_train_file_needs_cross_fit_and_every_item_is_predicted_o
     items = json.loads((official / "gpt2" / "main" / "finetune" / "boolq" / "predictions.json").read_text())
     chosen = np.array([p["pred"] for p in items["boolq"]["predictions"]])
     assert len(chosen) == 60
-    assert r["metrics"]["accuracy"] == pytest.approx(finetune.accuracy(chosen, [v["label"] for v in valid]))
+    assert r["metrics"]["accuracy"] == pytest.approx(finetune_data.accuracy(chosen, [v["label"] for v in valid]))
     assert "CROSS-FIT: 3 folds" in (official / "gpt2" / "main" / "finetune" / "boolq" / "results.txt").read_text()
 
 
-def test_the_hybrid_finetunes_and_learns(model_dirs, tmp_path):
+@pytest.mark.parametrize("protocol", ["official", "ours"])
+def test_the_hybrid_finetunes_and_learns(protocol, model_dirs, tmp_path):
     results = finetune.run_finetune(ft_args(model_dirs["gpt_bert"], tmp_path, "--tasks", "rte",
-                                            "--finetune_epochs", "4"))
+                                            "--finetune_epochs", "4", protocol=protocol))
+    assert results["options"]["finetune_pool"] == "first"  # bidirectional: read at token 0, as officially
     losses = [h["train_loss"] for h in results["tasks"]["rte"]["history"]]
     assert losses[-1] < losses[0] - 0.1, losses
 
@@ -404,3 +438,75 @@ def test_finetune_dropout_sets_every_dropout_layer(model_type, model_dirs, tmp_p
                                             "--finetune_epochs", "1", "--finetune_dropout", "0.3"))
     assert dropped["options"]["finetune_dropout"] == 0.3 and plain["options"]["finetune_dropout"] is None
     assert dropped["tasks"]["rte"]["history"] != plain["tasks"]["rte"]["history"]
+
+
+# --------------------------------------------------------------------------- the official protocol
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_the_official_head_reads_a_causal_model_at_its_last_real_token(model_type, model_dirs, tmp_path):
+    """Default: the head applied to the hidden state at the last real token, whatever the padding
+    after it; --finetune_pool first: at token 0, as the official code reads every model."""
+    cpu = torch.device("cpu")
+    for extra, pool in (((), "last"), (("--finetune_pool", "first"), "first")):
+        _, _, tok, args = finetune.check_inputs(ft_args(model_dirs[model_type], tmp_path, *extra, protocol="official"))
+        assert args.finetune_pool == pool
+        torch.manual_seed(0)
+        model, _ = finetune_protocol.load_official_classifier(model_dirs[model_type], 2, args.finetune_pool)
+        model.eval()
+        texts = [("Mira ate the apple.",), ("Tovan carried the heavy basket down to the river.",)]
+        features = finetune_data.encode_texts(tok, texts, 64)
+        assert len(features[1]["input_ids"]) > len(features[0]["input_ids"]) + 3  # the first one is padded
+        with torch.no_grad():
+            logits = finetune.batch_logits(model, features, tok.pad_token_id, cpu)
+            for row, f in enumerate(features):
+                hidden = model.transformer(input_ids=torch.tensor([f["input_ids"]])).last_hidden_state[0]
+                read, other = (hidden[-1], hidden[0]) if pool == "last" else (hidden[0], hidden[-1])
+                assert torch.allclose(logits[row], model.classifier(read), atol=1e-5)
+                assert not torch.allclose(logits[row], model.classifier(other), atol=1e-3)
+
+
+def test_official_gpt2_learns_at_its_last_token_and_not_at_its_first(model_dirs, tmp_path):
+    """Why the departure: read at token 0 (the official reading) a causal model stays near chance
+    on the sample RTE (balanced, majority 0.5); read at its last real token it learns."""
+    best = {}
+    for pool in ("last", "first"):
+        results = finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / pool, "--tasks", "rte",
+                                                "--finetune_epochs", "5", "--finetune_pool", pool,
+                                                protocol="official"))
+        assert results["options"]["finetune_pool"] == pool
+        best[pool] = results["tasks"]["rte"]["metrics"]["accuracy"]
+    assert best["last"] > 0.75 and best["first"] < 0.6, best
+
+
+def test_ours_refuses_another_pool(model_dirs, tmp_path):
+    with pytest.raises(UserError, match=r"--finetune_pool first needs --finetune_protocol official"):
+        finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "out", "--finetune_pool", "first"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_official_recipe(model_dirs, tmp_path):
+    """Decay 0.01 on every parameter in one group, betas (0.9, 0.999), no partial batch, and
+    --finetune_dropout on the model's dropout layers while the head keeps its 0.1."""
+    cpu = torch.device("cpu")
+    _, _, tok, args = finetune.check_inputs(ft_args(model_dirs["bert"], tmp_path, "--finetune_dropout", "0.3",
+                                                    protocol="official"))
+    recipe = finetune.official_recipe(args, finetune.task_options(args, "rte"), 2, 200, tok.pad_token_id, cpu,
+                                      grad_scaler(cpu, "fp32"))
+    [group] = recipe.optimizer.param_groups
+    assert len(group["params"]) == len(list(recipe.model.parameters()))
+    assert (group["weight_decay"], group["betas"], group["lr"]) == (0.01, (0.9, 0.999), 0.0)  # warm-up starts at 0
+    assert recipe.steps_per_epoch == 12 and [len(b) for b in recipe.train_batches()] == [16] * 12
+    assert [len(b) for b in recipe.valid_batches(130)] == [64, 64, 2]
+    body = [m.p for m in recipe.model.transformer.modules() if isinstance(m, torch.nn.Dropout)]
+    assert body and set(body) == {0.3} and recipe.model.classifier.nonlinearity[4].p == 0.1
+
+
+def test_the_official_layout_of_a_task_needs_its_fields(tmp_path, model_dirs):
+    glue = tmp_path / "glue"
+    wsc = [{"text": "Mark lied. He did.", "span1_text": "Mark", "span2_text": "He", "label": i % 2} for i in range(4)]
+    write_task(glue, "wsc", wsc, [{k: v for k, v in wsc[0].items() if k != "span1_text"}])
+    with pytest.raises(UserError, match=r"wsc.valid.jsonl:1 has no text field 'span1_text'.*official layout of wsc"):
+        finetune.run_finetune(ft_args(model_dirs["gpt2"], tmp_path / "out", glue=glue, protocol="official"))
+    texts, _ = finetune_data.read_task_file(glue / "wsc.train.jsonl", "official")
+    assert texts[0] == ('Does "He" refer to "Mark" in this passage?', "Mark lied. He did.")

@@ -25,6 +25,7 @@ LAYERS = {
     "training.model_card": 2,
     # 3: evaluation of saved models
     "evaluation.testset": 3, "evaluation.blimp": 3, "evaluation.finetune": 3, "evaluation.learning_curve": 3,
+    "evaluation.finetune_data": 3, "evaluation.finetune_protocol": 3,
     "evaluation.report": 3, "evaluation.scoring": 3, "evaluation.reading": 3, "evaluation.zero_shot": 3,
     "evaluation.layout": 3, "evaluation.checkpoints": 3, "evaluation.aoa": 3, "evaluation.submission": 3,
     "evaluation.export": 3,
