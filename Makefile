@@ -273,8 +273,11 @@ evaluate: $(VENV_STAMP)
 # item counts checked; PARTIAL=1 writes an incomplete one under a _partial name. TRACK=strict for 100M.
 # make export STEP=step2_1: the step as a local git repository, main + a branch per chck_* (PUSH=org/name
 # uploads it with huggingface_hub; needs HF_TOKEN).
+# The official pipeline whose collate step judges the submission (empty: $$OFFICIAL_PIPELINE, else
+# ../shared/official_pipeline).
 PARTIAL ?=
 PUSH    ?=
+OFFICIAL_PIPELINE ?=
 evaluate_checkpoints: $(VENV_STAMP)
 	$(need_step)
 	$(MAKE) --no-print-directory $(SAVE_DIR)/$(STEP)/train_results.json
@@ -282,7 +285,7 @@ evaluate_checkpoints: $(VENV_STAMP)
 
 submission: $(VENV_STAMP)
 	$(need_step)
-	$(RUN) submission --model_dir $(SAVE_DIR)/$(STEP) $(if $(TRACK),--track $(TRACK)) $(if $(PARTIAL),--partial) $(EXTRA)
+	$(RUN) submission --model_dir $(SAVE_DIR)/$(STEP) $(if $(TRACK),--track $(TRACK)) $(if $(PARTIAL),--partial) $(if $(OFFICIAL_PIPELINE),--official_pipeline $(OFFICIAL_PIPELINE)) $(EXTRA)
 
 export: $(VENV_STAMP)
 	$(need_step)

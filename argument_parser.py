@@ -348,6 +348,9 @@ def _submission_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--partial", action="store_true",
                    help="write what there is, naming what is missing, as all_full_preds_and_fast_scores_<backend>_"
                    "partial.json (default: refuse an incomplete submission)")
+    g.add_argument("--official_pipeline", default=None, metavar="DIR",
+                   help="submission: the official evaluation pipeline (evaluation-pipeline-2025) whose collate step "
+                   "then judges the same tree (default: $OFFICIAL_PIPELINE, else ../shared/official_pipeline)")
 
 
 def _finetune_options(p: argparse.ArgumentParser) -> None:

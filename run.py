@@ -26,11 +26,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def run_tokenizer(args: argparse.Namespace) -> None:
     """Train and save a tokenizer on the selected training files."""
-    from corpus.editions import detect_corpus, resolve_files
+    from corpus.editions import detect_corpus
     from tokenizer import train_tokenizer
 
-    files = resolve_files(args.data_dir, "train", args.train_files, args.train_split, cache_dir=args.cache_dir)
-    print(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())  # once the input is known good
+    corpus = detect_corpus(args.data_dir, args.train_split, args.cache_dir)
+    files = corpus.files("train", args.train_files)
+    print(corpus.describe())  # once the input is known good: bad input stays one line
     tok = train_tokenizer(files, args.tokenizer_dir, args.tokenizer_type, args.vocab_size,
                           args.min_frequency, args.model_max_length, clean=not args.no_cleaning,
                           lowercase=args.lowercase, join_punctuation=args.join_punctuation)
@@ -40,7 +41,7 @@ def run_tokenizer(args: argparse.Namespace) -> None:
 
 def run_dataset(args: argparse.Namespace) -> None:
     """Tokenize, pack and cache every split (a later train or test step reuses the cache)."""
-    from corpus.editions import detect_corpus, resolve_files
+    from corpus.editions import detect_corpus
     from pretraining_dataset import load_splits
     from tokenizer import load_tokenizer
     from utils import RunLogger
@@ -50,11 +51,11 @@ def run_dataset(args: argparse.Namespace) -> None:
     names = {"train": args.train_files, "validation": args.validation_files, "test": args.test_files}
     try:
         # Every split is selected and packed before any is cached, so bad input caches nothing.
-        specs = [(split, resolve_files(args.data_dir, split, chosen, args.train_split, logger, args.cache_dir))
-                 for split, chosen in names.items()]
+        corpus = detect_corpus(args.data_dir, args.train_split, args.cache_dir)
+        specs = [(split, corpus.files(split, chosen, logger)) for split, chosen in names.items()]
         load_splits(specs, tokenizer, args.block_size, args.cache_dir, args.num_proc, logger,
                     clean=not args.no_cleaning)
-        logger.info(detect_corpus(args.data_dir, args.train_split, args.cache_dir).describe())
+        logger.info(corpus.describe())
     finally:
         logger.close()
 

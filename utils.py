@@ -60,8 +60,10 @@ WORD_SUFFIXES = {"": 1, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
 
 
 def word_mark_name(words: int) -> str:
-    """A mark's folder label: 1000000 -> '1M', 500000 -> '500K', 1500000 -> '1500K', 999 -> '999'."""
-    for suffix in ("B", "M", "K"):
+    """A mark's folder label: 1000000 -> '1M', 500000 -> '500K', 1500000 -> '1500K', 999 -> '999',
+    1000000000 -> '1000M': never 'B', because the official revision lists (collate_preds.py) go up to
+    chck_1000M and a strict-track submission must use their names."""
+    for suffix in ("M", "K"):
         if words % WORD_SUFFIXES[suffix] == 0:
             return f"{words // WORD_SUFFIXES[suffix]}{suffix}"
     return str(words)

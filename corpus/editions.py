@@ -119,6 +119,39 @@ class Corpus:
                             f"{' '.join(sorted(p.stem for p in self.folders['train'].glob('*.train'))[:2])})")
         return self.edition.easier if name == "@easier" else self.edition.harder
 
+    def files(self, split: str, names: list[str] | None, logger=log) -> list[Path]:
+        """The files of `split` ('train', 'validation', 'test') for the sources in `names`.
+
+        `names=None` means every file of the split; `@easier`/`@harder` stand for the
+        edition's curriculum lists. A named source without a file:
+        - a source of a BabyLM release is skipped with a warning, because the curriculum
+          lists name every source and a partial corpus (a slice of the release) must still
+          run; if none of the named files exists it is an error;
+        - any other name is a typo and an error at once, listing the sources present.
+        A name that is no release's source but has a file (an added corpus) is used."""
+        folder, ext = self.folders[split], SPLIT_EXT[split]
+        if names is None:
+            found = sorted(folder.glob(f"*{ext}"))
+            if not found:
+                raise UserError(f"no *{ext} files in '{folder}': put the corpus's {split} files there or fix "
+                                "--data_dir")
+            return found
+        present = " ".join(p.stem for p in sorted(folder.glob(f"*{ext}"))) or f"(no *{ext} file there)"
+        expanded = expand_names(self, names)
+        for name in expanded:
+            if name not in KNOWN_SOURCES and not (folder / f"{name}{ext}").is_file():
+                raise UserError(f"{split} source '{name}' has no file {folder / (name + ext)} and is not a BabyLM "
+                                f"source: pick from the sources in '{folder}': {present}")
+        paths = [folder / f"{name}{ext}" for name in expanded]
+        found = [path for path in paths if path.is_file()]
+        if not found:  # checked before warning, so the error is the only line printed
+            raise UserError(f"none of the {split} sources {' '.join(expanded)} exists in '{folder}': pick from "
+                            f"{present}")
+        for name, path in zip(expanded, paths, strict=True):
+            if not path.is_file():
+                logger.warning(f"{split} source '{name}' has no file {path}: skipped")
+        return found
+
 
 def detect_corpus(data_dir: str | Path, train_split: str | None = None, cache_dir: str | Path = "cache") -> Corpus:
     """The corpus in `data_dir` (see the module docstring), with dataset and held-out
@@ -140,36 +173,8 @@ def detect_corpus(data_dir: str | Path, train_split: str | None = None, cache_di
 
 def resolve_files(data_dir: str | Path, split: str, names: list[str] | None, train_split: str | None = None,
                   logger=log, cache_dir: str | Path = "cache") -> list[Path]:
-    """The files of `split` ('train', 'validation', 'test') for the sources in `names`.
-
-    `names=None` means every file of the split; `@easier`/`@harder` stand for the detected
-    edition's curriculum lists. A named source without a file:
-    - a source of a BabyLM release is skipped with a warning, because the curriculum lists
-      name every source and a partial corpus (a slice of the release) must still run; if
-      none of the named files exists it is an error;
-    - any other name is a typo and an error at once, listing the sources present.
-    A name that is no release's source but has a file (an added corpus) is used."""
-    corpus = detect_corpus(data_dir, train_split, cache_dir)
-    folder, ext = corpus.folders[split], SPLIT_EXT[split]
-    if names is None:
-        files = sorted(folder.glob(f"*{ext}"))
-        if not files:
-            raise UserError(f"no *{ext} files in '{folder}': put the corpus's {split} files there or fix --data_dir")
-        return files
-    present = " ".join(p.stem for p in sorted(folder.glob(f"*{ext}"))) or f"(no *{ext} file there)"
-    expanded = expand_names(corpus, names)
-    for name in expanded:
-        if name not in KNOWN_SOURCES and not (folder / f"{name}{ext}").is_file():
-            raise UserError(f"{split} source '{name}' has no file {folder / (name + ext)} and is not a BabyLM "
-                            f"source: pick from the sources in '{folder}': {present}")
-    paths = [folder / f"{name}{ext}" for name in expanded]
-    files = [path for path in paths if path.is_file()]
-    if not files:  # checked before warning, so the error is the only line printed
-        raise UserError(f"none of the {split} sources {' '.join(expanded)} exists in '{folder}': pick from {present}")
-    for name, path in zip(expanded, paths, strict=True):
-        if not path.is_file():
-            logger.warning(f"{split} source '{name}' has no file {path}: skipped")
-    return files
+    """`detect_corpus(...).files(split, names, logger)`: for a caller that needs one split once."""
+    return detect_corpus(data_dir, train_split, cache_dir).files(split, names, logger)
 
 
 def expand_names(corpus: Corpus, names: list[str]) -> list[str]:
@@ -185,9 +190,9 @@ def _release(root: Path, train_split: str | None, cache_dir: str | Path) -> Corp
     """A 2023 or 2024 release (or a slice of one) in `root` or in its `text_data/`."""
     for base in (root, root / "text_data"):
         for edition in EDITIONS.values():
-            # dev/ and test/ are a plain corpus's names too: a release is known by its training folders
-            # (and 2023 also by babylm_dev/).
-            marks = [*edition.train_dirs.values(), *([edition.dev_dir] if edition.dev_dir.startswith("babylm") else [])]
+            # A release is known by its folders, but for dev/ and test/: a plain corpus has those too.
+            marks = [*edition.train_dirs.values(),
+                     *(d for d in (edition.dev_dir, edition.test_dir) if d not in WRITTEN_DIRS.values())]
             if not any((base / name).is_dir() for name in marks):
                 continue
             split = train_split or "10M"
@@ -225,8 +230,8 @@ def _dataset(root: Path, cache_dir: str | Path) -> Corpus | None:
     target = Path(cache_dir) / "corpus" / f"dataset-{key}"
     if not (target / "meta.json").is_file():
         write_text_corpus(load_dataset_dict(root), target, source=str(root))
-    corpus = _written(target, root, "dataset")
-    return Corpus(corpus.layout, root, corpus.folders, None, corpus.held_out,
+    held_out = tuple(json.loads((target / "meta.json").read_text())["held_out"])
+    return Corpus("dataset", root, {s: target / WRITTEN_DIRS[s] for s in SPLITS}, None, held_out,
                   origin="a saved dataset" if saved else f"{len(files)} data files")
 
 
@@ -295,13 +300,6 @@ def _plain_split(root: Path, name: str, split: str) -> list[Path]:
     folder = root / name
     return sorted(p for p in folder.iterdir() if p.suffix in (*PLAIN_SUFFIXES, SPLIT_EXT[split]) and p.is_file()
                   ) if folder.is_dir() else []
-
-
-def _written(target: Path, root: Path, layout: str) -> Corpus:
-    """A corpus written by this module (train/, dev/, test/ under the cache)."""
-    meta = json.loads((target / "meta.json").read_text())
-    folders = {split: target / WRITTEN_DIRS[split] for split in SPLITS}
-    return Corpus(layout, root, folders, None, tuple(meta.get("held_out") or ()))
 
 
 # --------------------------------------------------------------------------- writing text files

@@ -31,7 +31,7 @@ from utils import (  # noqa: F401 (MAIN, model_name_and_revision: the layout's r
 )
 
 # The checkpoints a submission reports fast scores for, by track: every 1M words to 10M,
-# then every 10M to the track's budget (strict: then every 100M to 1B, as the pipeline lists them).
+# then every 10M to the track's budget (strict: then every 100M to chck_1000M, as the pipeline names them).
 # strict-small is exactly --checkpoint_words babylm; strict needs the marks 200M ... 1000M added
 # (--checkpoint_words babylm 200M 300M 400M 500M 600M 700M 800M 900M 1000M).
 _BABYLM_REVISIONS = [WORD_CHECKPOINT_PREFIX + word_mark_name(mark) for mark in BABYLM_WORD_MARKS]

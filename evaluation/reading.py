@@ -129,7 +129,8 @@ def _ols(df: pd.DataFrame, measure: str, predictors: tuple[str, ...], with_pred:
     fit = {"R2": r2, "AIC": aic}
     if with_pred:
         cov = ssr / (n - k) * np.linalg.pinv(design.T @ design)
-        t = float(beta[-1] / math.sqrt(cov[-1, -1]))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a collinear surprisal has no t: NaN, said once
+            t = float(np.float64(beta[-1]) / np.sqrt(cov[-1, -1]))
         fit.update(coefficient=float(beta[-1]), t=t, p=float(2 * stats.t.sf(abs(t), n - k)))
     return fit
 
@@ -158,12 +159,17 @@ def evaluate_reading(model: PreTrainedModel, tokenizer, csv_path: str | Path, ba
     prev_pairs = [(c, w) for c, w, h in zip(df["prev_item"], df["prev_word"], has_prev, strict=True) if h]
     prev = iter(surprisals(model, tokenizer, prev_pairs, backend, device, progress=bool(progress)))
     df["prev_pred"] = [next(prev) if h else float("nan") for h in has_prev]
+    return {"rows": len(df), "frame": df, **fit_scores(df),
+            "correlations": df[["pred", *MEASURES]].corr()["pred"].drop("pred").to_dict()}
+
+
+def fit_scores(df: pd.DataFrame) -> dict:
+    """The fits and the two scores of a reading frame whose `pred` and `prev_pred` columns hold
+    the surprisals (also how the collate step scores a predictions.json: evaluation/fast_scores.py)."""
     plain, spill = _fits(df, BASELINE), _fits(df, SPILLOVER)
     eye = [r["score"] for r in plain if r["Predicted variable"].startswith("RT")]
     spr = next(r["score"] for r in spill if r["Predicted variable"] == "self_paced_reading_time")
-    return {"rows": len(df), "frame": df, "fits": plain, "spillover_fits": spill,
-            "eye_tracking": sum(eye) / len(eye), "self_paced_reading": spr,
-            "correlations": df[["pred", *MEASURES]].corr()["pred"].drop("pred").to_dict()}
+    return {"fits": plain, "spillover_fits": spill, "eye_tracking": sum(eye) / len(eye), "self_paced_reading": spr}
 
 
 def write_outputs(out_dir: str | Path, result: dict) -> None:

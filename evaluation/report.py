@@ -361,19 +361,22 @@ def zero_shot_table(save_dir: Path, rows: list[dict]) -> list[str]:
         record = _read(path) or {}
         step = path.parts[-5]
         for convention, tasks in record.get("results", {}).items():
-            cells = []
-            for _, prefix in ZERO_SHOT_COLUMNS:
-                found = [v["score"] for k, v in tasks.items() if k.startswith(prefix)]
-                cells.append(_fmt(found[0], ".2f") if len(found) == 1 else "")
+            cells, ties = [], []
+            for name, prefix in ZERO_SHOT_COLUMNS:
+                found = [v for k, v in tasks.items() if k.startswith(prefix)]
+                cells.append(_fmt(found[0]["score"], ".2f") if len(found) == 1 else "")
+                ties += [f"{name} {found[0]['ties']}"] if len(found) == 1 and found[0].get("ties") else []
+            known = any("ties" in v for v in tasks.values())  # summaries written before ties were counted have none
             sets = Path(record.get("eval_dir", "")).name
             lines.append(f"| {step} ({record.get('revision', 'main')}) | {data_of.get(step, '')} | "
-                         f"{record.get('backend')} | {convention} | {sets} | " + " | ".join(cells) + " |")
+                         f"{record.get('backend')} | {convention} | {sets} | " + " | ".join(cells)
+                         + f" | {', '.join(ties) or ('0' if known else '')} |")
     if not lines:
         return []
     names = [name for name, _ in ZERO_SHOT_COLUMNS]
-    head = ["model", "training data", "backend", "convention", "evaluation sets", *names]
+    head = ["model", "training data", "backend", "convention", "evaluation sets", *names, "tied items"]
     baselines = [f"| {name} (published) | BabyLM strict-small, 10M words | | official | | "
-                 + " | ".join(_fmt(scores.get(col), ".1f") for col in names) + " |"
+                 + " | ".join(_fmt(scores.get(col), ".1f") for col in names) + " | |"
                  for name, scores in PUBLISHED_BASELINES]
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines, *baselines]
 

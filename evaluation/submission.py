@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from custom_models import saved_model_type
+from evaluation.fast_scores import FAST_SETS, revision_fast_scores
 from evaluation.layout import (
     AOA_WORDS,
     FAST_SIZES,
@@ -41,11 +43,12 @@ from evaluation.layout import (
     submission_track,
     zero_shot_dir,
 )
+from evaluation.official import Verdict, official_collate
 from evaluation.scoring import default_backend
 from evaluation.zero_shot import summary_paths
 from utils import BEST_MODEL_DIR, UserError, write_json_atomic
 
-FAST_KEYS = ("blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "reading")
+FAST_KEYS = tuple(FAST_SETS)  # the collate step's order: blimp, blimp_supplement, ewok, ..., reading
 
 
 def count_problems(name: str, results: dict, expected: int | dict[str, int]) -> list[str]:
@@ -122,48 +125,59 @@ def aoa_problems(aoa: dict, track: str) -> list[str]:
 
 
 def fast_scores(root: Path, model_name: str, backend: str, track: str,
-                problems: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
-    """{task: [per-subtask scores of each checkpoint evaluated, in the track's order]} and those
-    revisions; every checkpoint of the track that lacks a fast evaluation is a problem."""
+                problems: list[str]) -> tuple[dict[str, list[dict]], list[str], Path | None]:
+    """{task: [per-subtask scores of each checkpoint evaluated, in the track's order]}, those
+    revisions and the fast_eval/ folder they were scored on. The scores are recomputed from each
+    revision's predictions.json files and that folder's data, as the collate step does
+    (evaluation/fast_scores.py), never copied from a summary; every checkpoint of the track that
+    lacks a fast evaluation is a problem."""
     scores: dict[str, list[dict]] = {key: [] for key in FAST_KEYS}
-    fast_data = {data: key for key, _, _, data in ZERO_SHOT_ENTRIES if data}
-    revisions = []
+    revisions, data_dirs = [], {}
     for revision in REVISIONS[track]:
         summary = _load(summary_paths(revision_dir(root, model_name, revision), backend)[0],
                         f"the fast evaluation of {revision}", problems)
         if summary is None:
             continue
-        results = summary["results"].get("official", {})
         zero_shot = zero_shot_dir(root, model_name, revision, "official", backend)
-        found: dict[str, dict] = {}
-        for key, entry in results.items():
-            task, data_dir = key.split("/", 1)
-            if "subtasks" not in entry:
-                problems.append(f"the fast evaluation of {revision} predates per-subtask scores: evaluate it again")
-            elif data_dir in fast_data:
-                found[fast_data[data_dir]] = entry["subtasks"]
-                preds = _load(zero_shot / task / data_dir / "predictions.json", f"{revision} {key}", problems)
-                if preds is not None:
-                    problems += count_problems(f"{revision} {key}", preds, FAST_SIZES[fast_data[data_dir]])
-            elif task == "reading" and "reading" not in found:
-                found["reading"] = entry["subtasks"]
-                preds = _load(zero_shot / "reading" / "predictions.json", f"{revision} reading", problems)
-                if preds is not None:
-                    problems += count_problems(f"{revision} reading", preds, FAST_SIZES["reading"])
-        missing = [key for key in FAST_KEYS if key not in found]
-        if missing:
-            problems.append(f"the fast evaluation of {revision} lacks {', '.join(missing)} (score it on the whole "
+        lacking = []
+        for key, (task, data) in FAST_SETS.items():
+            path = zero_shot / task / (data or "") / "predictions.json"
+            if path.is_file():
+                problems += count_problems(f"{revision} {task}/{data or ''}".rstrip("/"),
+                                           json.loads(path.read_text()), FAST_SIZES[key])
+            else:
+                lacking.append(key)
+        if lacking:
+            problems.append(f"the fast evaluation of {revision} lacks {', '.join(lacking)} (score it on the whole "
                             "fast_eval/ folder)")
             continue
+        data_dir = Path(summary.get("eval_dir", ""))
+        data_dirs.setdefault(data_dir, []).append(revision)
+        found = revision_fast_scores(zero_shot, data_dir)
         revisions.append(revision)
         for key in FAST_KEYS:
             scores[key].append(found[key])
-    return scores, revisions
+    if len(data_dirs) > 1:  # the collate step scores every checkpoint on one fast_eval/ folder
+        problems.append("the checkpoints were scored on different fast sets: " + "; ".join(
+            f"{', '.join(revs)} on {folder}" for folder, revs in data_dirs.items()) + " (score them on one)")
+    return scores, revisions, next(iter(data_dirs), None)
+
+
+@dataclass
+class Collated:
+    """A submission file written, and what the official collate step needs to judge the same tree."""
+
+    path: Path
+    root: Path
+    model_name: str
+    backend: str
+    track: str
+    fast_eval_dir: Path | None
 
 
 def build_submission(run_dir: str | Path, backend: str | None = None, track: str | None = None,
-                     partial: bool = False, results_root: str | Path | None = None) -> Path:
-    """Collate, check and write a run's submission file; returns its path (see the module docstring).
+                     partial: bool = False, results_root: str | Path | None = None) -> Collated:
+    """Collate, check and write a run's submission file (see the module docstring).
     `track` None: the one the run trained under (train_results.json), else strict-small."""
     run_dir = Path(run_dir)
     if not (run_dir / BEST_MODEL_DIR).is_dir():
@@ -175,7 +189,8 @@ def build_submission(run_dir: str | Path, backend: str | None = None, track: str
     model_name = run_dir.resolve().name
     problems: list[str] = []
     submission = full_predictions(root, model_name, backend, track, problems)
-    submission["fast_eval_results"], revisions = fast_scores(root, model_name, backend, track, problems)
+    submission["fast_eval_results"], revisions, fast_eval_dir = fast_scores(root, model_name, backend, track,
+                                                                            problems)
     if problems and not partial:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"the submission is incomplete: {problems[0]}{more}; produce it (make evaluate / finetune / "
@@ -185,14 +200,29 @@ def build_submission(run_dir: str | Path, backend: str | None = None, track: str
         submission["fast_eval_revisions"] = revisions
     path = submission_path(root, model_name, backend, partial=bool(problems))
     write_json_atomic(path, submission)
-    return path
+    return Collated(path, root, model_name, backend, track, fast_eval_dir)
+
+
+def judge(collated: Collated, official: str | Path | None = None) -> Verdict:
+    """The official collate step's verdict on the tree `collated` came from, its file compared with ours."""
+    ours = json.loads(collated.path.read_text())
+    return official_collate(collated.root, collated.model_name, collated.backend, collated.track,
+                            collated.fast_eval_dir or collated.root, ours, official)
 
 
 def run_submission(args: argparse.Namespace) -> Path:
-    """The submission action: collate --model_dir's results; print what is missing, if anything."""
-    path = build_submission(args.model_dir, args.backend, args.track, args.partial, args.results_dir)
-    written = json.loads(path.read_text())
+    """The submission action: collate --model_dir's results, print what is missing, if anything, then
+    the official collate step's verdict on the same tree. A complete submission the official step
+    refuses, or collates differently, is an error (exit 1): that is a fault of ours to report."""
+    collated = build_submission(args.model_dir, args.backend, args.track, args.partial, args.results_dir)
+    written = json.loads(collated.path.read_text())
     for problem in written.get("missing", []):
         print(f"missing: {problem}")
-    print(f"submission{' (PARTIAL: not for upload)' if 'missing' in written else ''}: {path}")
-    return path
+    partial = "missing" in written
+    print(f"ours: {'PARTIAL, not for upload' if partial else 'complete'}: {collated.path}")
+    verdict = judge(collated, args.official_pipeline)
+    print(verdict.line())
+    if not partial and verdict.ran and not (verdict.accepted and verdict.same):
+        raise UserError(f"the official collate step disagrees with ours on a submission we call complete "
+                        f"({verdict.message}): please report this with the run folder")
+    return collated.path

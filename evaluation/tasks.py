@@ -13,9 +13,11 @@ The decoding follows evaluation-pipeline-2025 (`sentence_zero_shot/read_files.py
 - WUG adjective nominalization and past tense: the tab-separated `sentences`,
   the whole sentence scored; Spearman's rho between the first candidate's softmax
   share and the human `ratio`.
-- COMPS (not in the 2025 pipeline's code we could read): the COMPS release format,
-  candidates prefix_acceptable / prefix_unacceptable + " " + property_phrase,
-  completion " " + property_phrase; UID = file stem.
+- COMPS (`decode_comps`): candidates prefix_acceptable / prefix_unacceptable and
+  property_phrase joined with one space, completion = property_phrase; UID from the
+  file name (comps_base -> base, comps_wugs -> wugs, comps_wugs_dist-before ->
+  wugs_dist_before, comps_wugs_dist-in-between -> wugs_dist_in_between); its
+  predictions hold the whole chosen sentence (`compute_results.py`), not the completion.
 
 The first candidate of every item is the correct one."""
 
@@ -56,6 +58,11 @@ class Task:
     @property
     def metric(self) -> str:
         return "spearman" if self.name.startswith("wug") else "accuracy"
+
+    @property
+    def predicts_sentence(self) -> bool:
+        """Whether a prediction names the whole chosen sentence (COMPS, officially) or its completion."""
+        return self.name == "comps"
 
 
 def _strings(row: dict, keys: tuple[str, ...], where: str) -> None:
@@ -109,11 +116,19 @@ def _wug(uid: str) -> Callable[[dict, str, str], Item]:
     return decode
 
 
+# COMPS file stem -> the subtask the official reader files it under (the collate step checks these keys).
+COMPS_SUBTASKS = {"comps_base": "base", "comps_wugs": "wugs", "comps_wugs_dist-before": "wugs_dist_before",
+                  "comps_wugs_dist-in-between": "wugs_dist_in_between"}
+
+
 def _comps(row: dict, stem: str, where: str) -> Item:
     _strings(row, ("prefix_acceptable", "prefix_unacceptable", "property_phrase"), where)
-    tail = " " + row["property_phrase"]
-    return Item([row["prefix_acceptable"] + tail, row["prefix_unacceptable"] + tail], [tail, tail],
-                {"UID": stem})
+    if stem not in COMPS_SUBTASKS:  # the official reader would file it under wugs_dist_in_between unasked
+        raise UserError(f"{where}: a COMPS file must be named {', '.join(f'{s}.jsonl' for s in COMPS_SUBTASKS)}: "
+                        "rename it or replace the folder with the official one")
+    phrase = row["property_phrase"]
+    return Item([" ".join([row["prefix_acceptable"], phrase]), " ".join([row["prefix_unacceptable"], phrase])],
+                [phrase, phrase], {"UID": COMPS_SUBTASKS[stem]})
 
 
 # task name -> (the folder names it has in the official full_eval/ and fast_eval/ layouts, decoder)

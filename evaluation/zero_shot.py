@@ -36,7 +36,7 @@ from evaluation.layout import default_results_root, model_name_and_revision, rev
 from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
 from evaluation.tasks import READING_FILE, Task, choose_eval_set, find_tasks, read_task
 from training.hardware import autocast, log_choice
-from training.model_card import refresh_model_card
+from training.model_card import refresh_model_card, zero_shot_rows
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
 
 ENTITY_SPLITS = ("regular", "ambiref", "move_contents")
@@ -80,7 +80,8 @@ def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
             total[group][value] += 1
             correct[group][value] += right
         uid_preds = predictions[item.uid]
-        uid_preds.append({"id": f"{item.uid}_{len(uid_preds)}", "pred": item.completions[chosen]})
+        chosen_text = (item.candidates if task.predicts_sentence else item.completions)[chosen]
+        uid_preds.append({"id": f"{item.uid}_{len(uid_preds)}", "pred": chosen_text})
     groups = {g: {v: 100.0 * correct[g][v] / n for v, n in counts.items()} for g, counts in total.items()}
     # The collate step's fast scores: the share right in each subtask (a predictions.json key).
     subtasks = {uid: correct["UID"][uid] / n for uid, n in total["UID"].items()}
@@ -95,7 +96,14 @@ def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
         average = sum(split_means) / len(split_means)
     else:
         average = sum(uids.values()) / len(uids)
-    return {"groups": groups, "average": average, "predictions": _official(predictions), "subtasks": subtasks}
+    return {"groups": groups, "average": average, "predictions": _official(predictions), "subtasks": subtasks,
+            "ties": count_ties(scores)}
+
+
+def count_ties(scores: list[list[float]]) -> int:
+    """Items whose correct (first) candidate scores exactly as the best of the others: right under the
+    official convention (its first maximum wins: official issue #34), wrong under the strict one."""
+    return sum(s[0] == max(s[1:]) for s in scores)
 
 
 def _official(predictions: dict[str, list[dict]]) -> dict:
@@ -164,9 +172,13 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                 key = f"{task.name}/{task.data_dir.name}"
                 summary[convention][key] = {"metric": task.metric, "score": result["average"],
                                             "items": len(task.items), "subtasks": result["subtasks"]}
+                if "ties" in result:
+                    summary[convention][key]["ties"] = result["ties"]
                 if logger:
                     unit = "rho" if task.metric == "spearman" else "%"
-                    logger.info(f"{key} ({convention}): {result['average']:.2f} {unit} over {len(task.items)} items")
+                    ties = f", {result['ties']} tied" if result.get("ties") else ""
+                    logger.info(f"{key} ({convention}): {result['average']:.2f} {unit} over {len(task.items)} items"
+                                f"{ties}")
         if has_reading:  # the same computation under both conventions: run once, written for each
             scores = reading.evaluate_reading(model, tokenizer, reading_csv, backend, device, progress=logger)
             for convention in conventions:
@@ -184,16 +196,8 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
 
 
 def summary_table(summary: dict, backend: str) -> str:
-    """One markdown row per task, a column per convention."""
-    conventions = list(summary)
-    keys = list(dict.fromkeys(k for c in conventions for k in summary[c]))
-    lines = [f"| task ({backend}) | metric | items | " + " | ".join(conventions) + " |",
-             "|---|---|---:|" + "---:|" * len(conventions)]
-    for key in keys:
-        first = next(summary[c][key] for c in conventions if key in summary[c])
-        cells = [f"{summary[c][key]['score']:.2f}" if key in summary[c] else "" for c in conventions]
-        lines.append(f"| {key} | {first['metric']} | {first['items']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """One markdown row per task, a score and a tied-items column per convention (the model card's table)."""
+    return "\n".join(zero_shot_rows(summary, f"task ({backend})")) + "\n"
 
 
 def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argparse.Namespace,

@@ -49,7 +49,8 @@ def test_option_format():
     assert babylm == list(BABYLM_WORD_MARKS) and len(babylm) == 19
     assert [word_mark_name(w) for w in babylm[8:11]] == ["9M", "10M", "20M"] and word_mark_name(babylm[-1]) == "100M"
     assert parse_args([*base, "babylm", "500K", "200M"]).checkpoint_words == [500_000, *BABYLM_WORD_MARKS, 200_000_000]
-    assert [word_mark_name(w) for w in (999, 1500, 1_500_000, 2_000_000_000)] == ["999", "1500", "1500K", "2B"]
+    assert [word_mark_name(w) for w in (999, 1500, 1_500_000, 2_000_000_000)] == ["999", "1500", "1500K", "2000M"]
+    assert word_mark_name(1_000_000_000) == "1000M"  # the official strict list's last name, never "1B"
 
 
 @pytest.mark.parametrize(("loop", "model_type"), [("pytorch", "bert"), ("huggingface", "gpt2")])

@@ -28,6 +28,7 @@ LAYERS = {
     "evaluation.finetune_data": 3, "evaluation.finetune_protocol": 3,
     "evaluation.report": 3, "evaluation.scoring": 3, "evaluation.reading": 3, "evaluation.zero_shot": 3,
     "evaluation.layout": 3, "evaluation.checkpoints": 3, "evaluation.aoa": 3, "evaluation.submission": 3,
+    "evaluation.fast_scores": 3, "evaluation.official": 3,
     "evaluation.export": 3,
     # 4: the front end and tools
     "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4,

@@ -23,8 +23,10 @@ ALPHA = "one two  three\n\n\tfour five\n"  # 5 words
 BETA = "a b c d e f g\nh\u00a0i\n"  # 9 words (str.split() also splits at the no-break space)
 GAMMA = "not trained on\n"
 ZERO_SHOT = {"backend": "causal", "eval_dir": "fast_eval", "model_type": "gpt2",
-             "results": {"official": {"blimp/blimp_fast": {"metric": "accuracy", "score": 61.25, "items": 80}},
-                         "strict": {"blimp/blimp_fast": {"metric": "accuracy", "score": 58.75, "items": 80}}}}
+             "results": {"official": {"blimp/blimp_fast": {"metric": "accuracy", "score": 61.25, "items": 80,
+                                                           "ties": 2}},
+                         "strict": {"blimp/blimp_fast": {"metric": "accuracy", "score": 58.75, "items": 80,
+                                                         "ties": 2}}}}
 
 
 @pytest.fixture
@@ -182,7 +184,8 @@ def test_evaluation_table_only_with_a_current_summary(fake_run):
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps(ZERO_SHOT))
     card = card_of(run_dir)
-    assert table_rows(card, "blimp/blimp_fast") == [["blimp/blimp_fast", "accuracy", "80", "61.25", "58.75"]]
+    assert table_rows(card, "blimp/blimp_fast") == [["blimp/blimp_fast", "accuracy", "80", "61.25", "58.75",
+                                                                "2", "2"]]  # ties under each convention
     assert "Not evaluated yet" not in card
 
     # A summary older than the weights scored an earlier model of this folder (a run started over).

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from official_tree import write_eval_set
+from scipy.stats import spearmanr
 
+from evaluation.fast_scores import FAST_SETS
 from evaluation.layout import (
     AOA_WORDS,
-    FAST_SIZES,
     FINETUNE_TASKS,
     FULL_SIZES,
     REVISIONS,
@@ -38,9 +41,37 @@ def write(path, data) -> None:
     path.write_text(json.dumps(data))
 
 
+def fast_predictions(data: Path, right: int) -> dict[str, dict]:
+    """{task/data dir: predictions.json} of the fast sets in `data` (official_tree.write_eval_set), the
+    first `right` items of every subtask answered right and the rest wrong (WUG: `prob` = item index)."""
+    def rows(path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    out = {}
+    for key, (task, folder) in FAST_SETS.items():
+        if key == "reading":
+            out["reading"] = {"reading": {"predictions": [{"id": i, "pred": float((i * (right + 3)) % 11),
+                                                           "prev_pred": float(i % 5)} for i in range(1726)]}}
+            continue
+        if key == "entity_tracking":
+            groups: dict[str, list] = {}
+            for row in rows(data / folder / "regular.jsonl"):
+                groups.setdefault(f"regular_{row['numops']}_ops", []).append(row["options"][0])
+        elif key.startswith("wug"):
+            groups = {key: [None] * len(rows(data / folder / f"{folder}.jsonl"))}
+        else:
+            target = "Target1" if key == "ewok" else "sentence_good"
+            groups = {p.stem: [r[target] for r in rows(p)] for p in sorted((data / folder).glob("*.jsonl"))}
+        out[f"{task}/{folder}"] = {uid: {"predictions": [
+            {"id": f"{uid}_{i}", "pred": t if i < right else "wrong", **({"prob": i} if t is None else {})}
+            for i, t in enumerate(targets)]} for uid, targets in groups.items()}
+    return out
+
+
 @pytest.fixture
 def run_dir(tmp_path):
-    """A run folder whose results/ hold everything a strict-small submission needs, at the official counts."""
+    """A run folder whose results/ hold everything a strict-small submission needs, at the official counts,
+    its checkpoints scored on a fast_eval/ folder at the official counts (n-th checkpoint: n items right)."""
     run = tmp_path / "mymodel"
     write(run / "best_model" / "config.json", {"model_type": "gpt2"})
     root, name = run / "results", "mymodel"
@@ -53,24 +84,16 @@ def run_dir(tmp_path):
                        for rev in REVISIONS["strict-small"] for i in range(AOA_WORDS)]})
     for task in FINETUNE_TASKS:
         write(finetune_dir(root, name, "main", task) / "predictions.json", preds(task, FULL_SIZES[task]))
-    fast = {data: key for key, _, _, data in ZERO_SHOT_ENTRIES if data}
+    fast = write_eval_set(tmp_path / "evaluation_data", full=False)
     for n, rev in enumerate(REVISIONS["strict-small"]):
-        results = {}
-        for data, key in fast.items():
-            task = next(t for k, t, _, d in ZERO_SHOT_ENTRIES if d == data)
-            sizes = FAST_SIZES[key] if isinstance(FAST_SIZES[key], dict) else {f"{data}_a": FAST_SIZES[key]}
-            write(zero_shot_dir(root, name, rev, "official", "causal") / task / data / "predictions.json",
-                  preds(data, sizes))
-            results[f"{task}/{data}"] = {"score": 50.0, "subtasks": {k: n / 100 for k in sizes}}
-        results["reading/eye_tracking"] = {"score": 1.0, "subtasks": {"spr": 0.01, "rt": 0.02}}
-        write(zero_shot_dir(root, name, rev, "official", "causal") / "reading" / "predictions.json",
-              preds("reading", FAST_SIZES["reading"]))
-        write(summary_paths(revision_dir(root, name, rev), "causal")[0], {"results": {"official": results}})
+        for key, data in fast_predictions(fast, right=n).items():
+            write(zero_shot_dir(root, name, rev, "official", "causal") / key / "predictions.json", data)
+        write(summary_paths(revision_dir(root, name, rev), "causal")[0], {"eval_dir": str(fast), "results": {}})
     return run
 
 
 def test_a_complete_tree_collates_to_the_official_layout(run_dir):
-    path = build_submission(run_dir)
+    path = build_submission(run_dir).path
     assert path == run_dir / "results" / "mymodel" / "all_full_preds_and_fast_scores_causal.json"
     sub = json.loads(path.read_text())
     assert set(sub) == {"blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps",
@@ -79,10 +102,17 @@ def test_a_complete_tree_collates_to_the_official_layout(run_dir):
     assert len(sub["glue"]["qqp"]["predictions"]) == 20215 and sub["glue"]["wsc"]["predictions"][0]["id"] == "wsc_0"
     assert len(sub["entity_tracking"]) == 18 and len(sub["blimp"]) == 67
     assert set(sub["fast_eval_results"]) == set(FAST_KEYS)
+    # Recomputed from each checkpoint's predictions and the fast data, as the collate step does.
     blimp = sub["fast_eval_results"]["blimp"]
-    assert len(blimp) == 19 and blimp[0] == {"blimp_fast_a": 0.0}  # chck_1M first
-    assert blimp[-1] == {"blimp_fast_a": 0.18}
-    assert sub["fast_eval_results"]["reading"][0] == {"spr": 0.01, "rt": 0.02}
+    assert len(blimp) == 19 and len(blimp[0]) == 67 and set(blimp[0].values()) == {0.0}  # chck_1M first: 0 right
+    assert set(blimp[-1].values()) == {18 / 200}  # chck_100M: 18 of 200 right
+    assert sub["fast_eval_results"]["entity_tracking"][2]["regular_5_ops"] == pytest.approx(2 / 159)
+    assert sub["fast_eval_results"]["wug_adj"][0] == {"wug_adj": pytest.approx(spearmanr(
+        range(200), [json.loads(r)["ratio"] for r in (run_dir.parent / "evaluation_data" / "fast_eval" /
+                                                      "wug_adj_nominalization" / "wug_adj_nominalization.jsonl")
+                     .read_text().splitlines()])[0])}
+    reading = sub["fast_eval_results"]["reading"]
+    assert set(reading[0]) == {"spr", "rt"} and reading[0] != reading[1]  # each checkpoint's own surprisals
 
 
 def test_a_missing_task_is_named_and_nothing_is_written(run_dir):
@@ -142,8 +172,8 @@ def test_the_track_defaults_to_the_runs_own(run_dir):
     write(run_dir / "train_results.json", {"track": "strict"})  # trained under strict: its checkpoints go to 1000M
     with pytest.raises(UserError, match=r"AoA has no records for chck_200M"):
         build_submission(run_dir)
-    assert build_submission(run_dir, track="strict-small").name == "all_full_preds_and_fast_scores_causal.json"
+    assert build_submission(run_dir, track="strict-small").path.name == "all_full_preds_and_fast_scores_causal.json"
     write(run_dir / "train_results.json", {"track": "none"})  # checked nothing: strict-small's checkpoints
-    assert build_submission(run_dir).is_file()
+    assert build_submission(run_dir).path.is_file()
     with pytest.raises(UserError, match="a submission is for the strict-small or strict track, not 'none'"):
         build_submission(run_dir, track="none")

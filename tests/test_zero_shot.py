@@ -41,7 +41,7 @@ from evaluation.scoring import (
     score_plans,
 )
 from evaluation.tasks import find_tasks, read_task
-from evaluation.zero_shot import choose, evaluate_model, task_scores
+from evaluation.zero_shot import choose, count_ties, evaluate_model, summary_table, task_scores
 from utils import UserError
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -92,8 +92,13 @@ def test_each_task_builds_the_official_candidates(tmp_path):
     assert entity.completions == ["the hat.", "nothing.", "the cup."] and entity.uid == "regular_2_ops"
     wug = read_task("wug_adj", tmp_path / "wug_adj_nominalization").items[0]
     assert (wug.candidates, wug.ratio, wug.uid) == (["x blickity", "x blickness"], 0.25, "wug_adj")
-    comps = read_task("comps", tmp_path / "comps").items[0]
-    assert comps.candidates == ["A dog can bark.", "A box can bark."] and comps.completions == [" can bark."] * 2
+    comps = read_task("comps", tmp_path / "comps").items[0]  # decode_comps: joined with one space, UID from the file
+    assert comps.candidates == ["A dog can bark.", "A box can bark."] and comps.completions == ["can bark."] * 2
+    assert comps.uid == "base"
+    write_jsonl(tmp_path / "comps" / "comps_extra.jsonl", [
+        {"prefix_acceptable": "A cat", "prefix_unacceptable": "A pen", "property_phrase": "can purr."}])
+    with pytest.raises(UserError, match=r"comps_extra.jsonl:1: a COMPS file must be named comps_base.jsonl"):
+        read_task("comps", tmp_path / "comps")
 
 
 @pytest.mark.parametrize("line, message", [
@@ -302,6 +307,19 @@ def test_identical_candidates_tie_under_both_conventions(tmp_path, tok_dirs):
     assert "### UID ACCURACY\nsame: 0.00" in report and report.rstrip().endswith("CONVENTION: strict")
     preds = json.loads((tmp_path / "out/m/main/zero_shot/causal/blimp/blimp_fast/predictions.json").read_text())
     assert [p["id"] for p in preds["same"]["predictions"]] == ["same_0", "same_1", "same_2"]
+    # Every tie is counted, under both conventions, in the summary and its table.
+    assert summary["official"]["blimp/blimp_fast"]["ties"] == summary["strict"]["blimp/blimp_fast"]["ties"] == 3
+    row = summary_table(summary, "causal").splitlines()[2]
+    assert row == "| blimp/blimp_fast | accuracy | 3 | 100.00 | 0.00 | 3 | 3 |"
+
+
+def test_ties_are_counted_against_the_best_other_candidate():
+    from evaluation.tasks import Item, Task
+
+    items = [Item(["a", "b", "c"], ["a", "b", "c"], {"UID": "u"})] * 4
+    scores = [[-1.0, -1.0, -2.0], [-1.0, -2.0, -1.0], [-1.0, -0.5, -1.0], [-1.0, -2.0, -3.0]]
+    assert count_ties(scores) == 2  # a tie with a lower candidate is no tie; one beaten outright neither
+    assert task_scores(Task("blimp", Path("x"), items), scores, "strict")["ties"] == 2
 
 
 def test_entity_tracking_averages_operation_counts_then_splits():

@@ -406,17 +406,26 @@ def finetune_results(run: RunFiles) -> list[tuple[Path, dict]]:
 def zero_shot_table(path: Path, data: dict) -> str:
     """One row per task, a column per convention (as evaluation/zero_shot.py's summary table)."""
     results = {c: tasks for c, tasks in data["results"].items() if isinstance(tasks, dict)}
+    where = ", ".join(f"{key} `{data[key]}`" for key in ("backend", "eval_dir", "precision") if data.get(key))
+    return "\n".join([f"### Zero-shot: BabyLM evaluation suite (revision {path.parent.name}; {where})", "",
+                      *zero_shot_rows(results, "task")])
+
+
+def zero_shot_rows(results: dict[str, dict], first_column: str) -> list[str]:
+    """A zero-shot summary's `results` ({convention: {task: {"metric", "items", "score", "ties"}}}) as a
+    markdown table: a row per task, a score column per convention, then a tied-items column per
+    convention (an accuracy item whose candidates score the same: right officially, wrong strictly)."""
     conventions = list(results)
     tasks = list(dict.fromkeys(task for c in conventions for task in results[c]))
-    rows = []
+    rows = [f"| {first_column} | metric | items | " + " | ".join(conventions) + " | "
+            + " | ".join(f"ties ({c})" for c in conventions) + " |",
+            "|---|---|---:|" + "---:|" * 2 * len(conventions)]
     for task in tasks:
         first = next(results[c][task] for c in conventions if task in results[c])
         cells = [_score(results[c].get(task, {}).get("score"), ".2f") for c in conventions]
+        cells += [str(results[c].get(task, {}).get("ties", "")) for c in conventions]
         rows.append(f"| {task} | {first.get('metric', '')} | {first.get('items', '')} | " + " | ".join(cells) + " |")
-    where = ", ".join(f"{key} `{data[key]}`" for key in ("backend", "eval_dir", "precision") if data.get(key))
-    return "\n".join([f"### Zero-shot: BabyLM evaluation suite (revision {path.parent.name}; {where})", "",
-                      "| task | metric | items | " + " | ".join(conventions) + " |",
-                      "|---|---|---:|" + "---:|" * len(conventions), *rows])
+    return rows
 
 
 def finetune_table(path: Path, data: dict) -> str:

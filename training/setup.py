@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
 import training.distributed as distributed
-from corpus.editions import detect_corpus, expand_names, resolve_files
+from corpus.editions import detect_corpus, expand_names
 from custom_models import (
     build_model,
     check_tokenizer_fits,
@@ -364,9 +364,8 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         logger.silence()
         hf_logging.set_verbosity_error()
     corpus = detect_corpus(args.data_dir, args.train_split, args.cache_dir)
-    train_files = resolve_files(args.data_dir, "train", args.train_files, args.train_split, logger, args.cache_dir)
-    val_files = resolve_files(args.data_dir, "validation", args.validation_files, args.train_split, logger,
-                              args.cache_dir)
+    train_files = corpus.files("train", args.train_files, logger)
+    val_files = corpus.files("validation", args.validation_files, logger)
     if args.difficulty == "source":  # run_args.json records the sources, not @easier/@harder
         args.easier_files, args.harder_files = (expand_names(corpus, names)
                                                 for names in (args.easier_files, args.harder_files))
