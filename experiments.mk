@@ -12,44 +12,48 @@
 # SWEEP_MINUTES each, scored with BLiMP. make report shows them all.
 BUDGET_MINUTES ?= 60
 SWEEP_MINUTES  ?= 10
-BASE_OPTS      = $(GPT_LOOP) --model_type gpt2 $(SMALL) $(TRAIN_CORE)
+# The recipes are files (configs/*.toml: run.py --config; options on the command line win over them).
+BASE_OPTS      = $(GPT_LOOP) --config configs/baseline.toml
 BEST_VOCAB     ?= $(VOCAB)
 # The recipe: the best options measured at the full budget (60 minutes on ../shared/data/babylm/2023, BLiMP
 # dev). No candidate has beaten the baseline there yet (the scores are in
 # results/2026-11-23_recipe_search.md), so the recipe is the baseline's options until one does.
-BEST_OPTS      ?= $(BASE_OPTS)
+BEST_OPTS      ?= $(GPT_LOOP) --config configs/best.toml
 # make candidates: rivals of the recipe at the full budget, each run like make best as best_<name> (test,
 # BLiMP, learning curve); CAND_<name> = its changes to BASE_OPTS, CAND_VOCAB_<name> its tokenizer (a size or
-# a TOK_<name> variant; default VOCAB). The report compares each with best_baseline.
+# a TOK_<name> variant; default VOCAB). The report compares each with best_baseline. Each candidate's changes are
+# configs/candidates/<name>.toml, given after configs/baseline.toml.
+cand_config   = --config configs/candidates/$(1).toml
 CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root vocab8k lr2e-3 \
                   seed43 bert norm deep
-CAND_wide      = $(SWEEP_wide)
-CAND_wide_batch16 = $(SWEEP_wide) $(SWEEP_batch16)
-CAND_hybrid_wide_batch16 = $(SWEEP_hybrid) $(SWEEP_wide) $(SWEEP_batch16)
+CAND_wide      = $(call cand_config,wide)
+CAND_wide_batch16 = $(call cand_config,wide_batch16)
+CAND_hybrid_wide_batch16 = $(call cand_config,hybrid_wide_batch16)
 # The baseline sees each training word several times in an hour and its validation loss turns up before the
 # end: dropout regularises the many-epoch run; block256 was the sweep's best change at the baseline's size.
-CAND_dropout   = $(SWEEP_dropout)
-CAND_block256_dropout = $(SWEEP_block256) $(SWEEP_dropout)
+# (--block_size stays on the command line: COMMON's --block_size would win over a file.)
+CAND_dropout   = $(call cand_config,dropout)
+CAND_block256_dropout = $(call cand_config,block256_dropout) --block_size 256
 # The data curriculum that helped GPT-2 most at equal tokens (step9: unigram difficulty, root pacing),
 # paced over about the baseline's step count in the hour, as step9 paced over its run.
-CAND_unigram_root = --difficulty unigram --pacing root --pacing_steps 3500
+CAND_unigram_root = $(call cand_config,unigram_root)
 # Changes that do not slow the baseline's steps (words per hour bought BLiMP above): a smaller vocabulary
 # (cheaper head, so more words per step-second) and a higher learning rate, both gains in the sweep.
 CAND_VOCAB_vocab8k = $(SWEEP_VOCAB_vocab8k)
 CAND_vocab8k   =
-CAND_lr2e-3    = $(SWEEP_lr2e-3)
+CAND_lr2e-3    = $(call cand_config,lr2e-3)
 # The baseline again with another seed (initialisation, data order): how far BLiMP moves from the seed alone.
-CAND_seed43    = --seed 43
+CAND_seed43    = $(call cand_config,seed43)
 # A masked LM (step4's BERT at the baseline's size, scored by pseudo-log-likelihood): its dynamic masking
 # draws new targets every pass, which may suit a run that sees each word several times (at 1M tokens,
 # step9, it scored above GPT-2).
-CAND_bert      = --model_type bert
+CAND_bert      = $(call cand_config,bert)
 # One text convention for all sources: the tokenizer lowercases and joins the PTB-split punctuation of
 # aochildes and cbt to its word, as the prose sources and BLiMP write it.
 CAND_VOCAB_norm = norm
 CAND_norm      =
 # Deeper and narrower at about the baseline's cost per token (a smaller head pays for 4 more layers).
-CAND_deep      = --hidden_size 192 --num_layers 8 --num_heads 4
+CAND_deep      = $(call cand_config,deep)
 # make ablation undoes each of the recipe's changes named in ABLATE (none while the recipe is the baseline);
 # ABLATE_<name> restores the baseline's setting of a sweep change.
 ABLATE         ?=
@@ -83,8 +87,10 @@ $(SAVE_DIR)/tok%/tokenizer_clm/tokenizer.json: | $(VENV_STAMP)
 $(SAVE_DIR)/tok%/tokenizer_mlm/tokenizer.json: | $(VENV_STAMP)
 	$(RUN) tokenizer $(COMMON) --tokenizer_type mlm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
 # bert and gpt_bert need the mlm tokenizer (<mask>)
-# (the last --model_type in the options is the one that counts: options given later win)
-tok_kind = $(if $(filter bert gpt_bert,$(lastword $(filter gpt2 llama bert gpt_bert,$(1)))),mlm,clm)
+# (the last --model_type in the options is the one that counts: options given later win, and the command line
+# wins over the --config files, whose model_type = "..." lines config_model_types reads)
+config_model_types = $(foreach f,$(filter %.toml,$(1)),$(shell sed -n 's/^model_type *= *"\([a-z_0-9]*\)".*/\1/p' $(f)))
+tok_kind = $(if $(filter bert gpt_bert,$(lastword $(filter gpt2 llama bert gpt_bert,$(call config_model_types,$(1)) $(1)))),mlm,clm)
 sweep_tok = $(call tok_of,$(or $(SWEEP_VOCAB_$(1)),$(VOCAB)),$(call tok_kind,$(SWEEP_$(1))))
 $(foreach v,$(SWEEP),$(eval $(call TRAIN_STEP,sweep_$(v),$(call sweep_tok,$(v)),,$(BASE_OPTS) $(SWEEP_$(v)) --max_minutes $(SWEEP_MINUTES) $(BUDGET_EVAL))))
 # make ablation: the recipe at the sweep's budget (ablate_recipe), and with each of its choices undone in

@@ -6,7 +6,10 @@ custom loop with --torch_training; fresh or from --init_model), `test` (loss and
 perplexity of --model_dir on the test files), `blimp`, `evaluate` (the official zero-shot
 suite), `finetune`, `report`, `curve`
 (BLiMP and validation loss of a run's words-seen checkpoints), `evaluate_checkpoints`,
-`submission`, `export` (the run as a model repository with a branch per checkpoint). See `python run.py --help`.
+`submission`, `export` (the run as a model repository with a branch per checkpoint). See `python run.py --help`
+and `python run.py ACTION --help` (each action's options only). The table of actions, their options
+and the functions that run them is argument_parser.ACTIONS; the functions below are the actions
+whose work is the front end's own.
 
 `torchrun --nproc_per_node=N run.py train ...` trains data-parallel in N processes
 (training/distributed.py); the other actions run in one process."""
@@ -14,10 +17,12 @@ suite), `finetune`, `report`, `curve`
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from collections.abc import Callable
 
-from argument_parser import parse_args
+from argument_parser import ACTIONS, compute_actions, parse_args
 from utils import UserError
 
 # Quiet third-party noise that is not about the user's run.
@@ -80,34 +85,6 @@ def run_train(args: argparse.Namespace) -> None:
         distributed.shutdown()
 
 
-def run_test(args: argparse.Namespace) -> None:
-    """Test a saved model on the test files."""
-    from evaluation.testset import run_test as test
-
-    test(args)
-
-
-def run_blimp(args: argparse.Namespace) -> None:
-    """Score --model_dir on the BLiMP minimal pairs in --blimp_dir."""
-    from evaluation.blimp import run_blimp as blimp
-
-    blimp(args)
-
-
-def run_evaluate(args: argparse.Namespace) -> None:
-    """Score --model_dir on the official zero-shot suite in --eval_dir."""
-    from evaluation.zero_shot import run_evaluate as evaluate
-
-    evaluate(args)
-
-
-def run_finetune(args: argparse.Namespace) -> None:
-    """Fine-tune --model_dir on the classification tasks in --glue_dir."""
-    from evaluation.finetune import run_finetune as finetune
-
-    finetune(args)
-
-
 def run_stats(args: argparse.Namespace) -> None:
     """Corpus statistics per split and file (and per token with --tokenizer_dir);
     printed, and written to --output_dir as corpus_stats.md/.json when given."""
@@ -127,34 +104,6 @@ def run_stats(args: argparse.Namespace) -> None:
         write_json_atomic(Path(args.output_dir) / "corpus_stats.json", rows)
 
 
-def run_curve(args: argparse.Namespace) -> None:
-    """Score every chck_* folder and the best model of the run in --model_dir: BLiMP and validation loss."""
-    from evaluation.learning_curve import run_curve as curve
-
-    curve(args)
-
-
-def run_evaluate_checkpoints(args: argparse.Namespace) -> None:
-    """The fast zero-shot suite on every chck_* folder of the run in --model_dir, then AoA across them."""
-    from evaluation.checkpoints import run_evaluate_checkpoints as evaluate_checkpoints
-
-    evaluate_checkpoints(args)
-
-
-def run_submission(args: argparse.Namespace) -> None:
-    """Collate the run in --model_dir into the official submission file, checking every item count."""
-    from evaluation.submission import run_submission as submission
-
-    submission(args)
-
-
-def run_export(args: argparse.Namespace) -> None:
-    """Write the run in --model_dir as a git repository (main + a branch per chck_*); --push uploads it."""
-    from evaluation.export import run_export as export
-
-    export(args)
-
-
 def run_report(args: argparse.Namespace) -> None:
     """Gather every finished step under --save_dir into report.md and plots."""
     from evaluation.report import write_report
@@ -162,23 +111,20 @@ def run_report(args: argparse.Namespace) -> None:
     write_report(args.save_dir)
 
 
-ACTIONS = {"tokenizer": run_tokenizer, "dataset": run_dataset, "train": run_train, "test": run_test,
-           "blimp": run_blimp, "evaluate": run_evaluate, "finetune": run_finetune, "report": run_report,
-           "stats": run_stats, "curve": run_curve, "evaluate_checkpoints": run_evaluate_checkpoints,
-           "submission": run_submission, "export": run_export}
-
-
-# The actions that compute with a model, in --precision (training also --compile).
-PRECISION_ACTIONS = ("train", "test", "blimp", "evaluate", "finetune", "curve", "evaluate_checkpoints")
+def handler(action: str) -> Callable[[argparse.Namespace], object]:
+    """The function that runs `action` (ACTIONS' "module:function"), imported now: --help stays fast."""
+    module, _, function = ACTIONS[action].handler.partition(":")
+    return getattr(sys.modules[__name__] if module == "run" else importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and turn a UserError into one line on stderr and exit code 1."""
     args = parse_args(argv)
-    if args.push is None:  # nothing is ever fetched from the hub; `export --push` is the one upload
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.action != "export" or args.push is None:  # nothing is ever fetched from the hub; `export --push`
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")    # is the one upload
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if args.num_threads is not None:
+    computes = args.action in compute_actions()
+    if computes and args.num_threads is not None:
         import torch
 
         torch.set_num_threads(args.num_threads)
@@ -186,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         if world > 1 and args.action != "train":
             raise UserError(f"the {args.action} action runs in one process: start it with python, not torchrun "
                             "(only train runs in several)")
-        if args.action in PRECISION_ACTIONS:
+        if computes:
             # Chosen before any input is read, so that an impossible --compile on writes nothing;
             # each action logs the choice once its inputs are checked (training/hardware.py).
             from training.hardware import resolve_fast_path
 
             resolve_fast_path(args)
-        ACTIONS[args.action](args)
+        handler(args.action)(args)
     except UserError as e:
         if args.debug:
             raise

@@ -21,13 +21,14 @@ from pretraining_dataset import load_blocks
 
 
 def test_help_documents_every_option_with_its_default():
-    parser = build_parser()
-    text = parser.format_help()
-    for action in parser._actions:
-        if action.dest in ("help", "action"):  # positional action: its choices are listed
-            continue
-        assert action.help, f"{action.dest} has no help"
-        assert "default:" in parser._get_formatter()._get_help_string(action), action.dest
+    parsers = build_parser().action_parsers
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name}: {action.dest} has no help"
+            assert "default:" in parser._get_formatter()._get_help_string(action), (name, action.dest)
+    text = parsers["train"].format_help()
     assert "--torch_training" in text and "(default: 128)" in text
 
 

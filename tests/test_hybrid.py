@@ -20,6 +20,7 @@ from conftest import ROOT, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from argument_parser import parse_args
 from custom_models import body_and_head, build_model, is_causal, load_model, load_model_and_tokenizer
 from evaluation.blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from tokenizer import load_tokenizer
@@ -263,8 +264,8 @@ def test_blimp_action_scores_the_hybrid_both_ways(hybrid, make_args, tmp_path, m
     blimp_dir = ROOT / "data" / "sample_eval" / "blimp"
     results = {}
     for scoring in ("causal", "masked"):
-        run_args = make_args("blimp", "--model_dir", tmp_path / "model", "--blimp_dir", blimp_dir,
-                             "--output_dir", tmp_path / scoring, "--hybrid_scoring", scoring, kind="mlm")
+        run_args = parse_args(["blimp", "--model_dir", str(tmp_path / "model"), "--blimp_dir", str(blimp_dir),
+                               "--output_dir", str(tmp_path / scoring), "--hybrid_scoring", scoring])
         results[scoring] = run_blimp(run_args)
         saved = json.loads((tmp_path / scoring / "blimp_results.json").read_text())
         assert saved["hybrid_scoring"] == scoring

@@ -32,6 +32,7 @@ LAYERS = {
     "evaluation.export": 3,
     # 4: the front end and tools
     "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4,
+    "cli_options": 4, "cli_config": 4, "tools.make_dry_run": 4,
 }
 PACKAGES = ("training", "evaluation", "corpus", "tools")
 FRONT_END = {"run", "tools.bench"}  # the only importers of argument_parser

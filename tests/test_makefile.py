@@ -8,6 +8,8 @@ import subprocess
 
 from conftest import ROOT
 
+from argument_parser import parse_args
+
 
 def run_commands(tmp_path, action: str, *targets: str) -> dict[str, list[str]]:
     """The `run.py <action>` commands `make -n targets` would run (SAVE_DIR=tmp_path), keyed by their
@@ -28,22 +30,28 @@ def last(words: list[str], option: str) -> str:
     return [words[i + 1] for i, w in enumerate(words) if w == option][-1]
 
 
-def test_every_budget_run_gets_the_tokenizer_its_model_needs(tmp_path):
+def test_every_budget_run_gets_the_tokenizer_its_model_needs(tmp_path, monkeypatch):
     """Masked models (bert, gpt_bert) need the mlm tokenizer (it has <mask>), causal ones the clm
-    tokenizer; a candidate's CAND_VOCAB_<name> picks the tokenizer's size."""
+    tokenizer; a candidate's CAND_VOCAB_<name> picks the tokenizer's size. The options are read as
+    run.py reads them: the --config recipes (configs/) first, the command line winning."""
+    monkeypatch.chdir(ROOT)  # the recipes' paths are relative to the repository
     commands = run_commands(tmp_path, "train", "candidates", "sweep")
     assert len(commands) >= 21  # the 12 candidates and 9 sweep entries
-    for out, words in commands.items():
-        kind = "mlm" if last(words, "--model_type") in ("bert", "gpt_bert") else "clm"
-        assert last(words, "--tokenizer_dir").rstrip("/").endswith(f"tokenizer_{kind}"), out
-        assert "--max_minutes" in words, out
-    run = {name: commands[str(tmp_path / name)]
-           for name in ("best_bert", "best_seed43", "best_vocab8k", "best_norm", "best_deep")}
-    assert last(run["best_bert"], "--model_type") == "bert"
-    assert "/tok8000/" in last(run["best_vocab8k"], "--tokenizer_dir")
-    assert "/step1/" in last(run["best_seed43"], "--tokenizer_dir") and last(run["best_seed43"], "--seed") == "43"
-    assert "/toknorm/" in last(run["best_norm"], "--tokenizer_dir")
-    assert [last(run["best_deep"], o) for o in ("--hidden_size", "--num_layers")] == ["192", "8"]
+    parsed = {out: parse_args(words[words.index("run.py") + 1:]) for out, words in commands.items()}
+    for out, args in parsed.items():
+        kind = "mlm" if args.model_type in ("bert", "gpt_bert") else "clm"
+        assert args.tokenizer_dir.rstrip("/").endswith(f"tokenizer_{kind}"), out
+        assert args.max_minutes is not None, out
+    run = {name: parsed[str(tmp_path / name)]
+           for name in ("best_bert", "best_seed43", "best_vocab8k", "best_norm", "best_deep", "best_block256_dropout",
+                        "best_hybrid_wide_batch16")}
+    assert run["best_bert"].model_type == "bert"
+    assert "/tok8000/" in run["best_vocab8k"].tokenizer_dir
+    assert "/step1/" in run["best_seed43"].tokenizer_dir and run["best_seed43"].seed == 43
+    assert "/toknorm/" in run["best_norm"].tokenizer_dir
+    assert (run["best_deep"].hidden_size, run["best_deep"].num_layers) == (192, 8)
+    assert (run["best_block256_dropout"].block_size, run["best_block256_dropout"].dropout) == (256, 0.1)
+    assert run["best_hybrid_wide_batch16"].hybrid_ratio == "1:1" and run["best_hybrid_wide_batch16"].batch_size == 16
 
 
 def test_tokenizer_variants_get_their_options(tmp_path):

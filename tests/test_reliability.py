@@ -269,13 +269,14 @@ def test_duplicated_blimp_pairs_and_empty_training_files_are_said(tmp_path, tok_
 def test_every_numeric_option_refuses_negative_and_nan_values(capsys):
     import argument_parser
 
-    parser = argument_parser.build_parser()
-    numeric = {a.dest: a for a in parser._actions if a.type in (int, float)}
-    assert set(numeric) == set(argument_parser.RANGES)  # each numeric option declares its range
-    for name, action in numeric.items():
+    parsers = argument_parser.build_parser().action_parsers
+    numeric = {(a.dest, name): a for name, p in parsers.items() for a in p._actions if a.type in (int, float)}
+    assert {dest for dest, _ in numeric} == set(argument_parser.RANGES)  # each numeric option declares its range
+    needed = {command: [w for dest, _ in spec.needs for w in (f"--{dest}", "x")]
+              for command, spec in argument_parser.ACTIONS.items()}
+    for (name, command), action in numeric.items():
         for value in ("-1", "nan") if action.type is float else ("-1",):
             with pytest.raises(SystemExit) as stopped:
-                argument_parser.parse_args(["train", "--tokenizer_dir", "t", "--output_dir", "o",
-                                            action.option_strings[0], value])
+                argument_parser.parse_args([command, *needed[command], action.option_strings[0], value])
             assert stopped.value.code == 2
             assert f"--{name} must be" in capsys.readouterr().err
