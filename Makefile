@@ -222,18 +222,18 @@ HUB_ID      ?=
 data: $(VENV_STAMP)
 ifeq ($(EDITION),hub)
 	@test -n "$(HUB_ID)" || { echo "error: make data EDITION=hub needs HUB_ID=<dataset id or folder>"; exit 2; }
-	$(PY) -m corpus.download dataset $(HUB_ID) --data_dir $(DATA_DIR) $(CORPUS_OPTS)
+	$(PY) -m tools.download dataset $(HUB_ID) --data_dir $(DATA_DIR) $(CORPUS_OPTS)
 else
-	$(PY) -m corpus.download corpus --edition $(EDITION) --data_dir $(DATA_DIR) $(CORPUS_OPTS)
+	$(PY) -m tools.download corpus --edition $(EDITION) --data_dir $(DATA_DIR) $(CORPUS_OPTS)
 endif
 
 eval_data: eval_data_blimp eval_data_official
 
 eval_data_blimp: $(VENV_STAMP)
-	$(PY) -m corpus.download blimp --blimp_dir $(BLIMP_DIR)
+	$(PY) -m tools.download blimp --blimp_dir $(BLIMP_DIR)
 
 eval_data_official: $(VENV_STAMP)
-	$(PY) -m corpus.download official_eval --eval_dir $(EVAL_DIR) $(EVAL_OPTS)
+	$(PY) -m tools.download official_eval --eval_dir $(EVAL_DIR) $(EVAL_OPTS)
 
 # Corpus statistics per split and file (+ tokens per word once step1 ran) -> $(SAVE_DIR)/stats/.
 stats: $(VENV_STAMP)

@@ -1,4 +1,6 @@
-"""corpus/download.py against a local HTTP server (127.0.0.1, port 0) started here: never the internet.
+"""The downloads (corpus/fetch.py, corpus/download.py, corpus/blimp_download.py,
+evaluation/official_download.py, and tools/download.py, their command line) against a local
+HTTP server (127.0.0.1, port 0) started here: never the internet.
 
 The server serves in-memory files, honours `Range: bytes=N-` (unless told not
 to), and can be told to cut or stall its next response after K bytes, or to
@@ -21,9 +23,14 @@ from pathlib import Path
 
 import pytest
 
+import corpus.blimp_download as blimp_download
 import corpus.download as download
-from corpus.download import MARKER, download_blimp, download_corpus
+import evaluation.official_download as official_download
+import tools.download as cli
+from corpus.blimp_download import download_blimp
+from corpus.download import download_corpus
 from corpus.editions import detect_corpus
+from corpus.fetch import MARKER
 from utils import UserError
 
 FAST = {"timeout": 5.0, "retries": 0, "retry_wait": 0.0}
@@ -282,7 +289,7 @@ def test_server_gone(server, corpus):
 def test_server_gone_through_the_cli(server, corpus, capsys):
     url, body, data_dir = corpus
     server.stop()
-    code = download.main(["corpus", "--data_dir", str(data_dir), "--url", url, "--timeout", "5", "--no_progress"])
+    code = cli.main(["corpus", "--data_dir", str(data_dir), "--url", url, "--timeout", "5", "--no_progress"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: cannot reach") and err.count("\n") == 1
 
@@ -346,7 +353,7 @@ def blimp(server, tmp_path):
 
 
 def test_paradigm_list():
-    assert len(download.BLIMP_PARADIGMS) == 67 == len(set(download.BLIMP_PARADIGMS))
+    assert len(blimp_download.BLIMP_PARADIGMS) == 67 == len(set(blimp_download.BLIMP_PARADIGMS))
 
 
 def test_blimp_installs_then_does_nothing(server, blimp, capsys):
@@ -369,8 +376,8 @@ def test_blimp_installs_then_does_nothing(server, blimp, capsys):
 def test_blimp_through_the_cli(server, blimp, capsys):
     base, blimp_dir = blimp
     argv = ["blimp", "--blimp_dir", str(blimp_dir), "--base_url", base, "--paradigms", *PARADIGMS, "--timeout", "5"]
-    assert download.main(argv) == 0
-    assert download.main(argv) == 0
+    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0
     assert "nothing done" in capsys.readouterr().out
     assert len(list(blimp_dir.glob("*.jsonl"))) == 3
 
@@ -423,7 +430,7 @@ def test_blimp_foreign_dir_is_not_overwritten(server, blimp):
 
 def test_cli_usage_errors():
     with pytest.raises(SystemExit) as e:
-        download.main(["corpus", "--sha256", "xyz"])
+        cli.main(["corpus", "--sha256", "xyz"])
     assert e.value.code == 2
 
 
@@ -433,7 +440,7 @@ def jsonl(*rows: dict) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
-READING_CSV = (",".join(download.READING_COLUMNS) + "\n"
+READING_CSV = (",".join(official_download.READING_COLUMNS) + "\n"
                + "The dog ran.,ran,,,3.1,3,2,,210,230,250,240,300\n"
                + "The cat sat.,sat,The dog ran.,ran,3.0,3,2,3,200,220,260,230,310\n")
 
@@ -483,7 +490,7 @@ def official(server, tmp_path):
 
 
 def get_official(url: str, eval_dir: Path, **kw) -> bool:
-    return download.download_official_eval(eval_dir, url, **{**FAST, "progress": False, **kw})
+    return official_download.download_official_eval(eval_dir, url, **{**FAST, "progress": False, **kw})
 
 
 def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
@@ -577,11 +584,11 @@ def test_official_eval_resume_after_cut_connection(server, official):
 def test_official_eval_pinned_checksum_through_the_cli(server, official, capsys):
     url, body, eval_dir = official
     argv = ["official_eval", "--url", url, "--timeout", "5", "--retries", "0", "--no_progress"]
-    assert download.main([*argv, "--eval_dir", str(eval_dir), "--sha256", hashlib.sha256(body).hexdigest(),
+    assert cli.main([*argv, "--eval_dir", str(eval_dir), "--sha256", hashlib.sha256(body).hexdigest(),
                           "--size", str(len(body))]) == 0
     other = eval_dir.with_name("other")
     capsys.readouterr()
-    assert download.main([*argv, "--eval_dir", str(other), "--sha256", "0" * 64]) == 1
+    assert cli.main([*argv, "--eval_dir", str(other), "--sha256", "0" * 64]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "expected " + "0" * 64 in err and err.count("\n") == 1
     assert not other.exists()
@@ -601,11 +608,11 @@ def test_official_eval_from_a_folder(tmp_path, capsys):
     before = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
     eval_dir = tmp_path / "data" / "official_eval"
     argv = ["official_eval", "--eval_dir", str(eval_dir), "--from", str(source.parent)]  # finds evaluation_data/
-    assert download.main(argv) == 0
+    assert cli.main(argv) == 0
     assert (eval_dir / "fast_eval" / "ewok_fast" / "physics.jsonl").is_file()
     assert json.loads((eval_dir / MARKER).read_text())["from"] == str(source.resolve())
     assert sorted(str(p.relative_to(source)) for p in source.rglob("*")) == before  # the source is untouched
-    assert download.main(argv) == 0
+    assert cli.main(argv) == 0
     assert "nothing done" in capsys.readouterr().out
 
 
@@ -616,7 +623,7 @@ def test_official_eval_from_a_folder_with_a_bad_line(tmp_path):
     write_tree(source, files)
     eval_dir = tmp_path / "data" / "official_eval"
     with pytest.raises(UserError) as e:
-        download.install_official_eval(source, eval_dir)
+        official_download.install_official_eval(source, eval_dir)
     assert f"'{source}' holds invalid evaluation data: fast_eval/blimp_fast/adjunct_island.jsonl:4 is not " \
            "valid JSON" in str(e.value)
     assert not eval_dir.exists() and [p.name for p in eval_dir.parent.iterdir()] == []
@@ -625,7 +632,7 @@ def test_official_eval_from_a_folder_with_a_bad_line(tmp_path):
 def test_official_eval_from_refuses_checksums_and_url(tmp_path):
     for extra in (["--sha256", "0" * 64], ["--url", "http://127.0.0.1:9/x.zip"]):
         with pytest.raises(SystemExit) as e:
-            download.main(["official_eval", "--from", str(tmp_path), *extra])
+            cli.main(["official_eval", "--from", str(tmp_path), *extra])
         assert e.value.code == 2
 
 
@@ -652,15 +659,15 @@ def test_official_eval_encrypted_ewok_fast(tmp_path, capsys):
     with zipfile.ZipFile(io.BytesIO(files.pop("fast_eval/ewok_fast.zip"))) as plain:
         plain.extractall(inner)
     write_tree(source, files)
-    subprocess.run(["zip", "-q", "-r", "-P", download.EWOK_FAST_PASSWORD,
+    subprocess.run(["zip", "-q", "-r", "-P", official_download.EWOK_FAST_PASSWORD,
                     str(source / "fast_eval" / "ewok_fast.zip"), "ewok_fast"], cwd=inner, check=True)
     with zipfile.ZipFile(source / "fast_eval" / "ewok_fast.zip") as zf:
         assert all(m.flag_bits & 0x1 for m in zf.infolist() if not m.is_dir())  # encrypted
 
-    assert download.install_official_eval(source, tmp_path / "good")
+    assert official_download.install_official_eval(source, tmp_path / "good")
     assert (tmp_path / "good" / "fast_eval" / "ewok_fast" / "physics.jsonl").is_file()
 
-    assert download.install_official_eval(source, tmp_path / "wrong", zip_password="not it")
+    assert official_download.install_official_eval(source, tmp_path / "wrong", zip_password="not it")
     assert "fast_eval/ewok_fast.zip does not unpack" in capsys.readouterr().err
     assert (tmp_path / "wrong" / "fast_eval" / "ewok_fast.zip").is_file()
     assert (tmp_path / "wrong" / "full_eval" / "blimp_filtered").is_dir()
@@ -685,13 +692,13 @@ def test_the_2024_release_installs_from_its_zip_and_needs_a_url(server, tmp_path
     server.files["/text_data.zip"] = body
     data_dir = tmp_path / "babylm_2024"
     argv = ["corpus", "--edition", "2024", "--data_dir", str(data_dir), "--no_progress", "--retries", "0"]
-    assert download.main(argv) == 1  # no published link: the error names where to get the zip
+    assert cli.main(argv) == 1  # no published link: the error names where to get the zip
     assert "no published direct link: download its zip from https://osf.io/5mk3x/" in capsys.readouterr().err
-    assert download.main([*argv, "--url", server.url("text_data.zip")]) == 0  # no checksum is checked for 2024
+    assert cli.main([*argv, "--url", server.url("text_data.zip")]) == 0  # no checksum is checked for 2024
     assert sorted(p.name for p in data_dir.iterdir()) == [MARKER, "dev", "test", "train_10M"]
     assert json.loads((data_dir / MARKER).read_text())["edition"] == "2024"
     assert detect_corpus(data_dir, cache_dir=tmp_path / "cache").layout == "2024"
-    assert download.main([*argv, "--url", server.url("text_data.zip")]) == 0
+    assert cli.main([*argv, "--url", server.url("text_data.zip")]) == 0
     assert "nothing done" in capsys.readouterr().out
 
 
@@ -699,5 +706,5 @@ def test_another_edition_is_not_taken_for_the_installed_one(server, corpus, caps
     url, body, data_dir = corpus
     assert get(url, body, data_dir)  # the 2023 corpus
     argv = ["corpus", "--edition", "2024", "--data_dir", str(data_dir), "--url", url, "--no_progress"]
-    assert download.main(argv) == 1
+    assert cli.main(argv) == 1
     assert "holds the 2023 corpus, not the requested 2024" in capsys.readouterr().err

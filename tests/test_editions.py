@@ -15,8 +15,8 @@ import torch
 from conftest import ROOT, SAMPLE, run_loop
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import corpus.download as download
 import run
+import tools.download as download
 import training.setup as training_setup
 from corpus.cleaning import rules_for
 from corpus.editions import (

@@ -14,11 +14,10 @@ LAYERS = {
     # 0: plumbing
     "utils": 0,
     # 1: raw text, tokens and models
-    "corpus.cleaning": 1, "corpus.editions": 1, "corpus.download": 1, "corpus.stats": 1, "pretraining_dataset": 1,
+    "corpus.cleaning": 1, "corpus.editions": 1, "corpus.stats": 1, "pretraining_dataset": 1,
+    "corpus.fetch": 1, "corpus.download": 1, "corpus.blimp_download": 1,
     "tokenizer": 1,
     "custom_models": 1, "hybrid_model": 1,
-    # the official evaluation tasks' file formats (imports only utils): corpus.download checks a download with it
-    "evaluation.tasks": 1,
     # 2: the training machinery both loops share, and the loops
     "training.hardware": 2, "training.setup": 2, "training.validation": 2, "training.losses": 2,
     "training.distributed": 2, "training.curriculum": 2, "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,
@@ -29,9 +28,9 @@ LAYERS = {
     "evaluation.report": 3, "evaluation.scoring": 3, "evaluation.reading": 3, "evaluation.zero_shot": 3,
     "evaluation.layout": 3, "evaluation.checkpoints": 3, "evaluation.aoa": 3, "evaluation.submission": 3,
     "evaluation.fast_scores": 3, "evaluation.official": 3,
-    "evaluation.export": 3,
+    "evaluation.export": 3, "evaluation.tasks": 3, "evaluation.official_download": 3,
     # 4: the front end and tools
-    "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4,
+    "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4, "tools.download": 4,
     "cli_options": 4, "cli_config": 4, "tools.make_dry_run": 4,
 }
 PACKAGES = ("training", "evaluation", "corpus", "tools")

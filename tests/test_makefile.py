@@ -67,7 +67,7 @@ def test_eval_data_fetches_blimp_and_the_official_data(tmp_path):
     out = subprocess.run(["make", "-n", "--no-print-directory", "eval_data", f"BLIMP_DIR={tmp_path}/blimp",
                           f"EVAL_DIR={tmp_path}/official", "EVAL_OPTS=--from /somewhere"], cwd=ROOT,
                          check=True, capture_output=True, text=True).stdout
-    commands = [shlex.split(line) for line in out.splitlines() if "corpus.download" in line]
-    assert [words[words.index("corpus.download") + 1:] for words in commands] == [
+    commands = [shlex.split(line) for line in out.splitlines() if "tools.download" in line]
+    assert [words[words.index("tools.download") + 1:] for words in commands] == [
         ["blimp", "--blimp_dir", f"{tmp_path}/blimp"],
         ["official_eval", "--eval_dir", f"{tmp_path}/official", "--from", "/somewhere"]]
