@@ -1,4 +1,6 @@
-"""Zero-shot grammatical minimal pairs (BLiMP format) for causal and masked LMs.
+"""Zero-shot grammatical minimal pairs (BLiMP format) for causal and masked LMs: the blimp
+action and the test action's BLiMP, a view of the zero-shot scorer (evaluation/scoring.py)
+under its strict convention, each sentence scored whole, read as paradigms.
 
 A paradigm is one jsonl file of pairs {sentence_good, sentence_bad, field?,
 linguistics_term?, UID?}. A pair is correct only if score(good) > score(bad)
@@ -24,8 +26,11 @@ Scores (always float32, whatever precision the model was trained in):
   token j masked in turn (with the same variants), bidirectional attention, and
   its log-probability read at position j-1, where the model predicts it.
 
-Speed: sentences are deduplicated, sorted by length and batched; for PLL the
-masked copies of many sentences are batched together.
+Backends of the zero-shot scorer: causal LMs and gpt_bert's causal mode -> `causal`,
+masked LMs -> `mlm`, gpt_bert with `--hybrid_scoring masked` -> `mntp` (blimp_backend).
+Speed is the scorer's: identical sentences run once, a causal model reads a pair's shared
+start once (prefix trees), batches are sorted by length and sized in tokens (at most
+--blimp_batch_size sentences of the longest length a pass).
 
 Report: accuracy per paradigm; overall = unweighted mean over paradigms; per
 field and per linguistics term = unweighted mean over their paradigms."""
@@ -38,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from custom_models import body_and_head, is_causal, is_hybrid, load_model_and_tokenizer
-from evaluation.scoring import hidden_states, pad_batch
+from custom_models import is_causal, is_hybrid, load_model_and_tokenizer
+from evaluation.scoring import default_backend, make_plans, pad_id_of, score_plans
+from evaluation.zero_shot import choose
 from training.hardware import autocast, log_choice
 from utils import (
     BLIMP_RESULTS,
@@ -114,129 +119,81 @@ def warn_duplicates(paradigms: list[Paradigm], logger: RunLogger) -> None:
                            "that is not intended")
 
 
-# --------------------------------------------------------------------------- causal scoring
+# --------------------------------------------------------------------------- scoring: the zero-shot scorer
 
 
-def _prefix_id(tokenizer) -> int:
-    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if prefix is None:
-        raise UserError("the tokenizer has neither a BOS nor an EOS token to condition the first word on")
-    return prefix
-
-
-@torch.no_grad()
-def causal_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
-                  device: torch.device | str = "cpu", progress: bool = False) -> list[float]:
-    """Sum of log p(token | BOS, previous tokens) for each sentence, in float32."""
-    prefix = _prefix_id(tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
-    seqs = [[prefix] + tokenizer(s, add_special_tokens=False)["input_ids"] for s in sentences]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths share a batch
-    scores = [0.0] * len(seqs)
-    model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="BLiMP (causal)", disable=not progress):
-        idx = order[start: start + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx], pad)
-        ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-        sums = (logp * mask[:, 1:]).sum(dim=1)  # pad positions contribute nothing
-        for i, value in zip(idx, sums.tolist(), strict=True):
-            scores[i] = value
-    return scores
-
-
-# --------------------------------------------------------------------------- masked scoring
-
-
-def masked_copies(tokenizer, sentence: str,
-                  variant: str = "within_word_l2r") -> tuple[list[int], list[tuple[list[int], int]]]:
-    """The sentence's ids and, for each scored position, (masked ids, position).
-
-    `token`: only that position is masked. `within_word_l2r`: the later
-    sub-tokens of the same word are masked as well."""
-    enc = tokenizer(sentence)
-    ids, words = enc["input_ids"], enc.word_ids()
-    copies = []
-    for pos, word in enumerate(words):
-        if word is None:  # <s>, </s>
-            continue
-        masked = list(ids)
-        masked[pos] = tokenizer.mask_token_id
-        if variant == "within_word_l2r":
-            for later in range(pos + 1, len(ids)):
-                if words[later] == word:
-                    masked[later] = tokenizer.mask_token_id
-        copies.append((masked, pos))
-    return ids, copies
-
-
-def _logits_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
-              positions: torch.Tensor) -> torch.Tensor:
-    """Logits predicting the token at one position per row, the vocabulary head (about half of
-    a small model's compute) run at that position only. gpt_bert (masked next-token):
-    bidirectional attention, the token read at the position before it."""
-    hybrid = is_hybrid(model.config.model_type)
-    _, head = body_and_head(model)
-    return head(hidden_states(model, ids, mask, bidirectional=hybrid)[rows, positions - int(hybrid)])
-
-
-@torch.no_grad()
-def pll_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
-               device: torch.device | str = "cpu", variant: str = "within_word_l2r",
-               progress: bool = False) -> list[float]:
-    """Pseudo-log-likelihood of each sentence under a masked LM, in float32."""
-    if tokenizer.mask_token_id is None:
-        raise UserError("masked-LM scoring needs a tokenizer with a mask token")
-    jobs = []  # (sentence index, masked ids, position, true token)
-    for i, sentence in enumerate(sentences):
-        ids, copies = masked_copies(tokenizer, sentence, variant)
-        jobs.extend((i, masked, pos, ids[pos]) for masked, pos in copies)
-    if is_hybrid(model.config.model_type) and any(job[2] == 0 for job in jobs):
-        raise UserError("masked next-token scoring reads token j at position j-1, so the tokenizer must start each "
-                        "text with a special token (<s>): use the mlm tokenizer the gpt_bert model was trained with")
-    jobs.sort(key=lambda job: len(job[1]))
-    scores = [0.0] * len(sentences)
-    model.eval()
-    for start in tqdm(range(0, len(jobs), batch_size), desc="BLiMP (PLL)", disable=not progress):
-        batch = jobs[start: start + batch_size]
-        ids, mask = pad_batch([job[1] for job in batch], tokenizer.pad_token_id)
-        rows = torch.arange(len(batch), device=device)
-        positions = torch.tensor([job[2] for job in batch], device=device)
-        targets = torch.tensor([job[3] for job in batch], device=device)
-        logits = _logits_at(model, ids.to(device), mask.to(device), rows, positions).float()
-        logp = torch.log_softmax(logits, dim=-1)[rows, targets]
-        for job, value in zip(batch, logp.tolist(), strict=True):
-            scores[job[0]] += value
-    return scores
-
-
-# --------------------------------------------------------------------------- evaluation and report
+def blimp_backend(model_type: str, hybrid_scoring: str = "causal") -> str:
+    """The zero-shot backend (evaluation/scoring.py) that scores a model of `model_type`:
+    causal LMs and gpt_bert in its causal mode -> causal; masked LMs -> mlm; gpt_bert with
+    hybrid_scoring 'masked' -> mntp (masked next-token)."""
+    if is_hybrid(model_type):
+        return "mntp" if hybrid_scoring == "masked" else "causal"
+    return default_backend(model_type)
 
 
 def uses_pll(model_type: str, hybrid_scoring: str = "causal") -> bool:
     """Whether BLiMP scores a model of `model_type` by pseudo-log-likelihood (masked LMs,
     and gpt_bert with hybrid_scoring 'masked') rather than causal log-likelihood."""
-    return not is_causal(model_type) or (is_hybrid(model_type) and hybrid_scoring == "masked")
+    return blimp_backend(model_type, hybrid_scoring) != "causal"
 
 
-def score_sentences(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int,
-                    device: torch.device | str, variant: str = "within_word_l2r",
+def score_sentences(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
+                    device: torch.device | str = "cpu", variant: str = "within_word_l2r",
                     progress: bool = False, hybrid_scoring: str = "causal") -> list[float]:
-    """Scores of `sentences` by the model's kind (causal LL or masked PLL; gpt_bert:
-    `hybrid_scoring`); each distinct sentence is scored once."""
-    unique = list(dict.fromkeys(sentences))
-    if not uses_pll(model.config.model_type, hybrid_scoring):
-        values = causal_scores(model, tokenizer, unique, batch_size, device, progress)
-    else:
-        values = pll_scores(model, tokenizer, unique, batch_size, device, variant, progress)
-    table = dict(zip(unique, values, strict=True))
-    return [table[s] for s in sentences]
+    """Each sentence's score, in float32, by the model's kind (causal LL or masked PLL; gpt_bert:
+    `hybrid_scoring`): the zero-shot scorer's strict convention with the whole sentence as the
+    completion. Identical sentences are scored once."""
+    backend = blimp_backend(model.config.model_type, hybrid_scoring)
+    return _strict_scores(model, tokenizer, sentences, backend, batch_size, device, variant, progress)
+
+
+def causal_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
+                  device: torch.device | str = "cpu", progress: bool = False) -> list[float]:
+    """Sum of log p(token | BOS, previous tokens) for each sentence, in float32 (gpt_bert: its
+    causal mode)."""
+    return _strict_scores(model, tokenizer, sentences, "causal", batch_size, device, progress=progress)
+
+
+def pll_scores(model: PreTrainedModel, tokenizer, sentences: list[str], batch_size: int = 64,
+               device: torch.device | str = "cpu", variant: str = "within_word_l2r",
+               progress: bool = False) -> list[float]:
+    """Pseudo-log-likelihood of each sentence, in float32: a masked LM's, or gpt_bert's masked
+    next-token one (token j masked, read at position j-1)."""
+    backend = "mntp" if is_hybrid(model.config.model_type) else "mlm"
+    return _strict_scores(model, tokenizer, sentences, backend, batch_size, device, variant, progress)
+
+
+def _strict_scores(model: PreTrainedModel, tokenizer, sentences: list[str], backend: str, batch_size: int,
+                   device: torch.device | str, variant: str = "within_word_l2r", progress: bool = False) -> list[float]:
+    """make_plans + score_plans under the strict convention, each sentence its own completion. A
+    pass holds at most `batch_size` sequences of the longest sentence's length (--blimp_batch_size)."""
+    if backend != "causal" and tokenizer.mask_token_id is None:
+        raise UserError("masked-LM scoring needs a tokenizer with a mask token")
+    if not sentences:
+        return []
+    plans = make_plans(tokenizer, sentences, sentences, backend, "strict", variant)
+    longest = max(len(plan.ids) for plan in plans)
+    return score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
+                       tokens_per_batch=batch_size * longest, device=device,
+                       desc=f"BLiMP ({backend})" if progress else None)
+
+
+def masked_copies(tokenizer, sentence: str,
+                  variant: str = "within_word_l2r") -> tuple[list[int], list[tuple[list[int], int]]]:
+    """The sentence's ids and, for each scored position, (masked ids, position): the copies the
+    strict convention scores. `token`: only that position is masked. `within_word_l2r`: the
+    later sub-tokens of the same word are masked as well. Special tokens are never scored."""
+    [plan] = make_plans(tokenizer, [sentence], [sentence], "mlm", "strict", variant)
+    copies = [(list(seq), read[1]) for seq, read in zip(plan.inputs(tokenizer.mask_token_id), plan.reads, strict=True)]
+    return list(plan.ids), copies
+
+
+# --------------------------------------------------------------------------- evaluation and report
 
 
 def pair_accuracy(good: list[float], bad: list[float]) -> float:
-    """Share of pairs with good strictly above bad (ties are wrong)."""
-    return sum(g > b for g, b in zip(good, bad, strict=True)) / len(good)
+    """Share of pairs with good strictly above bad (the strict convention: ties are wrong)."""
+    return sum(choose([g, b], "strict")[1] for g, b in zip(good, bad, strict=True)) / len(good)
 
 
 def summarize(paradigms: list[Paradigm], accuracies: dict[str, float]) -> dict:
