@@ -2,7 +2,7 @@
 
 Equivalence with the custom loop is by construction, not by copied settings:
 the optimizer, its parameter groups and the warm-up/cosine schedule are built by
-training/setup.py and handed to the Trainer; validation uses the same
+training/setup.py (training/optim.py) and handed to the Trainer; validation uses the same
 `evaluate_lm`; the best model, early stopping, TensorBoard tags and
 train_results.json go through the same helpers. The Trainer drives the steps,
 gradient accumulation, clipping (`max_grad_norm`) and --precision (bf16, or fp16 with loss scaling).
@@ -15,8 +15,8 @@ checkpoint."""
 
 from __future__ import annotations
 
-import json
 import time
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -26,22 +26,10 @@ import training.distributed as distributed
 from training.curriculum import CurriculumIndexSampler
 from training.hardware import autocast
 from training.losses import make_objective
-from training.setup import (
-    BestTracker,
-    NonFiniteLoss,
-    TrainingBar,
-    TrainingSetup,
-    WordMarks,
-    add_loss_parts,
-    finish_run,
-    log_eval,
-    make_scheduler,
-    train_metrics,
-    training_batch,
-    training_optimizer,
-)
+from training.run_folder import RunFolder
+from training.setup import TrainingSetup
+from training.tracking import BestTracker, NonFiniteLoss, WordMarks, add_loss_parts
 from training.validation import evaluate_lm
-from utils import CHECKPOINTS_DIR
 
 
 class _SharedEvalTrainer(Trainer):
@@ -85,12 +73,12 @@ class _SharedEvalTrainer(Trainer):
         if words is not None:
             self.step_words += int(words.sum())
         self.step_tokens += inputs["input_ids"].numel()
-        inputs = training_batch(self.setup, inputs, self.state.global_step)  # MLM: masked at this step
+        inputs = self.setup.training_batch(inputs, self.state.global_step)  # MLM: masked at this step
         loss = super().training_step(model, inputs, num_items_in_batch)
         # Checked per micro-batch, before the optimizer step and any save, so no
         # checkpoint ever holds NaN weights (--skip_nonfinite is custom-loop only).
         if not torch.isfinite(loss):
-            raise NonFiniteLoss.at(self.setup, loss.item(), self.state.global_step + 1, skippable=False)
+            raise NonFiniteLoss.at(self.setup.folder, loss.item(), self.state.global_step + 1, skippable=False)
         return loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -120,7 +108,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.window_tokens = 0  # since the last log
         self.trainer: _SharedEvalTrainer | None = None
         # With --max_minutes the bar shows the budget (the Trainer's own counts steps to a cap).
-        self.bar = TrainingBar(setup) if setup.clock.budget is not None else None
+        self.bar = setup.progress_bar() if setup.clock.budget is not None else None
 
     def state(self) -> dict:
         return {"args": {}, "attributes": {**self.tracker.state_dict(), "word_marks": self.marks.state_dict(),
@@ -171,7 +159,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         # The Trainer's loss is already averaged over processes; loss parts (distillation, hybrid) exist only
         # in one-process runs (prepare_training refuses them under torchrun with this loop).
         parts = {tag: total / n for tag, (total, n) in self.trainer.window_parts.items()}
-        metrics = train_metrics(self.setup, state.global_step, logs["loss"], logs.get("learning_rate", 0.0),
+        metrics = self.setup.train_metrics(state.global_step, logs["loss"], logs.get("learning_rate", 0.0),
                                 logs.get("grad_norm", 0.0), tokens / max(now - self.last_time, 1e-9),
                                 logs.get("epoch", 0.0), parts)
         self.setup.logger.metrics(state.global_step, metrics)
@@ -182,7 +170,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         step = state.global_step
-        log_eval(self.setup, step, {"loss": metrics["eval_loss"], "perplexity": metrics["eval_perplexity"]})
+        self.setup.log_eval(step, {"loss": metrics["eval_loss"], "perplexity": metrics["eval_perplexity"]})
         # Every process has the same loss (evaluate_lm sums over them); rank 0's decision goes to all.
         if distributed.broadcast_flag(self.tracker.update(step, metrics["eval_loss"])):
             control.should_training_stop = True
@@ -193,22 +181,47 @@ class _PipelineCallback(TrainerCallback, ExportableState):
 def train(setup: TrainingSetup) -> dict:
     """Train with the Hugging Face Trainer on a prepared setup (`training.setup.prepare_training`);
     returns the contents of train_results.json. The caller closes the setup."""
-    args = setup.args
-    optimizer = training_optimizer(setup.model, args)
-    scheduler = make_scheduler(optimizer, setup)
-    marks = WordMarks(setup)
-    tracker = BestTracker(setup, marks)
+    optimizer, scheduler = setup.optimizer_and_scheduler()
+    marks = setup.word_marks()
+    tracker = setup.best_tracker(marks)
     callback = _PipelineCallback(setup, tracker, marks)
     if setup.resume_from is not None:
-        state_file = setup.resume_from / "trainer_state.json"  # the loop was checked in prepare_training
-        stored = json.loads(state_file.read_text())["stateful_callbacks"][_PipelineCallback.__name__]
-        tracker.load_state_dict(stored["attributes"])
-        marks.load_state_dict(stored["attributes"].get("word_marks"))
-        # Older checkpoints hold no count: the estimate they used (full steps).
-        callback.tokens_seen = stored["attributes"].get(
-            "tokens_seen", json.loads(state_file.read_text())["global_step"] * setup.tokens_per_step)
-    training_args = TrainingArguments(
-        output_dir=str(setup.run_dir / CHECKPOINTS_DIR),
+        _restore_callback(callback, setup.resume_from, setup.tokens_per_step)
+    trainer = _SharedEvalTrainer(
+        model=setup.model,
+        args=_training_arguments(setup),
+        data_collator=setup.train_collator,
+        train_dataset=setup.train_dataset,
+        eval_dataset=setup.eval_dataset,
+        optimizers=(optimizer, scheduler),
+        callbacks=[callback],
+        setup=setup,
+    )
+    callback.trainer = trainer  # the loss parts it gathers are logged with the loss
+    # Validates at its last step too (eval_strategy="steps"); the Trainer's own
+    # resume restores model, optimizer, scheduler, RNG states and the data position.
+    trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)
+    return setup.finish(tracker, trainer.state.global_step, loop="huggingface", tokens_seen=callback.tokens_seen,
+                        marks=marks)
+
+
+def _restore_callback(callback: _PipelineCallback, checkpoint: Path, tokens_per_step: int) -> None:
+    """The tracker, word count and tokens seen stored in the checkpoint's trainer_state.json (the
+    loop that wrote it was checked in prepare_training)."""
+    state = RunFolder.checkpoint_state(checkpoint)
+    stored = state["stateful_callbacks"][_PipelineCallback.__name__]["attributes"]
+    callback.tracker.load_state_dict(stored)
+    callback.marks.load_state_dict(stored.get("word_marks"))
+    # Older checkpoints hold no count: the estimate they used (full steps).
+    callback.tokens_seen = stored.get("tokens_seen", state["global_step"] * tokens_per_step)
+
+
+def _training_arguments(setup: TrainingSetup) -> TrainingArguments:
+    """The Trainer's arguments: the run's batch, steps, precision, validation, logging and
+    checkpoint schedule; its checkpoints go to the run folder's checkpoints/."""
+    args = setup.args
+    return TrainingArguments(
+        output_dir=str(setup.folder.checkpoints_dir),
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.eval_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -235,19 +248,3 @@ def train(setup: TrainingSetup) -> dict:
         ddp_find_unused_parameters=False,  # every parameter gets a gradient
         logging_nan_inf_filter=False,  # never hide a NaN/inf loss in the logs
     )
-    trainer = _SharedEvalTrainer(
-        model=setup.model,
-        args=training_args,
-        data_collator=setup.train_collator,
-        train_dataset=setup.train_dataset,
-        eval_dataset=setup.eval_dataset,
-        optimizers=(optimizer, scheduler),
-        callbacks=[callback],
-        setup=setup,
-    )
-    callback.trainer = trainer  # the loss parts it gathers are logged with the loss
-    # Validates at its last step too (eval_strategy="steps"); the Trainer's own
-    # resume restores model, optimizer, scheduler, RNG states and the data position.
-    trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from else None)
-    return finish_run(setup, tracker, trainer.state.global_step, loop="huggingface", tokens_seen=callback.tokens_seen,
-                      marks=marks)

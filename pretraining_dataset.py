@@ -145,7 +145,7 @@ def load_splits(specs: list[tuple[str, list[Path]]], tokenizer, block_size: int,
     Every split that is not cached is built in memory first; the cache is written
     only once all of them succeeded, so a bad file in any split leaves nothing behind.
     `check(split, meta)` runs on every split's meta before anything is written (the
-    challenge's rules, training/setup.py) and refuses with a UserError.
+    challenge's rules, training/plan.py) and refuses with a UserError.
     Returns (blocks, meta) per split; meta records files, line/word/token counts and
     how many lines each cleaning rule changed, and (in memory only, not in meta.json)
     'words_per_block', the words of each block (`build_blocks`), memory-mapped."""

@@ -1,6 +1,6 @@
 """The custom PyTorch training loop (`--torch_training`).
 
-AdamW + warm-up/cosine schedule (shared with the HF path in training/setup.py),
+AdamW + warm-up/cosine schedule (shared with the HF path through training/setup.py),
 gradient accumulation, gradient clipping with the norm logged, the fast path
 (--precision: bf16 or fp16 autocast, fp16 with a gradient scaler; torch.compile;
 fused AdamW; batches read straight from the memory-mapped uint16 cache; see
@@ -32,10 +32,8 @@ of processes whose global batch is the checkpoint's."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -46,29 +44,15 @@ import training.distributed as distributed
 from custom_models import load_model
 from training.hardware import autocast, grad_scaler
 from training.losses import ObjectiveModule, make_objective
-from training.setup import (
-    BestTracker,
-    NonFiniteLoss,
-    TrainingBar,
-    TrainingSetup,
-    WordMarks,
-    add_loss_parts,
-    finish_run,
-    global_batch,
-    list_checkpoints,
-    log_eval,
-    make_scheduler,
-    optimizer_step,
-    train_metrics,
-    training_batch,
-    training_optimizer,
-)
+from training.optim import optimizer_step
+from training.run_folder import PIPELINE_STATE, RunFolder
+from training.setup import TrainingSetup
+from training.tracking import BestTracker, NonFiniteLoss, WordMarks, add_loss_parts
 from training.validation import evaluate_lm
-from utils import CHECKPOINTS_DIR, atomic_dir, write_json_atomic
+from utils import atomic_dir, write_json_atomic
 
-STATE_FILE = "pipeline_state.json"  # written last: marks the checkpoint complete
+STATE_FILE = PIPELINE_STATE  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"
-
 
 
 def epoch_order(n_blocks: int, seed: int, epoch: int) -> torch.Tensor:
@@ -114,8 +98,7 @@ def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, scaler, tracker
     rng_ranks = distributed.gather_objects(_rng_state()) if distributed.world_size() > 1 else None
     if not distributed.is_main():
         return
-    final = setup.run_dir / CHECKPOINTS_DIR / f"checkpoint-{progress.step}"
-    with atomic_dir(final) as tmp:
+    with atomic_dir(setup.folder.checkpoint_path(progress.step)) as tmp:
         setup.model.save_pretrained(tmp)
         torch.save({
             "optimizer": optimizer.state_dict(),
@@ -126,8 +109,7 @@ def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, scaler, tracker
         }, tmp / TENSORS_FILE)
         write_json_atomic(tmp / STATE_FILE, {"progress": vars(progress), "tracker": tracker.state_dict(),
                                              "word_marks": marks.state_dict()})
-    for old in list_checkpoints(setup.run_dir)[: -setup.args.save_total_limit]:
-        shutil.rmtree(old)
+    setup.folder.drop_old_checkpoints(setup.args.save_total_limit)
 
 
 def _load_checkpoint(setup: TrainingSetup, path: Path, tracker: BestTracker, progress: _Progress,
@@ -135,13 +117,13 @@ def _load_checkpoint(setup: TrainingSetup, path: Path, tracker: BestTracker, pro
     """Restore model, progress, tracker and word count; returns the tensor state (optimizer, scheduler, RNG).
     prepare_training has checked that this loop wrote the checkpoint."""
     setup.model = load_model(path, setup.args.attn_implementation).to(setup.device)
-    state = json.loads((path / STATE_FILE).read_text())
+    state = RunFolder.checkpoint_state(path)
     vars(progress).update({k: v for k, v in state["progress"].items() if k != "micro"})  # micro: older checkpoints
     if "tokens_seen" not in state["progress"]:  # older checkpoints: the estimate they used (full steps)
         progress.tokens_seen = progress.step * setup.tokens_per_step
     tracker.load_state_dict(state["tracker"])
     marks.load_state_dict(state.get("word_marks"))
-    progress.global_batch = global_batch(setup.args, distributed.world_size())  # checked equal in prepare_training
+    progress.global_batch = setup.plan.global_batch  # checked equal in prepare_training (RunFolder.decide)
     return torch.load(path / TENSORS_FILE, weights_only=False)
 
 
@@ -164,7 +146,7 @@ def _restore_rng(saved: dict, seed: int, step: int) -> None:
 def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
     metrics = evaluate_lm(setup.model, setup.eval_dataset, setup.eval_collator, setup.args.eval_batch_size,
                           setup.device, setup.args.precision)
-    log_eval(setup, step, metrics)
+    setup.log_eval(step, metrics)
     # Every rank has the same summed loss; rank 0's decision is broadcast all the same, so all stop together.
     return distributed.broadcast_flag(tracker.update(step, metrics["loss"]))
 
@@ -172,34 +154,24 @@ def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
 def train(setup: TrainingSetup) -> dict:
     """Train with the custom loop on a prepared setup (`training.setup.prepare_training`);
     returns the contents of train_results.json. The caller closes the setup."""
-    args = setup.args
+    args, clock = setup.args, setup.clock
     world, rank = distributed.world_size(), distributed.rank()
-    marks, progress = WordMarks(setup), _Progress(global_batch(args, world))
-    tracker = BestTracker(setup, marks)
+    marks, progress = setup.word_marks(), _Progress(setup.plan.global_batch)
+    tracker = setup.best_tracker(marks)
     saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
     model = setup.model  # after a resume, the checkpoint's weights
     optimizer, scheduler, scaler = _optimizer_state(setup, saved, progress.step)
-
-    # --compile: the compiled modules share their parameters with `model`, which stays
-    # uncompiled for validation and saving (no recompiling for eval mode or new shapes).
-    loss_fn = make_objective(model, setup.teachers, args.distill_alpha, args.distill_temperature, args.compile)
-    # Several processes: the objective runs inside DDP (which also broadcasts rank 0's weights now).
-    objective = distributed.wrap_ddp(ObjectiveModule(model, loss_fn), setup.device) if world > 1 else loss_fn
+    objective = _objective(setup, world)
     first_step_started = time.time()
-    per_epoch, size = setup.steps_per_epoch, global_batch(args, world)
-    curriculum = setup.curriculum
+    per_epoch, size = setup.steps_per_epoch, setup.plan.global_batch
     words_per_block = setup.train_meta["words_per_block"]
     model.train()
     stop = False
     last_log = time.time()
     setup.step_clock.append(time.perf_counter())
-    clock = setup.clock
-    bar = TrainingBar(setup, progress.step)
+    bar = setup.progress_bar(progress.step)
     while not stop and progress.step < setup.total_steps and not clock.expired():
-        if curriculum:  # determined by (seed, step): resume rebuilds it like the plain order
-            order = torch.from_numpy(curriculum.epoch_indices(progress.epoch, per_epoch))
-        else:
-            order = epoch_order(len(setup.train_dataset), args.seed, progress.epoch)
+        order = _epoch_order(setup, progress.epoch)
         for k in range(progress.step - progress.epoch * per_epoch, per_epoch):
             clock.start()
             blocks = step_blocks(order, k, size, fill=world > 1)  # the same on every rank
@@ -216,10 +188,7 @@ def train(setup: TrainingSetup) -> dict:
             marks.add(int(words_per_block[blocks.numpy()].sum()), step)  # the global batch's words
             progress.tokens_seen += len(blocks) * args.block_size
             if first_step_started is not None:
-                what = "compiling + first step" if args.compile else "first step"
-                setup.logger.info(f"{what} took {time.time() - first_step_started:.1f} s")
-                first_step_started = None
-                last_log, progress.window_tokens = time.time(), 0  # compile time is not throughput
+                last_log, first_step_started = _first_step_done(setup, progress, first_step_started), None
 
             if step % args.logging_steps == 0 or last:
                 metrics = _log_window(setup, progress, scheduler, grad_norm, time.time() - last_log, k + 1)
@@ -237,14 +206,40 @@ def train(setup: TrainingSetup) -> dict:
             if stop or last:
                 break
     bar.close()
-    return finish_run(setup, tracker, progress.step, loop="pytorch", tokens_seen=progress.tokens_seen, marks=marks)
+    return setup.finish(tracker, progress.step, loop="pytorch", tokens_seen=progress.tokens_seen, marks=marks)
+
+
+def _objective(setup: TrainingSetup, world: int):
+    """The loss of a batch (training/losses.py). --compile: the compiled modules share their
+    parameters with `setup.model`, which stays uncompiled for validation and saving (no
+    recompiling for eval mode or new shapes). Several processes: the objective runs inside
+    DDP (which also broadcasts rank 0's weights now)."""
+    args = setup.args
+    loss_fn = make_objective(setup.model, setup.teachers, args.distill_alpha, args.distill_temperature, args.compile)
+    return distributed.wrap_ddp(ObjectiveModule(setup.model, loss_fn), setup.device) if world > 1 else loss_fn
+
+
+def _epoch_order(setup: TrainingSetup, epoch: int) -> torch.Tensor:
+    """The blocks of `epoch` in training order: the curriculum's draws or the shuffled order, both
+    determined by (seed, step), so a resume rebuilds them."""
+    if setup.curriculum:
+        return torch.from_numpy(setup.curriculum.epoch_indices(epoch, setup.steps_per_epoch))
+    return epoch_order(len(setup.train_dataset), setup.args.seed, epoch)
+
+
+def _first_step_done(setup: TrainingSetup, progress: _Progress, started: float) -> float:
+    """Log how long the first step took (compiling included) and restart the tokens/s window
+    (compile time is not throughput); returns the window's new start."""
+    what = "compiling + first step" if setup.args.compile else "first step"
+    setup.logger.info(f"{what} took {time.time() - started:.1f} s")
+    progress.window_tokens = 0
+    return time.time()
 
 
 def _optimizer_state(setup: TrainingSetup, saved: dict | None, step: int):
     """AdamW, the LR schedule and fp16's gradient scaler, restored from a checkpoint's tensor
     state when resuming; the RNG states last, so dropout and masking continue where they were."""
-    optimizer = training_optimizer(setup.model, setup.args)
-    scheduler = make_scheduler(optimizer, setup)
+    optimizer, scheduler = setup.optimizer_and_scheduler()
     scaler = grad_scaler(setup.device, setup.args.precision)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
@@ -262,14 +257,14 @@ def _forward_backward(setup: TrainingSetup, objective, scaler, micro_batches: li
     processes the gradients are all-reduced on the last micro-batch only."""
     args = setup.args
     for j, indices in enumerate(micro_batches):
-        batch = training_batch(setup, {"input_ids": setup.train_dataset.batch(indices)}, progress.step)
+        batch = setup.training_batch({"input_ids": setup.train_dataset.batch(indices)}, progress.step)
         batch = {key: v.to(setup.device) if torch.is_tensor(v) else v for key, v in batch.items()}
         with distributed.no_sync(objective, j + 1 < len(micro_batches)):
             with autocast(setup.device, args.precision):
                 loss, parts = objective(batch)
             if not torch.isfinite(loss):
                 if not args.skip_nonfinite:
-                    raise NonFiniteLoss.at(setup, loss.item(), progress.step + 1, skippable=True)
+                    raise NonFiniteLoss.at(setup.folder, loss.item(), progress.step + 1, skippable=True)
                 progress.skipped += 1
                 setup.logger.warning(f"skipped a batch with a non-finite loss ({progress.skipped} so far)")
                 continue
@@ -291,7 +286,7 @@ def _log_window(setup: TrainingSetup, progress: _Progress, scheduler, grad_norm:
                                    *(progress.window_parts[t][1] for t in tags)])
     loss, micro, tokens = sums[:3]
     part_sums, part_counts = sums[3:3 + len(tags)], sums[3 + len(tags):]
-    metrics = train_metrics(setup, progress.step, loss / max(micro, 1), scheduler.get_last_lr()[0], grad_norm,
+    metrics = setup.train_metrics(progress.step, loss / max(micro, 1), scheduler.get_last_lr()[0], grad_norm,
                             tokens / max(seconds, 1e-9), progress.epoch + steps_in_epoch / setup.steps_per_epoch,
                             {tag: total / n for tag, total, n in zip(tags, part_sums, part_counts, strict=True)})
     if setup.args.skip_nonfinite:

@@ -21,10 +21,10 @@ import argparse
 from pathlib import Path
 
 from evaluation.layout import REVISIONS, default_results_root, revision_dir, submission_track
-from evaluation.learning_curve import word_checkpoints
 from evaluation.tasks import choose_eval_set, find_tasks
 from evaluation.zero_shot import evaluate_folder
 from training.hardware import log_choice
+from training.run_folder import RunFolder
 from utils import RunLogger, UserError, get_device, write_json_atomic
 
 CHECKPOINT_SCORES = "checkpoint_scores_{backend}.json"
@@ -33,7 +33,8 @@ CHECKPOINT_SCORES = "checkpoint_scores_{backend}.json"
 def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
     """The evaluate_checkpoints action: --model_dir is the run folder; returns the scores file's contents."""
     run_dir = Path(args.model_dir)
-    checkpoints = word_checkpoints(run_dir)
+    # (folder name, words seen, step) of every chck_* folder, by words seen
+    checkpoints = [(m.name, m.words_seen, m.step) for m in RunFolder(run_dir).word_checkpoints()]
     if not checkpoints:
         raise UserError(f"'{run_dir}' has no chck_* folders: train it with --checkpoint_words babylm "
                         "(make ... EXTRA=\"--checkpoint_words babylm\")")

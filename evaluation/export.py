@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from evaluation.learning_curve import finished_run, word_checkpoints
 from training.model_card import CARD_FILE
-from utils import BEST_MODEL_DIR, MAIN, UserError, remove_path, replace_dir, temp_dir_beside
+from training.run_folder import RunFolder
+from utils import MAIN, UserError, remove_path, replace_dir, temp_dir_beside
 
 EXPORT_DIR = "export"
 LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
@@ -59,11 +59,7 @@ def has_git_lfs() -> bool:
 
 def revisions(run_dir: Path) -> list[tuple[str, Path]]:
     """(branch, model folder) of a finished run: main first, then every chck_* by words seen."""
-    finished_run(run_dir)  # a UserError naming the folder when no run finished there
-    if not (run_dir / BEST_MODEL_DIR / "config.json").is_file():
-        raise UserError(f"'{run_dir / BEST_MODEL_DIR}' holds no saved model: export a finished run whose "
-                        "validation loss was finite")
-    return [(MAIN, run_dir / BEST_MODEL_DIR)] + [(name, run_dir / name) for name, _, _ in word_checkpoints(run_dir)]
+    return RunFolder(run_dir).revisions()
 
 
 def export_run(run_dir: str | Path, export_dir: str | Path | None = None, lfs: bool | None = None) -> tuple[Path, bool]:
@@ -74,7 +70,7 @@ def export_run(run_dir: str | Path, export_dir: str | Path | None = None, lfs: b
     branches = revisions(run_dir)
     if dest.exists():
         raise UserError(f"'{dest}' exists already: remove it to export again, or pass --export_dir")
-    card = run_dir / BEST_MODEL_DIR / CARD_FILE
+    card = RunFolder(run_dir).best_model / CARD_FILE
     lfs = has_git_lfs() if lfs is None else lfs
     tmp = temp_dir_beside(dest)
     try:

@@ -23,7 +23,7 @@ Two protocols (`--finetune_protocol`):
   official code (tests/test_finetune_official.py).
 - `ours`: `AutoModelForSequenceClassification` (GPT-2/Llama read the last real token, BERT
   and the hybrid's `GPTBertForSequenceClassification` a single Linear on the first), AdamW
-  of training.setup.make_optimizer (--weight_decay on matrices only, --adam_beta2), linear
+  of training.optim.make_optimizer (--weight_decay on matrices only, --adam_beta2), linear
   warm-up for `--warmup_ratio` then cosine decay to 0, clipping at --grad_norm_clip, every
   batch of a permutation from a torch.Generator seeded with `--seed`.
 Both: --precision, `--finetune_patience N` stops a task after N epochs without a better
@@ -96,7 +96,7 @@ from evaluation.layout import (
 from tokenizer import load_tokenizer as load_saved_tokenizer
 from training.hardware import autocast, grad_scaler, log_choice
 from training.model_card import refresh_model_card
-from training.setup import make_optimizer, optimizer_step
+from training.optim import make_optimizer, optimizer_step
 from utils import (
     FINETUNE_RESULTS,
     TENSORBOARD_DIR,
@@ -288,7 +288,7 @@ def official_recipe(args: argparse.Namespace, options: dict, num_labels: int, tr
 
 def our_recipe(args: argparse.Namespace, options: dict, num_labels: int, train_size: int, pad_token_id: int,
                device: torch.device, scaler: torch.amp.GradScaler) -> Recipe:
-    """Our protocol: the *ForSequenceClassification head, training.setup's AdamW (decay on matrices
+    """Our protocol: the *ForSequenceClassification head, training.optim's AdamW (decay on matrices
     only), warm-up then cosine to 0, clipping, every batch of a seeded permutation."""
     model, new_weights = load_classifier(args.model_dir, num_labels, pad_token_id, args.attn_implementation)
     if args.finetune_dropout is not None:

@@ -13,7 +13,6 @@ sorted by words. `make report` plots every run's curve in learning_curves.png.""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -24,44 +23,18 @@ from evaluation.blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from pretraining_dataset import load_blocks
 from tokenizer import load_tokenizer
 from training.hardware import log_choice
+from training.run_folder import RunFolder
 from training.validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
-from utils import (
-    BEST_MODEL_DIR,
-    CURVE_RESULTS,
-    RUN_ARGS,
-    TRAIN_RESULTS,
-    RunLogger,
-    UserError,
-    get_device,
-    write_json_atomic,
-)
-
-
-def finished_run(run_dir: Path) -> dict:
-    """A finished run's train_results.json; UserError when the folder holds none."""
-    results_file = run_dir / TRAIN_RESULTS
-    if not results_file.is_file():
-        raise UserError(f"'{run_dir}' holds no finished training run (no train_results.json): pass a training "
-                        "step's folder as --model_dir, e.g. save_dir/step2_1")
-    return json.loads(results_file.read_text())
-
-
-def word_checkpoints(run_dir: str | Path) -> list[tuple[str, int, int]]:
-    """(folder name, words seen, step) of every chck_* folder of a finished run, by words seen."""
-    run_dir = Path(run_dir)
-    saved = finished_run(run_dir).get("checkpoint_words") or {}
-    return sorted(((name, mark["words_seen"], mark["step"]) for name, mark in saved.items()
-                   if (run_dir / name).is_dir()), key=lambda c: c[1])
+from utils import BEST_MODEL_DIR, CURVE_RESULTS, RunLogger, UserError, get_device, write_json_atomic
 
 
 def curve_points(run_dir: str | Path) -> list[dict]:
     """The model folders of a finished run to score, sorted by words seen: every chck_*
     folder (words = its mark's actual count) and best_model (words up to the best step)."""
-    run_dir = Path(run_dir)
-    results = finished_run(run_dir)
-    points = [{"name": name, "words": words, "step": step} for name, words, step in word_checkpoints(run_dir)]
-    if results.get("best_words_seen") is not None:
-        points.append({"name": BEST_MODEL_DIR, "words": results["best_words_seen"], "step": results["best_step"]})
+    folder = RunFolder(run_dir)
+    results = folder.train_results()
+    saved = [*folder.word_checkpoints(results), folder.best_point(results)]
+    points = [{"name": m.name, "words": m.words_seen, "step": m.step} for m in saved if m is not None]
     if not points:
         raise UserError(f"'{run_dir}' has no chck_* folders and no word count at its best step: train it with "
                         "--checkpoint_words (e.g. babylm) to get a learning curve")
@@ -73,7 +46,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     run_dir = Path(args.model_dir)
     points = curve_points(run_dir)
     paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before any scoring
-    run_args = json.loads((run_dir / points[-1]["name"] / RUN_ARGS).read_text())
+    run_args = RunFolder(run_dir).run_args(points[-1]["name"])
 
     tokenizer = load_tokenizer(run_dir / points[-1]["name"], "--model_dir")
     files = resolve_files(run_args["data_dir"], "validation", run_args.get("validation_files"),

@@ -28,14 +28,12 @@ import re
 from pathlib import Path
 
 from evaluation.layout import FINETUNE_TASKS
+from training.run_folder import RunFolder
 from utils import (
-    BEST_MODEL_DIR,
     BLIMP_RESULTS,
     FINETUNE_RESULTS,
-    RUN_ARGS,
     TENSORBOARD_DIR,
     TEST_RESULTS,
-    TRAIN_RESULTS,
     count_parameters,
     write_text_atomic,
 )
@@ -89,8 +87,9 @@ def _objective(config: dict, args: dict) -> str:
 def tokens_seen(save_dir: Path, step: str) -> int:
     """Training tokens of a run plus those of the run it continued from (--init_model, when that
     is a run of the same save folder), recursively: a curriculum's two halves count together."""
-    train = _read(save_dir / step / TRAIN_RESULTS) or {}
-    args = _read(save_dir / step / BEST_MODEL_DIR / RUN_ARGS) or {}
+    run = RunFolder(save_dir / step)
+    train = run.read_results() or {}
+    args = run.run_args() or {}
     tokens = train.get("tokens_seen", 0)
     parent = Path(args["init_model"]).parent if args.get("init_model") else None
     if parent is not None and parent.parent.resolve() == save_dir.resolve() and parent.name != step:
@@ -106,18 +105,18 @@ def collect(save_dir: str | Path) -> list[dict]:
     blimps = _results_by_model(save_dir, BLIMP_RESULTS)
     blimps_masked = _results_by_model(save_dir, BLIMP_RESULTS, masked_hybrid=True)
     finetunes = _results_by_model(save_dir, FINETUNE_RESULTS)
-    others = sorted((p.parent.name for p in save_dir.glob("*/train_results.json") if p.parent.name not in TRAIN_STEPS),
+    others = sorted((run.path.name for run in RunFolder.finished_in(save_dir) if run.path.name not in TRAIN_STEPS),
                     key=_step_order)
     rows = []
     for step in (*TRAIN_STEPS, *others):
-        run = save_dir / step
-        train = _read(run / TRAIN_RESULTS)
+        run = RunFolder(save_dir / step)
+        train = run.read_results()
         if train is None:  # not run (or not finished) here: no row
             continue
         row = {"step": step}
-        model_dir = run / BEST_MODEL_DIR
+        model_dir = run.best_model
         config = _read(model_dir / "config.json") or {}
-        args = _read(model_dir / RUN_ARGS) or {}
+        args = run.run_args() or {}
         key = str(model_dir.resolve())
         data = " ".join(Path(f).stem for f in train["train_files"])
         if args.get("init_model"):
@@ -226,12 +225,12 @@ def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -
     base_row = next((r for r in runs if r["step"] == base), None)
     if base_row is None or len(runs) < 2:
         return []
-    base_args = _read(save_dir / base / BEST_MODEL_DIR / RUN_ARGS) or {}
+    base_args = RunFolder(save_dir / base).run_args() or {}
     base_blimp = (base_row.get("blimp") or {}).get("overall")
     lines = [f"| run | options changed from {base} | tokens seen | BLiMP overall | change vs {base} | best val loss "
              "| test nats per word |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in runs:
-        args = _read(save_dir / r["step"] / BEST_MODEL_DIR / RUN_ARGS) or {}
+        args = RunFolder(save_dir / r["step"]).run_args() or {}
         blimp = (r.get("blimp") or {}).get("overall")
         delta = "" if blimp is None or base_blimp is None else f"{100 * (blimp - base_blimp):+.1f}"
         lines.append(f"| {r['step']} | {option_changes(args, base_args) if r is not base_row else ''} | "

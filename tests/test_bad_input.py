@@ -26,7 +26,7 @@ import run
 from argument_parser import parse_args
 from custom_models import build_model
 from tokenizer import load_tokenizer
-from training.setup import save_model_folder
+from training.run_folder import save_model_folder
 
 GLUE = ROOT / "data" / "sample_eval" / "glue"
 BLIMP = ROOT / "data" / "sample_eval" / "blimp"

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 import evaluation.blimp as blimp
 import run
 from custom_models import build_model
-from training.setup import save_model_folder
+from training.run_folder import save_model_folder
 
 BLIMP_SAMPLE = ROOT / "data" / "sample_eval" / "blimp"
 SENTENCES = ["The dog runs.", "These boys washed themselves near the old mill by the river.",

@@ -85,7 +85,7 @@ def brute_force_loss(model, blocks, causal, dataset=None):
 @pytest.mark.parametrize("model_type", ["gpt2", "bert"])
 def test_test_action_matches_brute_force(model_type, make_args, tmp_path):
     from custom_models import build_model
-    from training.setup import save_model_folder
+    from training.run_folder import save_model_folder
     from training.validation import eval_dataset
 
     kind = "mlm" if model_type == "bert" else "clm"

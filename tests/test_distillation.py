@@ -15,7 +15,7 @@ from custom_models import build_model
 from pretraining_dataset import mask_tokens
 from tokenizer import load_tokenizer
 from training.losses import distill_kl, make_loss_fn, make_objective
-from training.setup import save_model_folder
+from training.run_folder import save_model_folder
 from utils import UserError
 
 

@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM
 
 from argument_parser import parse_args
 from pytorch_training_loop import epoch_order
-from training.setup import checkpoint_step, list_checkpoints
+from training.run_folder import checkpoint_step, list_checkpoints
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 STEPS = 12
@@ -179,18 +179,18 @@ def test_resume_with_the_same_or_another_number_of_processes(runs, tok_dirs):
 FAILING_RANK = """
 import os, sys
 sys.path.insert(0, os.getcwd())
-import pytorch_training_loop as loop
+from training.setup import TrainingSetup
 from utils import UserError
 
 if os.environ["RANK"] == "1":  # rank 1 fails at its fourth optimizer step; rank 0 is then inside DDP's all-reduce
-    real = loop.training_batch
+    real = TrainingSetup.training_batch
 
     def failing(setup, batch, step):
         if step == 3:
             raise UserError("injected failure on rank 1")
         return real(setup, batch, step)
 
-    loop.training_batch = failing
+    TrainingSetup.training_batch = failing
 import run
 
 sys.exit(run.main(sys.argv[1:]))

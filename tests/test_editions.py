@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import run
 import tools.download as download
-import training.setup as training_setup
+import training.plan as training_plan
 from corpus.cleaning import rules_for
 from corpus.editions import (
     EDITIONS,
@@ -150,7 +150,7 @@ def test_make_step2_2_runs_on_each_layout(folder, detected, tmp_path):
 
 
 def test_a_corpus_over_the_tracks_word_budget_is_refused_before_anything_is_written(make_args, tmp_path, monkeypatch):
-    monkeypatch.setitem(training_setup.TRACK_WORD_BUDGET, "strict-small", 1_000)
+    monkeypatch.setitem(training_plan.TRACK_WORD_BUDGET, "strict-small", 1_000)
     out = tmp_path / "run"
     args = make_args("train", "--output_dir", out, "--track", "strict-small", "--train_files", "qed", "cbt")
     with pytest.raises(UserError, match=r"the training data holds [\d,]+ words, over the strict-small track's "

@@ -23,7 +23,7 @@ from argument_parser import parse_args
 from custom_models import build_model
 from evaluation.layout import FINETUNE_TASKS
 from training.hardware import grad_scaler
-from training.setup import save_model_folder
+from training.run_folder import save_model_folder
 from utils import FINETUNE_RESULTS, UserError
 
 GLUE = ROOT / "data" / "sample_eval" / "glue"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from conftest import SAMPLE, TINY_MODEL
 
 import run
 import training.hardware as hardware
-from training.setup import TrainingBar, TrainingClock
+from training.tracking import TrainingBar, TrainingClock
 
 
 def fake_cpu(monkeypatch, native_bf16: bool, compiler: str | None = "/usr/bin/g++", isa: str = "AVX2") -> None:
@@ -159,7 +158,7 @@ def test_test_and_blimp_record_their_precision(monkeypatch, tok_dirs, tmp_path, 
 
 def test_a_time_budget_bar_shows_the_step_loss_and_tokens_per_second():
     clock = TrainingClock(1.0)  # one minute
-    bar = TrainingBar(SimpleNamespace(clock=clock, total_steps=10))
+    bar = TrainingBar(clock, 10)
     clock.used = 12.4
     bar.step_done(7)
     bar.show({"train/loss": 3.14159, "train/tokens_per_second": 2048.4})

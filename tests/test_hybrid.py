@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,7 +23,8 @@ from argument_parser import parse_args
 from custom_models import body_and_head, build_model, is_causal, load_model, load_model_and_tokenizer
 from evaluation.blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from tokenizer import load_tokenizer
-from training.setup import hybrid_step_is_masked, masked_share_at, save_model_folder, training_batch
+from training.objective import StepObjective
+from training.run_folder import save_model_folder
 
 SENTENCES = ["the dog sees the ball .", "a cat runs", "the children were playing outside ."]
 
@@ -180,27 +180,28 @@ def test_hybrid_needs_a_mask_token(make_args, tmp_path):
 def test_masked_steps_are_evenly_interleaved(make_args, tmp_path, ratio, pattern):
     args = make_args("train", "--model_type", "gpt_bert", "--hybrid_ratio", ratio, "--output_dir", tmp_path,
                      kind="mlm")
-    steps = [hybrid_step_is_masked(args, t) for t in range(4 * len(pattern))]
+    steps = [StepObjective.from_args(args).step_is_masked(t) for t in range(4 * len(pattern))]
     assert steps == pattern * 4
 
 
 def test_objective_schedule_switches_the_masked_share(make_args, tmp_path):
     args = make_args("train", "--model_type", "gpt_bert", "--output_dir", tmp_path, "--objective_schedule",
                      "0:masked_share=1,6:masked_share=0,10:mlm_probability=0.3", kind="mlm")
-    assert [masked_share_at(args, t) for t in (0, 5, 6, 12)] == [1.0, 1.0, 0.0, 0.0]
-    assert [hybrid_step_is_masked(args, t) for t in range(12)] == [True] * 6 + [False] * 6
+    objective = StepObjective.from_args(args)
+    assert [objective.masked_share_at(t) for t in (0, 5, 6, 12)] == [1.0, 1.0, 0.0, 0.0]
+    assert [objective.step_is_masked(t) for t in range(12)] == [True] * 6 + [False] * 6
 
 
 def test_training_batch_masks_for_next_token_prediction(make_args, tmp_path):
     args = make_args("train", "--model_type", "gpt_bert", "--hybrid_ratio", "1:1", "--mlm_probability", "0.5",
                      "--output_dir", tmp_path, kind="mlm")
     tok = load_tokenizer(args.tokenizer_dir)
-    setup = SimpleNamespace(args=args, tokenizer=tok, hybrid=True, causal=True)
+    objective = StepObjective.from_args(args, tok, causal=True, hybrid=True)
     ids = torch.randint(10, len(tok), (4, 32))
-    causal = training_batch(setup, {"input_ids": ids}, 0)
+    causal = objective.batch({"input_ids": ids}, 0)
     assert causal["bidirectional"] is False and torch.equal(causal["labels"], ids)
     torch.manual_seed(0)
-    masked = training_batch(setup, {"input_ids": ids}, 1)
+    masked = objective.batch({"input_ids": ids}, 1)
     assert masked["bidirectional"] is True
     targets = masked["labels"] != -100
     assert not targets[:, 0].any() and torch.equal(masked["input_ids"][:, 0], ids[:, 0])  # j-1 must exist

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from custom_models import build_model, count_parameters
 from training.model_card import CARD_FILE, write_model_card
-from training.setup import save_model_folder
+from training.run_folder import save_model_folder
 from utils import UserError
 
 # Two training files of known word counts (str.split(): runs of spaces, tabs, blank lines) and a

@@ -20,7 +20,8 @@ from test_bad_input import killed_in_first_save
 import run
 import training.setup as training_setup
 import utils
-from training.setup import RunState, list_checkpoints, run_state, tidy_run_dir
+from training.run_folder import RunFolder, RunRequest, RunState, list_checkpoints
+from training.tracking import NonFiniteLoss
 from utils import FolderLock, UserError
 
 
@@ -44,9 +45,9 @@ def one_line(capsys) -> str:
 @pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
 def test_resume_auto_starts_over_a_run_killed_in_its_first_save(loop, tmp_path, tok_dirs):
     out = killed_in_first_save(tmp_path)
-    assert run_state(out) is RunState.INCOMPLETE
+    assert RunFolder(out).state() is RunState.INCOMPLETE
     assert run.main(train(tmp_path, tok_dirs, out, "--max_steps", "4", "--resume", "auto", loop=loop)) == 0
-    assert run_state(out) is RunState.FINISHED
+    assert RunFolder(out).state() is RunState.FINISHED
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-3", "checkpoint-4"]
     assert not list((out / "checkpoints").glob(".*.tmp"))
 
@@ -55,12 +56,12 @@ def test_resume_auto_continues_a_resumable_run_and_refuses_a_finished_one(tmp_pa
     out = tmp_path / "run"
     assert run.main(train(tmp_path, tok_dirs, out, "--max_steps", "3")) == 0
     (out / "train_results.json").unlink()  # as if killed after its checkpoint at step 3
-    assert run_state(out) is RunState.RESUMABLE
+    assert RunFolder(out).state() is RunState.RESUMABLE
     assert run.main(train(tmp_path, tok_dirs, out, "--max_steps", "5", "--resume", "auto")) == 0
     assert "resuming from" in (out / "log.txt").read_text()
     assert json.loads((out / "train_results.json").read_text())["steps"] == 5
     with pytest.raises(UserError, match="already holds a finished run"):
-        training_setup._check_run_dir(run.parse_args(train(tmp_path, tok_dirs, out, "--resume", "auto")), out)
+        RunFolder(out).decide(RunRequest.from_args(run.parse_args(train(tmp_path, tok_dirs, out, "--resume", "auto"))))
 
 
 def test_make_resumes_with_auto_and_restarts_finished_or_forced_steps(tmp_path):
@@ -86,8 +87,8 @@ def test_a_folder_renamed_aside_gets_its_name_back_and_leftovers_go(tmp_path):
     (run_dir / "checkpoints" / "checkpoint-4").mkdir(parents=True)  # a Trainer killed mid-save: no marker
     (run_dir / "checkpoints" / "checkpoint-2").mkdir()
     (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
-    assert run_state(run_dir) is RunState.RESUMABLE
-    tidy_run_dir(run_dir)
+    assert RunFolder(run_dir).state() is RunState.RESUMABLE
+    RunFolder(run_dir).tidy()
     assert sorted(p.name for p in run_dir.iterdir()) == ["best_model", "checkpoints"]
     assert (run_dir / "best_model" / "config.json").is_file()
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint-2"]
@@ -204,12 +205,12 @@ def test_a_killed_holder_does_not_leave_the_lock_stuck(tmp_path):
 def test_a_run_that_appears_between_the_check_and_the_lock_is_not_clobbered(tmp_path, tok_dirs):
     out = tmp_path / "run"
     args = run.parse_args(train(tmp_path, tok_dirs, out))
-    decided = training_setup._check_run_dir(args, out)
+    decided = RunFolder(out).decide(RunRequest.from_args(args))
     assert decided == (None, False)
     out.mkdir()
     (out / "train_results.json").write_text("{}")  # another run finished there meanwhile
     with pytest.raises(UserError, match="already holds a finished run"):  # decided again, under the lock
-        training_setup._take_run_dir(args, out, 1, decided)
+        RunFolder(out).lock(RunRequest.from_args(args, 1), decided)
     FolderLock(out).release()  # and the lock was given back
 
 
@@ -235,7 +236,7 @@ def test_a_nonfinite_loss_before_any_save_does_not_name_a_missing_best_model(tmp
 
     monkeypatch.setattr(training_setup, "build_model", poisoned)
 
-    with pytest.raises(training_setup.NonFiniteLoss) as caught:
+    with pytest.raises(NonFiniteLoss) as caught:
         run_loop("pytorch", run.parse_args(train(tmp_path, tok_dirs, tmp_path / "run", "--max_steps", "2")))
     assert "no model was saved yet" in str(caught.value) and "best_model" not in str(caught.value)
     assert "--resume" not in str(caught.value)

@@ -14,7 +14,8 @@ from conftest import ROOT, SAMPLE, TINY_MODEL, run_loop
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import training.setup as training_setup
-from training.setup import list_checkpoints
+from training.run_folder import checkpoint_step, list_checkpoints
+from training.tracking import NonFiniteLoss
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -64,7 +65,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, ex
     killed = tmp_path / "killed"
     args = argv(tok_dirs, tmp_path, killed, loop, model_type, *extra)
     proc = start(args)
-    wait_for(lambda: any(training_setup.checkpoint_step(p) >= 10 for p in list_checkpoints(killed)), proc)
+    wait_for(lambda: any(checkpoint_step(p) >= 10 for p in list_checkpoints(killed)), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "train_results.json").exists()
@@ -72,7 +73,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(loop, model_type, ex
 
     results = run_loop(loop, parse_args([*args, "--resume"]))
     reference = logged(whole, "train/loss")
-    assert len(reference) == 120 and training_setup.checkpoint_step(resumed_from) < 120
+    assert len(reference) == 120 and checkpoint_step(resumed_from) < 120
     assert logged(killed, "train/loss") == pytest.approx(reference, abs=1e-6)
     if model_type == "gpt_bert":  # the resumed steps are masked and causal exactly as in the whole run
         for tag in ("train/masked_loss", "train/causal_loss"):
@@ -148,7 +149,7 @@ def test_nonfinite_loss_stops_or_is_skipped(tok_dirs, tmp_path, monkeypatch):
     for loop in ("pytorch", "huggingface"):
         calls["n"] = 0
         out = tmp_path / f"nan_{loop}"
-        with pytest.raises(training_setup.NonFiniteLoss, match="optimizer step 12"):
+        with pytest.raises(NonFiniteLoss, match="optimizer step 12"):
             run_loop(loop, parse_args(argv(tok_dirs, tmp_path, out, loop)))
         assert [p.name for p in list_checkpoints(out)] == ["checkpoint-5", "checkpoint-10"]  # last good ones kept
 

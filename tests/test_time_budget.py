@@ -9,7 +9,8 @@ import torch
 from conftest import run_loop
 from transformers import get_cosine_schedule_with_warmup
 
-from training.setup import BestTracker, TrainingClock, lr_factor
+from training.optim import lr_factor
+from training.tracking import BestTracker, TrainingClock
 
 BUDGET_MINUTES = 0.04  # 2.4 s of optimizer steps: dozens of tiny-model steps
 
@@ -78,13 +79,11 @@ def test_tracker_stores_the_clock(make_args, tmp_path):
     stored = json.loads((last / "pipeline_state.json").read_text())["tracker"]["step_seconds"]
     assert stored >= BUDGET_MINUTES * 60
 
-    class _Setup:
-        clock = TrainingClock(BUDGET_MINUTES)
-    tracker = BestTracker.__new__(BestTracker)
-    tracker.setup = _Setup()
+    clock = TrainingClock(BUDGET_MINUTES)
+    tracker = BestTracker(lambda name: None, None, clock, patience=0)
     tracker.load_state_dict({"seconds": 1.0, "best_loss": 1.0, "best_step": 1, "bad_evals": 0,
                              "last_eval_step": 1, "step_seconds": stored})
-    assert _Setup.clock.used == stored and _Setup.clock.expired()
+    assert clock.used == stored and clock.expired()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from argparse import Namespace
 from types import SimpleNamespace
 
 import pytest
@@ -21,11 +20,11 @@ from transformers import (
 
 import huggingface_trainer_loop
 import pytorch_training_loop
-import training.setup as training_setup
 from corpus.editions import resolve_files
 from custom_models import build_model
 from tokenizer import load_tokenizer, train_tokenizer
-from training.setup import save_model_folder
+from training.run_folder import save_model_folder
+from training.tracking import BestTracker, TrainingClock
 from utils import UserError
 
 TRAIN = ["--num_train_epochs", "1", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "20",
@@ -130,17 +129,15 @@ def test_finished_run_is_not_overwritten(make_args, tmp_path):
 
 def test_best_tracker_patience(tmp_path, monkeypatch):
     saved = []
-    monkeypatch.setattr(training_setup, "save_model_folder", lambda model, tok, args, folder: saved.append(folder))
-    setup = SimpleNamespace(args=Namespace(early_stopping_patience=2), run_dir=tmp_path, model=None, tokenizer=None,
-                            logger=SimpleNamespace(info=lambda msg: None))
-    tracker = training_setup.BestTracker(setup)
+    logger = SimpleNamespace(info=lambda msg: None)
+    tracker = BestTracker(saved.append, logger, TrainingClock(None), patience=2)
     # step: loss -> stop? A new best resets the count; the 2nd evaluation in a row without one stops.
     losses = [(10, 3.0, False), (20, 2.5, False), (30, 2.7, False), (40, 2.4, False), (50, 2.4, False),
               (60, 2.6, True)]
     assert [tracker.update(step, loss) for step, loss, _ in losses] == [stop for _, _, stop in losses]
     assert (tracker.best_loss, tracker.best_step) == (2.4, 40)  # a tie is not a new best
     assert len(saved) == 3  # saved at each new best only
-    never = training_setup.BestTracker(SimpleNamespace(**{**vars(setup), "args": Namespace(early_stopping_patience=0)}))
+    never = BestTracker(saved.append, logger, TrainingClock(None), patience=0)
     assert not any(never.update(step, loss) for step, loss in [(1, 1.0), *((s, 2.0) for s in range(2, 12))])
 
 
@@ -214,17 +211,18 @@ def test_curriculum_feeds_the_sampler_blocks_in_both_loops(loop, make_args, tmp_
 
 @pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
 def test_objective_schedule_switches_masking_at_the_step(loop, make_args, tmp_path, monkeypatch):
-    import training.setup as training_setup
+    import training.objective as training_objective
 
     used = []
-    real_mask = training_setup.mask_tokens
-    monkeypatch.setattr(training_setup, "mask_tokens",
+    real_mask = training_objective.mask_tokens
+    monkeypatch.setattr(training_objective, "mask_tokens",
                         lambda ids, tok, p, *a: used.append(p) or real_mask(ids, tok, p, *a))
     flag = ["--torch_training"] if loop == "pytorch" else []
     args = make_args("train", *flag, "--model_type", "bert", "--output_dir", tmp_path / "run", "--max_steps", "10",
                      "--batch_size", "4", "--gradient_accumulation_steps", "2", "--logging_steps", "1",
                      "--objective_schedule", "0:mlm_probability=0.3,5:mlm_probability=0.15", kind="mlm")
-    assert training_setup.mlm_probability_at(args, 4) == 0.3 and training_setup.mlm_probability_at(args, 5) == 0.15
+    objective = training_objective.StepObjective.from_args(args)
+    assert objective.mlm_probability_at(4) == 0.3 and objective.mlm_probability_at(5) == 0.15
     run_loop(loop, args)
     assert used[:20] == [0.3] * 10 + [0.15] * 10  # 2 micro-batches per step, switched at step 5
     assert scalars(tmp_path / "run", "train/mlm_probability") == pytest.approx([0.3] * 5 + [0.15] * 5)

@@ -305,7 +305,7 @@ def bench_data_loading(tokenizer_dir: Path, data_dir: Path, out_dir: Path, auto_
     times = []
     for i in range(min(repeats, len(batches))):  # a small corpus (data/sample) has fewer batches
         started = time.perf_counter()
-        batch = training_setup.training_batch(setup, {"input_ids": setup.train_dataset.batch(batches[i])}, i)
+        batch = setup.training_batch({"input_ids": setup.train_dataset.batch(batches[i])}, i)
         batch = {k: v.to(setup.device) for k, v in batch.items()}
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)

@@ -30,17 +30,15 @@ from typing import Any
 
 from corpus.editions import resolve_files
 from custom_models import is_causal, is_hybrid
+from training.run_folder import RunFolder
 from utils import (
     BEST_MODEL_DIR,
     FINETUNE_RESULTS,
     RESULTS_DIR,
     RUN_ARGS,
-    TRAIN_RESULTS,
-    WORD_CHECKPOINT_PREFIX,
     UserError,
     count_parameters,
     model_name_and_revision,
-    parse_word_mark,
     write_text_atomic,
 )
 
@@ -69,7 +67,7 @@ def write_model_card(run_dir: Path, model_dir: Path | None = None) -> Path:
     run's files, and return its path. UserError when `model_dir` is not a folder (a card
     alone would look like a damaged model)."""
     run_dir = Path(run_dir)
-    model_dir = Path(model_dir) if model_dir is not None else run_dir / BEST_MODEL_DIR
+    model_dir = Path(model_dir) if model_dir is not None else RunFolder(run_dir).best_model
     if not model_dir.is_dir():
         raise UserError(f"no model folder '{model_dir}' to write a model card into: pass a best_model/ or "
                         "chck_* folder a training run wrote")
@@ -82,7 +80,7 @@ def refresh_model_card(model_dir: str | Path) -> Path | None:
     """Rewrite the card of a finished run's best_model/ (after an evaluation added scores);
     None for any other folder."""
     model_dir = Path(model_dir)
-    if model_dir.name != BEST_MODEL_DIR or not (model_dir.parent / TRAIN_RESULTS).is_file():
+    if model_dir.name != BEST_MODEL_DIR or not RunFolder(model_dir.parent).is_finished():
         return None
     return write_model_card(model_dir.parent, model_dir)
 
@@ -110,7 +108,7 @@ class RunFiles:
     @classmethod
     def read(cls, run_dir: Path, model_dir: Path) -> RunFiles:
         return cls(run_dir=run_dir, model_dir=model_dir, config=read_json(model_dir / "config.json"),
-                   args=read_json(model_dir / RUN_ARGS), results=read_json(run_dir / TRAIN_RESULTS),
+                   args=read_json(model_dir / RUN_ARGS), results=_train_results(RunFolder(run_dir)),
                    tokenizer=read_json(model_dir / "tokenizer.json"))
 
     @property
@@ -263,16 +261,12 @@ def best_model_line(results: dict) -> str | None:
 
 def checkpoints(run: RunFiles) -> str:
     """Every chck_* folder of the run, with the words and step train_results.json records for it."""
-    folders = sorted((p for p in run.run_dir.glob(f"{WORD_CHECKPOINT_PREFIX}*") if p.is_dir()),
-                     key=lambda p: (parse_word_mark(p.name) or 0, p.name))
+    # Every chck_* folder present, the ones train_results.json does not record too (blank cells).
+    folders = RunFolder(run.run_dir).word_checkpoints(run.results, recorded_only=False)
     if not folders:
         return ""
-    saved = run.results.get("checkpoint_words") or {}
-    rows = []
-    for folder in folders:
-        entry = saved.get(folder.name) or {}
-        rows.append(f"| `{folder.name}` | {_number(entry.get('words')) or ''} | {_number(entry.get('step')) or ''} "
-                    f"| {_number(entry.get('words_seen')) or ''} |")
+    rows = [f"| `{m.name}` | {_number(m.mark) or ''} | {_number(m.step) or ''} | {_number(m.words_seen) or ''} |"
+            for m in folders]
     return "\n".join(["## Checkpoints", "",
                       "Model folders saved when the words trained on crossed each mark (`--checkpoint_words`), "
                       "beside this one in the run folder; each loads like this one:", "",
@@ -309,6 +303,15 @@ def uses_and_limitations(run: RunFiles) -> str:
 
 
 # --------------------------------------------------------------------------- reading the run's files
+
+
+def _train_results(folder: RunFolder) -> dict:
+    """The run's train_results.json, or {} when it is missing, damaged or not an object."""
+    try:
+        results = folder.read_results()
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
 
 
 def read_json(path: Path) -> dict:
