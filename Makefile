@@ -66,6 +66,8 @@ FINETUNE_OPTS ?=
 # changed) starts over. RESTART=1 forces a fresh start.
 RESTART     ?=
 resume_or_restart = $(if $(or $(RESTART),$(wildcard $(1)/train_results.json)),--overwrite_output_dir,--resume auto)
+# More options for the action a target is about: training in a step's chain (its tokenizer and test take
+# their own options only), else the one action the target runs (blimp, finetune, evaluate, ...).
 EXTRA       ?=
 # Training in NPROC processes, data-parallel (torchrun; one per GPU, or CPU processes with gloo).
 # --batch_size stays per process: keep the global batch (batch x accumulation x NPROC) by
@@ -77,8 +79,10 @@ RDZV        ?= --standalone
 RUN    = $(PY) run.py
 TRAIN_RUN = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun $(RDZV) --nproc_per_node=$(NPROC),$(PY)) run.py
 SPLIT_OPT = $(if $(TRAIN_SPLIT),--train_split $(TRAIN_SPLIT))
-COMMON = --data_dir $(DATA_DIR) $(SPLIT_OPT) --cache_dir $(SAVE_DIR)/cache --block_size $(BLOCK) \
-	$(if $(TRACK),--track $(TRACK)) $(EXTRA)
+# Each action takes only its own options (run.py <action> --help): the corpus options go to every action of
+# a chain, COMMON (with the track and EXTRA) to training only; a step's test gets the corpus and block size.
+DATA_OPTS = --data_dir $(DATA_DIR) $(SPLIT_OPT) --cache_dir $(SAVE_DIR)/cache
+COMMON = $(DATA_OPTS) --block_size $(BLOCK) $(if $(TRACK),--track $(TRACK)) $(EXTRA)
 # Test steps also score BLiMP when BLIMP_DIR holds jsonl files.
 BLIMP_OPTS = $(if $(wildcard $(BLIMP_DIR)/*.jsonl),--blimp_dir $(BLIMP_DIR))
 TOK_CLM = $(SAVE_DIR)/step1/tokenizer_clm/tokenizer.json
@@ -99,7 +103,7 @@ $(VENV_STAMP): requirements.txt
 # ----------------------------------------------------------------------------- step1: tokenizers
 step1: $(TOK_CLM) $(TOK_MLM)
 $(SAVE_DIR)/step1/tokenizer_%/tokenizer.json: | $(VENV_STAMP)
-	$(RUN) tokenizer $(COMMON) --tokenizer_type $* --vocab_size $(VOCAB) --tokenizer_dir $(@D)
+	$(RUN) tokenizer $(DATA_OPTS) --tokenizer_type $* --vocab_size $(VOCAB) --tokenizer_dir $(@D)
 
 # ----------------------------------------------------------------------------- step templates
 # $(call TRAIN_STEP,step,tokenizer.json,step to continue from or empty,options[,steps it also needs, e.g. teachers])
@@ -117,7 +121,7 @@ define TEST_STEP
 .PHONY: $(1)
 $(1): $(SAVE_DIR)/$(1)/test_results.json
 $(SAVE_DIR)/$(1)/test_results.json: $(SAVE_DIR)/$(2)/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$$(RUN) test $$(COMMON) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS) $$(FAST) $(3)
+	$$(RUN) test $$(DATA_OPTS) --block_size $$(BLOCK) --model_dir $(SAVE_DIR)/$(2)/best_model --output_dir $$(@D) $$(BLIMP_OPTS) $$(FAST) $(3)
 endef
 
 # ----------------------------------------------------------------------------- the experiment

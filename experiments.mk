@@ -83,9 +83,9 @@ SWEEP_hybrid   = --model_type gpt_bert --hybrid_ratio 1:1
 TOK_norm = --vocab_size $(VOCAB) --lowercase --join_punctuation
 tok_of = $(if $(filter $(VOCAB),$(1)),$(SAVE_DIR)/step1,$(SAVE_DIR)/tok$(1))/tokenizer_$(2)/tokenizer.json
 $(SAVE_DIR)/tok%/tokenizer_clm/tokenizer.json: | $(VENV_STAMP)
-	$(RUN) tokenizer $(COMMON) --tokenizer_type clm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
+	$(RUN) tokenizer $(DATA_OPTS) --tokenizer_type clm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
 $(SAVE_DIR)/tok%/tokenizer_mlm/tokenizer.json: | $(VENV_STAMP)
-	$(RUN) tokenizer $(COMMON) --tokenizer_type mlm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
+	$(RUN) tokenizer $(DATA_OPTS) --tokenizer_type mlm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
 # bert and gpt_bert need the mlm tokenizer (<mask>)
 # (the last --model_type in the options is the one that counts: options given later win, and the command line
 # wins over the --config files, whose model_type = "..." lines config_model_types reads)
@@ -107,11 +107,12 @@ $(eval $(call BUDGET_STEP,baseline,$(VOCAB),$(BASE_OPTS)))
 $(foreach c,$(CANDIDATES),$(eval $(call BUDGET_STEP,$(c),$(or $(CAND_VOCAB_$(c)),$(VOCAB)),$(BASE_OPTS) $(CAND_$(c)))))
 # what make best / baseline / candidates build for run best_<name>: its test and learning curve
 budget_outputs = $(foreach n,$(1),best_$(n)_test $(SAVE_DIR)/best_$(n)/learning_curve.json)
-# BLiMP of a training step's best model (what the sweep scores), and a run's learning curve
+# BLiMP of a training step's best model (what the sweep scores), and a run's learning curve (EXTRA is
+# training's in these chains)
 $(SAVE_DIR)/blimp_%/blimp_results.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(FAST) $(EXTRA)
+	$(RUN) blimp --model_dir $(SAVE_DIR)/$*/best_model --blimp_dir $(BLIMP_DIR) --output_dir $(@D) $(FAST)
 $(SAVE_DIR)/%/learning_curve.json: $(SAVE_DIR)/%/train_results.json $(wildcard $(BLIMP_DIR)/*.jsonl) | $(VENV_STAMP)
-	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(FAST) $(EXTRA)
+	$(RUN) curve --model_dir $(@D) --blimp_dir $(BLIMP_DIR) --cache_dir $(SAVE_DIR)/cache $(CURVE_EVAL) $(FAST)
 .PHONY: best baseline candidates sweep ablation
 best: $(call budget_outputs,recipe)
 baseline: $(call budget_outputs,baseline)

@@ -71,3 +71,31 @@ def test_eval_data_fetches_blimp_and_the_official_data(tmp_path):
     assert [words[words.index("tools.download") + 1:] for words in commands] == [
         ["blimp", "--blimp_dir", f"{tmp_path}/blimp"],
         ["official_eval", "--eval_dir", f"{tmp_path}/official", "--from", "/somewhere"]]
+
+
+def test_every_target_passes_each_action_only_its_own_options(tmp_path):
+    """Each `run.py <action>` line that `make -n -B` prints for every .PHONY target (and the variable
+    sets tools/make_dry_run.py knows, EXTRA included) is accepted by that action's parser: the
+    per-action command lines refuse an option of another action, so a chain that handed the tokenizer
+    a training option would stop there."""
+    from tools.make_dry_run import EXTRA_RUNS, phony_targets
+
+    runs = [[t, "STEP=step2_1"] for t in phony_targets()] + list(EXTRA_RUNS.values())
+    runs.append(["step2_2", "EXTRA=--checkpoint_words babylm", "TRACK=strict-small"])
+    checked = set()
+    for args in runs:
+        out = subprocess.run(["make", "-n", "-B", "--no-print-directory", *args, f"SAVE_DIR={tmp_path}"], cwd=ROOT,
+                             capture_output=True, text=True).stdout
+        for line in out.replace("\\\n", " ").splitlines():  # a recipe's continued lines as one command
+            command = line.split("&&")[-1].strip()
+            first = command.split(" ", 1)[0]
+            if " run.py " not in command or not first.endswith(("python", "python3", "torchrun")):
+                continue  # an echo or a shell loop that mentions run.py, not a call of it
+            words = shlex.split(command)
+            argv = words[words.index("run.py") + 1:]
+            try:
+                parse_args(argv)
+            except SystemExit as e:
+                raise AssertionError(f"make {' '.join(args)}: run.py {' '.join(argv)} is refused") from e
+            checked.add(argv[0])
+    assert {"tokenizer", "train", "test", "evaluate", "finetune", "submission", "blimp", "curve"} <= checked

@@ -16,7 +16,7 @@ def test_report_gathers_finished_steps(tok_dirs, tmp_path):
     assert run.main(["train", "--torch_training", *common, "--tokenizer_dir", str(tok_dirs["clm"]),
                      "--output_dir", str(save / "step2_1"), "--max_steps", "6", "--eval_steps", "3",
                      "--logging_steps", "1"]) == 0
-    assert run.main(["test", *common, "--model_dir", str(save / "step2_1" / "best_model"),
+    assert run.main(["test", *common[:4], "--block_size", "32", "--model_dir", str(save / "step2_1" / "best_model"),
                      "--blimp_dir", str(ROOT / "data" / "sample_eval" / "blimp"),
                      "--output_dir", str(save / "step2_2")]) == 0
     path = report.write_report(save)
