@@ -149,7 +149,8 @@ def test_test_and_blimp_record_their_precision(monkeypatch, tok_dirs, tmp_path, 
     assert run.main(["train", "--torch_training", *common, "--tokenizer_dir", str(tok_dirs["clm"]),
                      "--output_dir", str(out), "--max_steps", "2", "--batch_size", "4"]) == 0
     capsys.readouterr()
-    assert run.main(["test", *common[:4], "--block_size", "32", "--model_dir", str(out / "best_model"), "--output_dir", str(tmp_path / "test"),
+    assert run.main(["test", *common[:4], "--block_size", "32", "--model_dir", str(out / "best_model"),
+                     "--output_dir", str(tmp_path / "test"),
                      "--blimp_dir", str(SAMPLE.parent / "sample_eval" / "blimp"), "--precision", "auto"]) == 0
     assert "INFO precision fp32, compile off (" in (tmp_path / "test" / "log.txt").read_text()
     assert json.loads((tmp_path / "test" / "test_results.json").read_text())["precision"] == "fp32"
