@@ -87,7 +87,17 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
                         "pick files that hold text, or fix --data_dir")
     # A UserError raised by the line iterator (a non-UTF-8 line) propagates out of the Rust trainer.
     tok.train_from_iterator(itertools.chain([first], lines), trainer=trainer)
+    fast = _wrapped(tok, kind, special_map, model_max_length)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        fast.save_pretrained(tmp)
+    return fast
 
+
+def _wrapped(tok: Tokenizer, kind: str, special_map: dict[str, str],
+             model_max_length: int) -> PreTrainedTokenizerFast:
+    """A trained `tokenizers` BPE as a transformers fast tokenizer, with the family's special tokens
+    and pair template."""
     if kind == "mlm":
         bos, eos = special_map["cls_token"], special_map["sep_token"]
         tok.post_processor = processors.TemplateProcessing(
@@ -115,10 +125,6 @@ def train_tokenizer(files: list[Path], out_dir: str | Path, kind: str = "clm", v
                            else ["input_ids", "token_type_ids", "attention_mask"]),
         **tokens,
     )
-
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        fast.save_pretrained(tmp)
     return fast
 
 

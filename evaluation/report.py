@@ -385,6 +385,23 @@ def write_report(save_dir: str | Path) -> Path:
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     rows = collect(save_dir)
+    lines = [f"# Results in {save_dir}", "", *steps_table(save_dir, rows)]
+    comparisons = (("sweep_", "sweep_base", "Sweep (make sweep)"),
+                   ("ablate_", "ablate_recipe", "Ablation: the recipe with each choice undone (make ablation)"),
+                   ("best_", "best_baseline", "Full-budget runs against the baseline (make best/baseline/candidates)"))
+    for prefix, base, title in comparisons:
+        table = comparison_table(save_dir, rows, prefix, base)
+        if table:
+            lines += ["", f"## {title}", "", *table]
+    lines += evaluation_sections(save_dir, rows)
+    path = save_dir / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    print(f"report: {path}")
+    return path
+
+
+def steps_table(save_dir: Path, rows: list[dict]) -> list[str]:
+    """The table of every finished step (training, test, BLiMP, fine-tuning) and its two plots."""
     fields = sorted({f for r in rows if r.get("blimp") for f in r["blimp"]["fields"]})
     tasks = sorted({t for r in rows if r.get("finetune") for t in r["finetune"].get("tasks", {})})
     masked_column = any(r.get("blimp_masked") for r in rows)
@@ -393,8 +410,7 @@ def write_report(save_dir: str | Path) -> Path:
             "best val loss", "test perplexity", "BLiMP overall", *[f"BLiMP {f}" for f in fields],
             *(["BLiMP overall, masked next-token PLL (hybrid)"] if masked_column else []),
             *[f"{t} (fine-tuned)" for t in tasks]]
-    lines = [f"# Results in {save_dir}", "",
-             "BLiMP in %, unweighted mean over paradigms (per field: over that field's paradigms). "
+    lines = ["BLiMP in %, unweighted mean over paradigms (per field: over that field's paradigms). "
              "Fine-tuning: validation accuracy of the best epoch (F1 / MCC where the task defines one), "
              "optimistic since the epoch is chosen on the same split, as in BabyLM's own pipeline. "
              "Perplexity of masked LMs is over the masked tokens. Only the steps that finished training are "
@@ -419,13 +435,12 @@ def write_report(save_dir: str | Path) -> Path:
     if fields:
         plot_blimp_fields(rows, save_dir / "blimp_fields.png")
         lines += ["", "![BLiMP per field](blimp_fields.png)"]
-    comparisons = (("sweep_", "sweep_base", "Sweep (make sweep)"),
-                   ("ablate_", "ablate_recipe", "Ablation: the recipe with each choice undone (make ablation)"),
-                   ("best_", "best_baseline", "Full-budget runs against the baseline (make best/baseline/candidates)"))
-    for prefix, base, title in comparisons:
-        table = comparison_table(save_dir, rows, prefix, base)
-        if table:
-            lines += ["", f"## {title}", "", *table]
+    return lines
+
+
+def evaluation_sections(save_dir: Path, rows: list[dict]) -> list[str]:
+    """The official suite, fine-tuning, checkpoints and learning-curve sections (those with results)."""
+    lines = []
     zero_shot = zero_shot_table(save_dir, rows)
     if zero_shot:
         lines += ["", "## Official zero-shot suite (run.py evaluate)", "",
@@ -451,10 +466,7 @@ def write_report(save_dir: str | Path) -> Path:
         lines += ["", "## Learning curves", "", "BLiMP and validation loss (float32, the run's validation files) "
                   "of each run's words-seen checkpoints and best model (`run.py curve`).", "",
                   *curve_table(curves), "", "![learning curves](learning_curves.png)"]
-    path = save_dir / "report.md"
-    write_text_atomic(path, "\n".join(lines) + "\n")
-    print(f"report: {path}")
-    return path
+    return lines
 
 
 def _finetune_cell(task: dict | None) -> str:

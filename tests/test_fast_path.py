@@ -14,6 +14,7 @@ from conftest import SAMPLE, TINY_MODEL
 from transformers import AutoModelForCausalLM
 
 import tools.bench as bench
+import tools.bench_report as bench_report
 from corpus.editions import resolve_files
 from evaluation.report import event_scalars
 from pretraining_dataset import BlockDataset, load_blocks
@@ -91,7 +92,7 @@ def test_ratios_per_repeat_pair_the_loops_of_each_repeat():
     (ratio,) = bench.ratios(rows)
     assert ratio["fast_over_trainer"] == pytest.approx(0.8 / 0.7, abs=0.005)
     assert ratio["fast_over_trainer_per_repeat"] == {"median": 1.2, "min": 0.9, "max": 1.5, "repeats": 3}
-    assert "(median 1.2, 0.9-1.5 over 3)" in bench._ratio_cell(ratio, "trainer")
+    assert "(median 1.2, 0.9-1.5 over 3)" in bench_report._ratio_cell(ratio, "trainer")
 
 
 def assert_loss_fn_matches_the_model(batch: dict, model) -> None:

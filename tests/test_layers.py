@@ -32,7 +32,8 @@ LAYERS = {
     "evaluation.fast_scores": 3, "evaluation.official": 3,
     "evaluation.export": 3, "evaluation.tasks": 3, "evaluation.official_download": 3,
     # 4: the front end and tools
-    "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.gpu_check": 4, "tools.download": 4,
+    "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.bench_report": 4, "tools.gpu_check": 4,
+    "tools.download": 4,
     "cli_options": 4, "cli_config": 4, "tools.make_dry_run": 4,
 }
 PACKAGES = ("training", "evaluation", "corpus", "tools")

@@ -61,6 +61,7 @@ from evaluation.tasks import find_tasks, read_task
 from evaluation.zero_shot import score_task
 from pretraining_dataset import read_lines, tokenize_and_pack
 from tokenizer import train_tokenizer
+from tools.bench_report import RATIO_REFERENCES, markdown
 from utils import get_device, write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
@@ -434,88 +435,9 @@ def bench_packing(tok, files: list[Path]) -> dict:
 
 
 # The loops whose speed over every other loop the bench reports: the default (auto) and the old one (fast).
-RATIO_REFERENCES = ("auto", "fast")
-
-
-def _ratio_cell(ratio: dict, loop: str, reference: str = "fast") -> str:
-    if f"{reference}_over_{loop}" not in ratio:
-        return "-"
-    paired = ratio.get(f"{reference}_over_{loop}_per_repeat")
-    extra = f" (median {paired['median']}, {paired['min']}-{paired['max']} over {paired['repeats']})" if paired else ""
-    return f"{ratio[f'{reference}_over_{loop}']}{extra}"
-
-
-def _ratio_table(result: dict, reference: str) -> list[str]:
-    """Markdown rows: `reference`'s speed over every other loop measured, per model and size."""
-    rows = result["ratios"].get(reference, [])
-    if not rows:
-        return []
-    others = [loop for loop in dict.fromkeys(r["loop"] for r in result["training"]) if loop != reference]
-    out = ["", "| size | model | " + " | ".join(f"{reference} / {loop}" for loop in others) + " |",
-           "|---|---|" + "---:|" * len(others)]
-    return out + [f"| {r['size']} | {r['model']} | " + " | ".join(_ratio_cell(r, loop, reference) for loop in others)
-                  + " |" for r in rows]
-
-
-def markdown(result: dict) -> str:
-    m = result["matmul"]
-    out = [f"# make bench ({result['info']['cpu']}, {result['info']['torch_threads']} torch threads)", "",
-           f"Hardware: {result['info']['hardware']}; `--precision auto --compile auto` chooses "
-           f"{result['info']['auto_choice']} here.", "",
-           f"2048x2048 matmul (bf16: 512x512 where emulated): bf16 {m['bf16_tflops']:.4f} TFLOP/s, "
-           f"float32 {m['fp32_tflops']:.3f} TFLOP/s ({m['bf16_tflops'] / m['fp32_tflops']:.3g}x)", ""]
-    if result["training"]:
-        out += ["## Training throughput (median step after warm-up)", "",
-                "| size | model | loop | params | tokens/s | step s | first step s | peak MB | MFU |",
-                "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-        out += [f"| {r['size']} | {r['model']} | {r['loop']} (`{r['options']}`: {r['chosen']}) | "
-                f"{r['parameters'] / 1e6:.2f}M | "
-                f"{r['tokens_per_second']:.0f} | {r['step_seconds']:.3f} | {r['first_step_seconds']:.1f} | "
-                f"{r['peak_memory_mb']:.0f} | {100 * r['mfu']:.1f}% |" for r in result["training"]]
-        if result.get("skipped_loops"):
-            out += ["", f"Not measured: {', '.join(result['skipped_loops'])} (they force bf16, which this machine "
-                    f"only emulates: its bf16 matmul runs at 1/{m['fp32_tflops'] / m['bf16_tflops']:.0f} of the "
-                    "float32 rate)."]
-        for reference in RATIO_REFERENCES:
-            out += _ratio_table(result, reference)
-        out += ["", "Ratios: fastest repeat over fastest repeat; in brackets the median (min-max) of the "
-                "per-repeat ratios, each from loops run back to back.", ""]
-    if result.get("data_loading"):
-        d = result["data_loading"]
-        share = f", {100 * d['share_of_auto_step']:.2f}% of an auto step" if "share_of_auto_step" in d else ""
-        out += [f"Data loading: {1000 * d['seconds_per_batch']:.2f} ms per batch ({d['dtype']} cache){share}", ""]
-    if result.get("loss_curves"):
-        c = result["loss_curves"]
-        out += [f"Loss curves, first {c['steps']} steps on the same batches: plain fp32 vs fast path mean |diff| "
-                f"{c['mean_abs_diff']} (last half {c['mean_abs_diff_last_half']}, max {c['max_abs_diff']}); "
-                f"mean loss of the last tenth {c['plain_last_mean']} vs {c['fast_last_mean']}; the plain curve's "
-                f"own step-to-step change {c['plain_step_to_step']}", ""]
-    if result.get("zero_shot"):
-        z = result["zero_shot"]
-        out += ["## Zero-shot suite against the official loop", "",
-                f"{z[0]['items']} items ({z[0]['tasks']} task folders of {result['info']['eval_dir']}, the first "
-                f"{result['info']['zero_shot_items']} items of each), step2-size models, official convention, "
-                "float32, sdpa attention; the plain loop scores like the official pipeline (64 items a batch in "
-                "file order, each candidate in turn, the head at every position; causal: log-softmax over every "
-                "position; masked: a batch's copies padded together, 64 a pass).", "",
-                "| backend (model) | ours items/s | plain loop items/s | speedup | max score difference |",
-                "|---|---:|---:|---:|---:|"]
-        out += [f"| {r['backend']} ({r['model']}) | {r['items_per_second']} | {r['plain_items_per_second']} | "
-                f"{r['speedup']}x | {r['max_score_difference']:.1e} |" for r in z]
-        out.append("")
-    if result["other"]:
-        out += ["## Scoring and packing", "", "| measurement | amount | seconds | throughput |", "|---|---:|---:|---:|"]
-        for r in result["other"]:
-            amount = f"{r['pairs']} pairs" if "pairs" in r else f"{r['megabytes']} MB"
-            rate = f"{r['pairs_per_second']} pairs/s" if "pairs" in r else f"{r['mb_per_second']} MB/s"
-            out.append(f"| {r['what']} | {amount} | {r['seconds']} | {rate} |")
-        out.append("")
-    return "\n".join(out) + f"\n{result['info']}\n"
-
-
-def main() -> None:
+def parse_options() -> argparse.Namespace:
+    """The bench's options (defaults: ../shared's data when this checkout sits beside it, else the samples)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # The real dev data when this checkout sits beside ../shared, else the shipped samples.
     blimp_dir = SHARED_BLIMP if SHARED_BLIMP.is_dir() else ROOT / "data" / "sample_eval" / "blimp"
     eval_dir = SHARED_FAST_EVAL if SHARED_FAST_EVAL.is_dir() else ROOT / "data" / "sample_eval" / "fast_eval"
     data_dir = SHARED_CORPUS if SHARED_CORPUS.is_dir() else ROOT / "data" / "sample"
@@ -541,31 +463,44 @@ def main() -> None:
     p.add_argument("--skip", nargs="*", default=[], choices=["training", "curves", "blimp", "zero_shot", "packing"],
                    help="sections to skip")
     p.add_argument("--out_dir", type=Path, default=ROOT / "save_dir" / "bench")
-    args = p.parse_args()
-    # Every compile from scratch, so the first step shows the real compile time (not the on-disk cache's).
-    inductor_config.force_disable_caches = True
+    return p.parse_args()
 
-    files = resolve_files(args.data_dir, "train", None)
+
+def bench_tokenizers(files: list[Path], out_dir: Path, vocab_size: int) -> tuple[dict, dict]:
+    """(folder, loaded tokenizer) of each kind, trained once under `out_dir`."""
     tokenizer_dirs, tokenizers = {}, {}
     for kind in ("clm", "mlm"):
-        folder = tokenizer_dirs[kind] = args.out_dir / f"tokenizer_{kind}"
+        folder = tokenizer_dirs[kind] = out_dir / f"tokenizer_{kind}"
         if not (folder / "tokenizer.json").is_file():
-            train_tokenizer(files, folder, kind, args.vocab_size)
+            train_tokenizer(files, folder, kind, vocab_size)
         tokenizers[kind] = AutoTokenizer.from_pretrained(folder)
+    return tokenizer_dirs, tokenizers
 
-    hw = hardware.detect(get_device())
-    info = {"torch_threads": torch.get_num_threads(), "cpu": hardware.cpu_name(), "torch": torch.__version__,
+
+def bench_info(args: argparse.Namespace, hw) -> dict:
+    """What every number of the bench was measured on and with."""
+    return {"torch_threads": torch.get_num_threads(), "cpu": hardware.cpu_name(), "torch": torch.__version__,
             "hardware": hw.describe() + (f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
             "auto_choice": f"precision {hardware.choose_precision('auto', hw)[0]}, compile "
                            f"{'on' if hardware.choose_compile('auto', hw) else 'off'}",
             "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir), "eval_dir": str(args.eval_dir),
             "zero_shot_items": args.zero_shot_items, "batch": "32 x 128 tokens",
             "warmup_steps": args.warmup, "measured_steps": args.steps, "repeats": args.repeats}
+
+
+def main() -> None:
+    args = parse_options()
+    # Every compile from scratch, so the first step shows the real compile time (not the on-disk cache's).
+    inductor_config.force_disable_caches = True
+    files = resolve_files(args.data_dir, "train", None)
+    tokenizer_dirs, tokenizers = bench_tokenizers(files, args.out_dir, args.vocab_size)
+    hw = hardware.detect(get_device())
     # Emulated bf16 (no native support) runs the product hundreds of times slower: a smaller one, twice.
     bf16_size = {"n": 2048, "repeats": 20} if hw.native_bf16 else {"n": 512, "repeats": 2}
     device = get_device().type
-    result = {"info": info, "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16, **bf16_size, device=device),
-                                       "fp32_tflops": matmul_tflops(torch.float32, device=device)},
+    result = {"info": bench_info(args, hw),
+              "matmul": {"bf16_tflops": matmul_tflops(torch.bfloat16, **bf16_size, device=device),
+                         "fp32_tflops": matmul_tflops(torch.float32, device=device)},
               "training": [], "ratios": [], "other": []}
     print(result["matmul"], flush=True)
     if "training" not in args.skip:
@@ -578,7 +513,6 @@ def main() -> None:
                 if r["loop"] == "auto" and r["model"] == "gpt2" and r["size"] == "step2"]
         result["data_loading"] = bench_data_loading(tokenizer_dirs["clm"], data, args.out_dir,
                                                     auto[0] if auto else None)
-
     if "curves" not in args.skip and args.curve_steps and not hw.native_bf16:
         print("loss curves skipped: they compare float32 with bf16, which this machine only emulates", flush=True)
     elif "curves" not in args.skip and args.curve_steps:
