@@ -205,6 +205,26 @@ class FolderLock:
         """Unlock (closing the file drops the flock)."""
         self.file.close()
 
+    @classmethod
+    def holder(cls, folder: str | Path) -> str | None:
+        """The pid (as the lock file gives it, '?' when it gives none) of the live process holding
+        `folder`'s lock, or None when nobody holds it. Probed with a shared, non-blocking flock
+        dropped at once, so two probes never block each other."""
+        import fcntl
+
+        path = Path(folder) / cls.NAME
+        try:
+            file = open(path)  # noqa: SIM115 (closed below)
+        except OSError:
+            return None
+        with file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return file.read().strip() or "?"
+            fcntl.flock(file, fcntl.LOCK_UN)
+        return None
+
 
 # --------------------------------------------------------------------------- seeding / device
 

@@ -71,8 +71,9 @@ from scipy.stats import pearsonr
 from transformers import PreTrainedModel
 
 from custom_models import is_causal, load_model_and_tokenizer
-from evaluation.layout import AOA_WORDS, REVISIONS
+from evaluation.layout import AOA_WORDS, aoa_collate_note  # noqa: F401 (AOA_WORDS: aoa.AOA_WORDS for callers)
 from evaluation.scoring import BACKENDS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
+from training.identity import loaded, recorded, write_sidecar
 from utils import RunLogger, UserError, parse_word_mark, write_text_atomic
 
 # In the official evaluation_data/: eval_aoa.sh's default word path (then the one of earlier
@@ -479,27 +480,18 @@ def surprisal_records(step: str, word_count: int, words: dict[str, list[str]],
 
 
 def write_surprisal_json(path: str | Path, records: list[dict], model_name: str,
-                         total_steps: int | None = None) -> dict:
+                         total_steps: int | None = None, models: dict[str, dict | None] | None = None) -> dict:
     """Write `records` (all checkpoints) as the official writer does (json.dump, indent 2: keys in
-    order, NaN as NaN, no final newline), atomically; returns what was written."""
+    order, NaN as NaN, no final newline), atomically; returns what was written. `models`: each
+    checkpoint's identity (training/identity.py), written beside it in model.json."""
     completed = len({r["step"] for r in records})
     data = {"metadata": {"model_name": model_name, "use_bos_only": False,
                          "total_steps": completed if total_steps is None else total_steps,
                          "completed_steps": completed},
             "results": records}
     write_text_atomic(path, json.dumps(data, indent=2))
+    write_sidecar(Path(path).parent, {"checkpoints": models} if models is not None else None)
     return data
-
-
-def _collate_note(steps: list[str], per_step: int) -> str | None:
-    """Why the official collate step would refuse this surprisal.json, or None."""
-    problems = []
-    if not any(sorted(steps) == sorted(names) for names in REVISIONS.values()):
-        tracks = ", ".join(f"{track}: {len(names)}" for track, names in REVISIONS.items())
-        problems.append(f"its checkpoints are not one track's revisions ({tracks})")
-    if per_step != AOA_WORDS:
-        problems.append(f"it holds {per_step} records a checkpoint, not {AOA_WORDS}")
-    return "; ".join(problems) or None
 
 
 def _checked(checkpoints: list[tuple[str, int, Path]]) -> list[tuple[str, int, Path]]:
@@ -519,15 +511,18 @@ def _checked(checkpoints: list[tuple[str, int, Path]]) -> list[tuple[str, int, P
 
 def _score_checkpoints(checkpoints: list[tuple[str, int, Path]], words: dict[str, list[str]], device, log,
                        backend: str | None, tokens_per_batch: int,
-                       progress: bool) -> tuple[list[dict], list[dict], dict[str, float]]:
+                       progress: bool) -> tuple[list[dict], list[dict], dict[str, float], dict[str, dict | None]]:
     """(the file's records, those our fit reads: words actually seen, NaN where nothing is scored;
-    each word's chance surprisal at the last checkpoint)."""
+    each word's chance surprisal at the last checkpoint; each checkpoint's identity)."""
     pairs = [(context, word) for word, contexts in words.items() for context in contexts]
     written: list[dict] = []
     fitted: list[dict] = []
     chance: dict[str, float] = {}
+    models: dict[str, dict | None] = {}
     for name, words_seen, folder in checkpoints:
-        model, tokenizer = load_model_and_tokenizer(folder, option="an AoA checkpoint")
+        (model, tokenizer), identity = loaded(folder, lambda f=folder: load_model_and_tokenizer(
+            f, option="an AoA checkpoint"))
+        models[name] = recorded(identity)
         model.to(device).eval()
         surprisals, tokens, official = _score(model, tokenizer, pairs, backend, device, tokens_per_batch, True,
                                               f"AoA {name}" if progress else None)
@@ -546,7 +541,7 @@ def _score_checkpoints(checkpoints: list[tuple[str, int, Path]], words: dict[str
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return written, fitted, chance
+    return written, fitted, chance, models
 
 
 def evaluate_aoa(checkpoints: list[tuple[str, int, Path]], data_path: str | Path, out_dir: str | Path,
@@ -572,13 +567,13 @@ def evaluate_aoa(checkpoints: list[tuple[str, int, Path]], data_path: str | Path
     child = child_aoas(read_child_table(child_path)) if child_path.is_file() else None
     log.info(f"AoA: {len(words)} words, {per_step} contexts, {len(checkpoints)} checkpoints "
              f"({checkpoints[0][0]} ... {checkpoints[-1][0]})")
-    written, fitted, chance = _score_checkpoints(checkpoints, words, device, log, backend, tokens_per_batch,
+    written, fitted, chance, models = _score_checkpoints(checkpoints, words, device, log, backend, tokens_per_batch,
                                                  progress)
     out_path = Path(out_dir) / SURPRISAL_FILE
     model_name = str(Path(checkpoints[-1][2]).parent) if model_name is None else model_name
-    write_surprisal_json(out_path, written, model_name, total_steps=len(checkpoints))
+    write_surprisal_json(out_path, written, model_name, total_steps=len(checkpoints), models=models)
     log.info(f"AoA surprisals -> {out_path}")
-    note = _collate_note([name for name, _, _ in checkpoints], per_step)
+    note = aoa_collate_note([name for name, _, _ in checkpoints], per_step)
     if note:
         log.warning(f"AoA: the official collate step would not take {out_path} as a submission's: {note}")
 

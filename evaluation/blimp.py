@@ -49,6 +49,7 @@ from custom_models import is_causal, is_hybrid, load_model_and_tokenizer
 from evaluation.scoring import default_backend, make_plans, pad_id_of, score_plans
 from evaluation.zero_shot import choose
 from training.hardware import autocast, log_choice
+from training.identity import WeightsIdentity, loaded, recorded
 from utils import (
     BLIMP_RESULTS,
     BLIMP_TABLE,
@@ -253,15 +254,17 @@ def markdown_table(summary: dict) -> str:
 
 
 def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, model: PreTrainedModel | None = None,
-              tokenizer=None, paradigms: list[Paradigm] | None = None) -> dict:
+              tokenizer=None, paradigms: list[Paradigm] | None = None, identity: WeightsIdentity | None = None) -> dict:
     """Score `--model_dir` on `--blimp_dir`; write blimp_results.json/.md and
     TensorBoard scalars (blimp/overall, blimp/field/*, blimp/term/*, blimp/paradigm/*).
 
-    The test action passes the model, tokenizer and pairs it already loaded."""
+    The test action passes the model, tokenizer and pairs it already loaded, and the identity of its
+    weights; blimp_results.json records it under "model"."""
     paradigms = paradigms if paradigms is not None else load_paradigms(args.blimp_dir)
     model_dir = Path(args.model_dir)
     if model is None:
-        model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
+        (model, tokenizer), identity = loaded(model_dir, lambda: load_model_and_tokenizer(model_dir,
+                                                                                          args.attn_implementation))
     device = get_device(args.device)
     model.to(device)  # float32 weights; --precision bf16/fp16 autocasts the forward passes
     own_logger = logger is None
@@ -280,7 +283,7 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
             method = "causal log-likelihood, BOS-conditioned"
         else:
             method = f"masked-LM pseudo-log-likelihood ({args.pll_variant})"
-        summary.update(model_dir=str(model_dir), blimp_dir=str(args.blimp_dir), method=method,
+        summary.update(model_dir=str(model_dir), model=recorded(identity), blimp_dir=str(args.blimp_dir), method=method,
                        prefix_space=args.blimp_prefix_space, precision=args.precision,
                        hybrid_scoring=args.hybrid_scoring if is_hybrid(model_type) else None)
         out = Path(args.output_dir)

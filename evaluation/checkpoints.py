@@ -11,6 +11,8 @@ convention, the one the collate step reads, and filed as its revision:
     <run>/results/<run name>/chck_<mark>/zero_shot_summary_<backend>.json
     <run>/results/<run name>/checkpoint_scores_<backend>.json   every revision's scores, by words seen
 
+(each with the identity of the weights it scored: "model", and model.json in each task folder)
+
 AoA (evaluation/aoa.py) runs across the checkpoints when its data is found beside the
 fast sets and there are at least three checkpoints; otherwise the log says why it was
 skipped. `make report` draws each task's score against words seen."""
@@ -24,6 +26,7 @@ from evaluation.layout import REVISIONS, default_results_root, revision_dir, sub
 from evaluation.tasks import choose_eval_set, find_tasks
 from evaluation.zero_shot import evaluate_folder
 from training.hardware import log_choice
+from training.identity import refuse_if_training
 from training.run_folder import RunFolder
 from utils import RunLogger, UserError, get_device, write_json_atomic
 
@@ -33,6 +36,7 @@ CHECKPOINT_SCORES = "checkpoint_scores_{backend}.json"
 def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
     """The evaluate_checkpoints action: --model_dir is the run folder; returns the scores file's contents."""
     run_dir = Path(args.model_dir)
+    refuse_if_training(run_dir, "evaluate_checkpoints")
     # (folder name, words seen, step) of every chck_* folder, by words seen
     checkpoints = [(m.name, m.words_seen, m.step) for m in RunFolder(run_dir).word_checkpoints()]
     if not checkpoints:
@@ -55,7 +59,7 @@ def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
         for name, words, step in checkpoints:
             record = evaluate_folder(run_dir / name, eval_dir, out_root, args, ["official"], logger,
                                      tensorboard_step=words)
-            points.append({"revision": name, "words": words, "step": step,
+            points.append({"revision": name, "words": words, "step": step, "model": record["model"],
                            "scores": {k: v["score"] for k, v in record["results"]["official"].items()}})
         backend, model_name = record["backend"], record["model_name"]
         scores = {"run": str(run_dir), "eval_dir": str(eval_dir), "backend": backend, "convention": "official",

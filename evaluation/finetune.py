@@ -95,6 +95,14 @@ from evaluation.layout import (
 )
 from tokenizer import load_tokenizer as load_saved_tokenizer
 from training.hardware import autocast, grad_scaler, log_choice
+from training.identity import (
+    WeightsIdentity,
+    check_unchanged,
+    folder_identity,
+    recorded,
+    refuse_if_training,
+    write_sidecar,
+)
 from training.model_card import refresh_model_card
 from training.optim import make_optimizer, optimizer_step
 from utils import (
@@ -445,19 +453,21 @@ def results_text(task: str, entry: dict) -> str:
 
 
 def write_official(root: Path, model_name: str, revision: str, task: str, entry: dict, preds: list[int],
-                   protocol: str = "ours") -> Path:
+                   protocol: str = "ours", identity: WeightsIdentity | None = None) -> Path:
     """<root>/<model name>/<revision>/finetune/<task>/{predictions.json, results.txt}: under the
     official protocol byte for byte as the official trainer writes them (a cross-fit adds a
-    CROSS-FIT line), under ours indented JSON and a results.txt that names the best epoch."""
+    CROSS-FIT line), under ours indented JSON and a results.txt that names the best epoch; and
+    model.json beside them, the identity of the weights fine-tuned (training/identity.py)."""
     out = finetune_dir(root, model_name, revision, task)
     if protocol == "official":
         scores = {name: value for name, value in entry["metrics"].items() if name != "eval_loss"}
         write_text_atomic(out / "predictions.json", official_predictions_text(task, preds))
         write_text_atomic(out / "results.txt", official_results_text(scores, entry.get("cross_fit", 0)))
-        return out
-    write_json_atomic(out / "predictions.json",
-                      {task: {"predictions": [{"id": f"{task}_{i}", "pred": p} for i, p in enumerate(preds)]}})
-    write_text_atomic(out / "results.txt", results_text(task, entry))
+    else:
+        write_json_atomic(out / "predictions.json",
+                          {task: {"predictions": [{"id": f"{task}_{i}", "pred": p} for i, p in enumerate(preds)]}})
+        write_text_atomic(out / "results.txt", results_text(task, entry))
+    write_sidecar(out, identity)  # last: it vouches for the files beside it
     return out
 
 
@@ -500,13 +510,16 @@ def run_finetune(args: argparse.Namespace) -> dict:
 
     Writes `<output_dir>/finetune_results.json` (after each task, so finished tasks are
     kept if a later one fails) and each task's official results.txt and predictions.json
-    (module docstring), and returns the results: `{"model_dir", "glue_dir", "device",
+    (module docstring), and returns the results: `{"model_dir", "model" (the identity of the
+    weights fine-tuned, checked after every task), "glue_dir", "device",
     "max_tokens", "options", "official_dir", "tasks": {task: {"selection_metric", "metrics",
     "num_labels", "valid_size", "options", "epochs_run", "seconds", and "best_epoch",
     "train_size", "steps", "history", or "cross_fit", "folds"}}}`. Every input check runs
     before anything is written."""
+    refuse_if_training(args.model_dir, "finetune")
     data, config, tokenizer, args = check_inputs(args)
     glue_dir, model_dir, out = Path(args.glue_dir), Path(args.model_dir), Path(args.output_dir)
+    identity = folder_identity(model_dir)  # every task must fine-tune these weights
     tasks = [task_data.name for task_data in data]
     device = get_device(args.device)
 
@@ -530,13 +543,17 @@ def run_finetune(args: argparse.Namespace) -> dict:
         logger.hparams(vars(args))
         root = Path(args.results_dir) if args.results_dir else default_results_root(model_dir)
         model_name, revision = model_name_and_revision(model_dir)
-        results = {"model_dir": str(model_dir), "glue_dir": str(glue_dir), "device": str(device),
+        results = {"model_dir": str(model_dir), "model": recorded(identity), "glue_dir": str(glue_dir),
+                   "device": str(device),
                    "max_tokens": max_length, "options": recorded_options(args),
                    "official_dir": str(finetune_dir(root, model_name, revision, "").parent), "tasks": {}}
         for task_data in data:
             entry, preds = finetune_task(args, task_data, tokenizer, max_length, device, logger)
+            if identity is not None:
+                check_unchanged(model_dir, identity)  # a folder replaced mid-run: its results are not written
             results["tasks"][task_data.name] = entry
-            write_official(root, model_name, revision, task_data.name, entry, preds, args.finetune_protocol)
+            write_official(root, model_name, revision, task_data.name, entry, preds, args.finetune_protocol,
+                           identity)
             write_json_atomic(out / FINETUNE_RESULTS, results)
         refresh_model_card(model_dir)  # the card's evaluation table
         logger.info(f"done: results in {out / FINETUNE_RESULTS}; TensorBoard: {out / TENSORBOARD_DIR}")

@@ -143,3 +143,15 @@ def zero_shot_dir(root: str | Path, model_name: str, revision: str, convention: 
 def submission_path(root: str | Path, model_name: str, backend: str, partial: bool = False) -> Path:
     """<root>/<model name>/all_full_preds_and_fast_scores_<backend>[_partial].json."""
     return Path(root) / model_name / f"all_full_preds_and_fast_scores_{backend}{'_partial' if partial else ''}.json"
+
+
+def aoa_collate_note(steps: list[str], per_step: int) -> str | None:
+    """Why the official collate step would refuse an AoA surprisal.json of the checkpoints `steps`,
+    `per_step` records each, or None."""
+    problems = []
+    if not any(sorted(steps) == sorted(names) for names in REVISIONS.values()):
+        tracks = ", ".join(f"{track}: {len(names)}" for track, names in REVISIONS.items())
+        problems.append(f"its checkpoints are not one track's revisions ({tracks})")
+    if per_step != AOA_WORDS:
+        problems.append(f"it holds {per_step} records a checkpoint, not {AOA_WORDS}")
+    return "; ".join(problems) or None

@@ -8,7 +8,8 @@ run's last point, at the words seen up to its best step. `python run.py curve
 project's BLiMP code and its validation loss (the run's own validation files and
 block size, float32; --eval_blocks N: N evenly spaced blocks of them) and writes
 RUN/learning_curve.json, a list of points {name, words, step, blimp, eval_loss}
-sorted by words. `make report` plots every run's curve in learning_curves.png."""
+sorted by words, each with the identity of the weights it scored ("model", training/identity.py).
+`make report` plots every run's curve in learning_curves.png."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from evaluation.blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from pretraining_dataset import load_blocks
 from tokenizer import load_tokenizer
 from training.hardware import log_choice
+from training.identity import loaded, recorded
 from training.run_folder import RunFolder
 from training.validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
 from utils import BEST_MODEL_DIR, CURVE_RESULTS, RunLogger, UserError, get_device, write_json_atomic
@@ -61,7 +63,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
         blocks = spread_blocks(blocks, args.eval_blocks)
         for point in tqdm(points, desc="learning curve", unit="model", dynamic_ncols=True):
             folder = run_dir / point["name"]
-            model = load_model(folder, args.attn_implementation)
+            model, identity = loaded(folder, lambda: load_model(folder, args.attn_implementation))  # noqa: B023
             check_tokenizer_fits(model.config, tokenizer, folder, run_args["block_size"])
             model.to(device)
             causal = is_causal(model.config.model_type)
@@ -70,7 +72,8 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
             summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device, args.pll_variant,
                                      prefix_space=args.blimp_prefix_space, hybrid_scoring=args.hybrid_scoring,
                                      precision=args.precision)
-            point.update(eval_loss=metrics["loss"], blimp=summary["overall"], blimp_fields=summary["fields"])
+            point.update(model=recorded(identity), eval_loss=metrics["loss"], blimp=summary["overall"],
+                         blimp_fields=summary["fields"])
             logger.info(f"{point['name']}: {point['words']:,} words, validation loss {metrics['loss']:.4f}, "
                         f"BLiMP {100 * summary['overall']:.1f}%")
         write_json_atomic(run_dir / CURVE_RESULTS, {"run": str(run_dir), "blimp_dir": str(args.blimp_dir),

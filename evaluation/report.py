@@ -19,7 +19,13 @@ gets a table of its own, a row per step, backend and convention, with the publis
 strict-small baselines beside it, then the fine-tuned steps, a column per task; and,
 for the runs `run.py evaluate_checkpoints` scored (checkpoint_scores_<backend>.json),
 a table of every checkpoint's fast scores and `checkpoints_<task>.png` per task:
-its score against words seen."""
+its score against words seen.
+
+Every result that records the identity of the weights it scored (training/identity.py) is
+compared with its model folder as it is now: a stale one (the folder was replaced since: a
+resumed or retrained run, a rewritten chck_*, a changed weight file) is not presented; its
+row says `stale: scored step 300 (digest 1a2b3c4d), best_model/ is now step 876 (...)`.
+Results written before identities existed record none and are shown as they are."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import re
 from pathlib import Path
 
 from evaluation.layout import FINETUNE_TASKS
+from training.identity import WeightsIdentity, folder_identity, staleness
 from training.run_folder import RunFolder
 from utils import (
     BLIMP_RESULTS,
@@ -68,6 +75,15 @@ def _results_by_model(save_dir: Path, filename: str, masked_hybrid: bool = False
     return found
 
 
+def current(result: dict | None, identity: WeightsIdentity | None, folder: str) -> tuple[dict | None, str | None]:
+    """(the result when it scored the weights `folder` holds now, else None; why not): a result that
+    records no "model" (written before identities) is taken as it is."""
+    if result is None or "model" not in result:
+        return result, None
+    why = staleness(result["model"], identity, folder)
+    return (None, why) if why else (result, None)
+
+
 def _step_order(name: str) -> tuple:
     """step9_x < step10_x < step11_x (numbers compared as numbers), then the name."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
@@ -99,7 +115,8 @@ def tokens_seen(save_dir: Path, step: str) -> int:
 
 def collect(save_dir: str | Path) -> list[dict]:
     """One row per finished training step (one with train_results.json): the Makefile's experiment
-    steps first, in their order, then any other run folder in step order."""
+    steps first, in their order, then any other run folder in step order. A test, BLiMP or fine-tuning
+    result that scored other weights than best_model/ holds now is left out, its reason in row["stale"]."""
     save_dir = Path(save_dir)
     tests = _results_by_model(save_dir, TEST_RESULTS)
     blimps = _results_by_model(save_dir, BLIMP_RESULTS)
@@ -123,14 +140,21 @@ def collect(save_dir: str | Path) -> list[dict]:
             data += f" (from {Path(args['init_model']).parent.name})"
         if args.get("difficulty"):
             data += f" ({args['difficulty']} curriculum, {args['pacing']} pacing)"
+        identity = folder_identity(model_dir)
+        stale = {}
+        found = {"test": tests.get(key), "blimp": blimps.get(key), "blimp_masked": blimps_masked.get(key),
+                 "finetune": finetunes.get(key)}
+        for kind, result in found.items():
+            found[kind], why = current(result, identity, model_dir.name)
+            if why:
+                stale[kind] = why
         row.update(
             architecture=f"{config.get('model_type')} {config.get('num_hidden_layers', config.get('n_layer'))}"
                          f"x{config.get('hidden_size', config.get('n_embd'))}",
             objective=_objective(config, args),
             data=data, parameters=count_parameters(model_dir), tokens=tokens_seen(save_dir, step),
             seconds=train["train_seconds"], loop=train["loop"], best_eval_loss=train["best_eval_loss"],
-            test=tests.get(key), blimp=blimps.get(key), blimp_masked=blimps_masked.get(key),
-            finetune=finetunes.get(key),
+            stale=stale, **found,
         )
         rows.append(row)
     return rows
@@ -241,8 +265,11 @@ def comparison_table(save_dir: Path, rows: list[dict], prefix: str, base: str) -
 
 def read_curves(save_dir: Path) -> dict[str, dict]:
     """Every run's learning_curve.json (`run.py curve`), by run folder name."""
-    return {path.parent.name: json.loads(path.read_text())
-            for path in sorted(save_dir.glob("*/learning_curve.json"), key=lambda p: _step_order(p.parent.name))}
+    curves = {}
+    for path in sorted(save_dir.glob("*/learning_curve.json"), key=lambda p: _step_order(p.parent.name)):
+        curves[path.parent.name] = json.loads(path.read_text())
+        _mark_stale(curves[path.parent.name]["points"], path.parent, "name")
+    return curves
 
 
 def line_style(i: int) -> dict:
@@ -260,7 +287,7 @@ def plot_learning_curves(curves: dict[str, dict], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, (name, curve) in enumerate(curves.items()):
-        points = curve["points"]
+        points = [p for p in curve["points"] if not p.get("stale")]  # a stale point scored other weights
         words = [p["words"] for p in points]
         left.plot(words, [100 * p["blimp"] for p in points], label=name, **line_style(i))
         right.plot(words, [p["eval_loss"] for p in points], label=name, **line_style(i))
@@ -283,7 +310,8 @@ def curve_table(curves: dict[str, dict]) -> list[str]:
              "|---|---|---:|---:|---:|---:|"]
     for name, curve in curves.items():
         blocks = f" ({curve['eval_blocks']:,})" if "eval_blocks" in curve else ""
-        lines += [f"| {name} | {p['name']} | {p['words']:,} | {p['step']} | {100 * p['blimp']:.1f} | "
+        lines += [f"| {name} | {p['name']} | {p['words']:,} | {p['step']} | {p['stale']} | |" if p.get("stale") else
+                  f"| {name} | {p['name']} | {p['words']:,} | {p['step']} | {100 * p['blimp']:.1f} | "
                   f"{p['eval_loss']:.3f}{blocks} |" for p in curve["points"]]
     return lines
 
@@ -291,8 +319,21 @@ def curve_table(curves: dict[str, dict]) -> list[str]:
 def read_checkpoint_scores(save_dir: Path) -> dict[str, dict]:
     """Every run's checkpoint_scores_<backend>.json (`run.py evaluate_checkpoints`), by "<step> (<backend>)"."""
     found = sorted(save_dir.glob("*/results/*/checkpoint_scores_*.json"), key=lambda p: _step_order(p.parts[-4]))
-    return {f"{path.parts[-4]} ({json.loads(path.read_text())['backend']})": json.loads(path.read_text())
-            for path in found}
+    scores = {}
+    for path in found:
+        data = json.loads(path.read_text())
+        _mark_stale(data["points"], save_dir / path.parts[-4], "revision")
+        scores[f"{path.parts[-4]} ({data['backend']})"] = data
+    return scores
+
+
+def _mark_stale(points: list[dict], run_dir: Path, key: str) -> None:
+    """Give each point that scored other weights than its folder (`point[key]`) holds now a "stale" reason."""
+    for point in points:
+        folder = run_dir / point[key]
+        _, why = current(point, folder_identity(folder), folder.name)
+        if why:
+            point["stale"] = why
 
 
 def plot_checkpoint_scores(scores: dict[str, dict], save_dir: Path) -> list[str]:
@@ -308,7 +349,7 @@ def plot_checkpoint_scores(scores: dict[str, dict], save_dir: Path) -> list[str]
     for key in keys:
         fig, ax = plt.subplots(figsize=(6, 4))
         for i, (name, run) in enumerate(scores.items()):
-            points = [p for p in run["points"] if key in p["scores"]]
+            points = [p for p in run["points"] if key in p["scores"] and not p.get("stale")]
             ax.plot([p["words"] for p in points], [p["scores"][key] for p in points], label=name, **line_style(i))
         ax.set_xscale("log")
         ax.set_xlabel("words seen")
@@ -329,8 +370,10 @@ def checkpoint_table(scores: dict[str, dict]) -> list[str]:
     keys = list(dict.fromkeys(k for run in scores.values() for p in run["points"] for k in p["scores"]))
     lines = ["| run | revision | words seen | " + " | ".join(keys) + " |", "|---|---|---:|" + "---:|" * len(keys)]
     for name, run in scores.items():
-        lines += [f"| {name} | {p['revision']} | {p['words']:,} | "
-                  + " | ".join(_fmt(p["scores"].get(k), ".2f") for k in keys) + " |" for p in run["points"]]
+        for p in run["points"]:
+            why = p.get("stale")
+            cells = [why] + [""] * (len(keys) - 1) if why else [_fmt(p["scores"].get(k), ".2f") for k in keys]
+            lines.append(f"| {name} | {p['revision']} | {p['words']:,} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -339,13 +382,17 @@ def finetune_table(rows: list[dict]) -> list[str]:
     accuracy, F1 and MCC in %."""
     tasks = sorted({t for r in rows if r.get("finetune") for t in r["finetune"].get("tasks", {})},
                    key=lambda t: (t not in FINETUNE_TASKS, t))
-    if not tasks:
+    stale = [r for r in rows if r.get("stale", {}).get("finetune")]
+    if not tasks and not stale:
         return []
+    tasks = tasks or ["tasks"]
     lines = ["| step | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
     for r in rows:
         if r.get("finetune"):
             done = r["finetune"].get("tasks", {})
             lines.append(f"| {r['step']} | " + " | ".join(_finetune_cell(done.get(t)) for t in tasks) + " |")
+        elif r in stale:
+            lines.append(f"| {r['step']} | {r['stale']['finetune']} |" + " |" * (len(tasks) - 1))
     return lines
 
 
@@ -358,7 +405,13 @@ def zero_shot_table(save_dir: Path, rows: list[dict]) -> list[str]:
     for path in sorted(save_dir.glob("*/results/*/main/zero_shot_summary_*.json"),
                        key=lambda p: _step_order(p.parts[-5])):
         record = _read(path) or {}
-        step = path.parts[-5]
+        step, revision = path.parts[-5], path.parts[-2]
+        folder = RunFolder(save_dir / step).model_folder(revision)
+        _, why = current(record, folder_identity(folder), folder.name)
+        if why:
+            lines.append(f"| {step} ({revision}) | {data_of.get(step, '')} | {record.get('backend')} | | | {why} |"
+                         + " |" * len(ZERO_SHOT_COLUMNS))
+            continue
         for convention, tasks in record.get("results", {}).items():
             cells, ties = [], []
             for name, prefix in ZERO_SHOT_COLUMNS:
@@ -418,13 +471,14 @@ def steps_table(save_dir: Path, rows: list[dict]) -> list[str]:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         test, bl, ft = r.get("test") or {}, r.get("blimp") or {}, (r.get("finetune") or {}).get("tasks", {})
+        stale = r.get("stale", {})
         cells = [r["step"], r.get("architecture", ""), r.get("objective", ""), r.get("data", ""),
                  _fmt(r.get("parameters"), ","), _fmt(r.get("tokens"), ","), _fmt(r.get("seconds"), ".0f"),
-                 _fmt(r.get("best_eval_loss"), ".3f"), _fmt(test.get("test_perplexity"), ".2f"),
-                 _fmt(100 * bl["overall"], ".1f") if bl else "",
+                 _fmt(r.get("best_eval_loss"), ".3f"), stale.get("test") or _fmt(test.get("test_perplexity"), ".2f"),
+                 stale.get("blimp") or (_fmt(100 * bl["overall"], ".1f") if bl else ""),
                  *[_fmt(100 * bl["fields"][f], ".1f") if f in bl.get("fields", {}) else "" for f in fields],
-                 *([_fmt(100 * r["blimp_masked"]["overall"], ".1f") if r.get("blimp_masked") else ""]
-                   if masked_column else []),
+                 *([stale.get("blimp_masked") or (_fmt(100 * r["blimp_masked"]["overall"], ".1f")
+                                                  if r.get("blimp_masked") else "")] if masked_column else []),
                  *[_finetune_cell(ft.get(t)) for t in tasks]]
         lines.append("| " + " | ".join(cells) + " |")
     if rows:

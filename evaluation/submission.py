@@ -12,6 +12,12 @@ writes, gathered from the run's results in the official layout (evaluation/layou
 
 Like the collate step, every set's item count is checked against the official one
 (per subtask where the official step checks per subtask) before anything is written.
+Every piece is checked against the model folder it came from (training/identity.py): main's
+full predictions, reading and fine-tuning against best_model/, each checkpoint's fast
+predictions and AoA records against its chck_<mark>/. A piece whose recorded identity (the
+model.json beside it) differs from the folder's weights now, or that records none, is stale:
+a problem naming it and the command that redoes it.
+
 An incomplete submission is refused with one line naming the first thing missing
 (how many more) unless `--partial`: then what there is goes to
 `..._<backend>_partial.json`, with two keys of its own, `missing` (every problem) and
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from custom_models import saved_model_type
@@ -46,8 +52,11 @@ from evaluation.layout import (
 from evaluation.official import Verdict, official_collate
 from evaluation.scoring import default_backend
 from evaluation.zero_shot import summary_paths
+from training.identity import WeightsIdentity, read_sidecar, staleness
+from training.run_folder import RunFolder
 from utils import BEST_MODEL_DIR, UserError, write_json_atomic
 
+STALE_KINDS = ("stale", "unidentified", "untrusted")  # how `Sources.stale` opens its reasons
 FAST_KEYS = tuple(FAST_SETS)  # the collate step's order: blimp, blimp_supplement, ewok, ..., reading
 
 
@@ -77,28 +86,75 @@ def _load(path: Path, what: str, problems: list[str]) -> dict | None:
     return json.loads(path.read_text())
 
 
-def full_predictions(root: Path, model_name: str, backend: str, track: str, problems: list[str]) -> dict:
-    """The final model's full predictions (zero-shot, reading, AoA, fine-tuning), checked."""
+@dataclass
+class Sources:
+    """The run's model folders as they are now (each identity read once) and the commands that redo
+    each kind of result: what every piece of a submission is checked against."""
+
+    run_dir: Path
+    identities: dict[str, WeightsIdentity | None] = field(default_factory=dict)
+
+    def current(self, revision: str) -> WeightsIdentity | None:
+        """The identity of the folder `revision` was scored from (best_model/ for main), now."""
+        if revision not in self.identities:
+            folder = RunFolder(self.run_dir).model_folder(revision)
+            self.identities[revision] = RunFolder(self.run_dir).identity(folder.name)
+        return self.identities[revision]
+
+    def command(self, target: str, extra: str = "") -> str:
+        """`make <target> STEP=<run>` (with SAVE_DIR when the run is not under save_dir/)."""
+        save_dir = self.run_dir.parent
+        where = f" SAVE_DIR={save_dir}" if save_dir.name != "save_dir" else ""
+        return f"make {target} STEP={self.run_dir.name}{where}{extra}"
+
+    def stale(self, recorded: dict | None, revision: str, what: str, target: str, extra: str = "") -> str | None:
+        """A problem naming `what` and the command that redoes it when `recorded` (the identity the
+        piece records) is not the folder's now, or the folder's weights no longer match their record."""
+        folder = BEST_MODEL_DIR if revision == MAIN else revision
+        current = self.current(revision)
+        why = staleness(recorded, current, folder)
+        if why is None and current is not None and current.problem:
+            why = f"untrusted: {folder}/ {current.problem}"
+        return None if why is None else f"{what} is {why}; redo it with `{self.command(target, extra)}`"
+
+    def check(self, folder: Path, revision: str, what: str, target: str, problems: list[str],
+              extra: str = "") -> bool:
+        """Whether the piece in `folder` (its model.json) came from the folder of `revision` as it is now;
+        else the problem is added."""
+        problem = self.stale(read_sidecar(folder), revision, what, target, extra)
+        if problem:
+            problems.append(problem)
+        return problem is None
+
+
+def full_predictions(root: Path, model_name: str, backend: str, track: str, problems: list[str],
+                     sources: Sources) -> dict:
+    """The final model's full predictions (zero-shot, reading, AoA, fine-tuning), checked (counts and
+    the identity of the model each came from)."""
     zero_shot = zero_shot_dir(root, model_name, MAIN, "official", backend)
     full: dict = {}
+    full_eval = " EVAL_SET=full_eval"
     for key, task, data_dir, _ in ZERO_SHOT_ENTRIES:
-        found = _load(zero_shot / task / data_dir / "predictions.json", f"{task}/{data_dir} (full set)", problems)
-        if found is not None:
+        folder = zero_shot / task / data_dir
+        found = _load(folder / "predictions.json", f"{task}/{data_dir} (full set)", problems)
+        if found is not None and sources.check(folder, MAIN, f"{task}/{data_dir} (full set)", "evaluate", problems,
+                                               full_eval):
             problems += count_problems(f"{task}/{data_dir}", found, FULL_SIZES[key])
             full[key] = found
     reading = _load(zero_shot / "reading" / "predictions.json", "reading (full set)", problems)
-    if reading is not None:
+    if reading is not None and sources.check(zero_shot / "reading", MAIN, "reading (full set)", "evaluate", problems,
+                                             full_eval):
         problems += count_problems("reading", reading, FULL_SIZES["reading"])
         full["reading"] = reading
     aoa = _load(zero_shot / "AoA_word" / "surprisal.json", "AoA_word/surprisal.json", problems)
-    if aoa is not None:
+    if aoa is not None and not aoa_stale(zero_shot / "AoA_word", aoa, track, sources, problems):
         problems += aoa_problems(aoa, track)
         full["aoa"] = aoa
     full["glue"] = {}
     for task in FINETUNE_TASKS:
         folder = finetune_dir(root, model_name, MAIN, task)
         found = _load(folder / "predictions.json", f"finetune/{task}", problems)
-        if found is None:
+        if found is None or not sources.check(folder, MAIN, f"finetune/{task}", "finetune", problems):
             continue
         results_txt = folder / "results.txt"
         if results_txt.is_file() and "CROSS-FIT" in results_txt.read_text():
@@ -107,6 +163,19 @@ def full_predictions(root: Path, model_name: str, backend: str, track: str, prob
         problems += count_problems(f"finetune/{task}", found, FULL_SIZES[task])
         full["glue"] |= found
     return full
+
+
+def aoa_stale(folder: Path, aoa: dict, track: str, sources: Sources, problems: list[str]) -> bool:
+    """Whether any of the track's checkpoints has AoA records from weights other than its chck_*
+    folder's now (or records none: model.json beside surprisal.json); the first is a problem (a step
+    outside the track is `aoa_problems`' to name)."""
+    models = (read_sidecar(folder) or {}).get("checkpoints") or {}
+    steps = [step for step in dict.fromkeys(r.get("step") for r in aoa.get("results", [])) if step in REVISIONS[track]]
+    stale = [p for step in steps if (p := sources.stale(models.get(step), step, f"AoA_word/surprisal.json's {step}",
+                                                           "evaluate_checkpoints"))]
+    if stale:
+        problems.append(stale[0] + (f" (and {len(stale) - 1} more checkpoints)" if len(stale) > 1 else ""))
+    return bool(stale)
 
 
 def aoa_problems(aoa: dict, track: str) -> list[str]:
@@ -124,13 +193,14 @@ def aoa_problems(aoa: dict, track: str) -> list[str]:
     return problems
 
 
-def fast_scores(root: Path, model_name: str, backend: str, track: str,
-                problems: list[str]) -> tuple[dict[str, list[dict]], list[str], Path | None]:
+def fast_scores(root: Path, model_name: str, backend: str, track: str, problems: list[str],
+                sources: Sources) -> tuple[dict[str, list[dict]], list[str], Path | None]:
     """{task: [per-subtask scores of each checkpoint evaluated, in the track's order]}, those
     revisions and the fast_eval/ folder they were scored on. The scores are recomputed from each
     revision's predictions.json files and that folder's data, as the collate step does
     (evaluation/fast_scores.py), never copied from a summary; every checkpoint of the track that
-    lacks a fast evaluation is a problem."""
+    lacks a fast evaluation, or whose fast predictions came from other weights than its chck_* folder's
+    now, is a problem."""
     scores: dict[str, list[dict]] = {key: [] for key in FAST_KEYS}
     revisions, data_dirs = [], {}
     for revision in REVISIONS[track]:
@@ -150,6 +220,9 @@ def fast_scores(root: Path, model_name: str, backend: str, track: str,
         if lacking:
             problems.append(f"the fast evaluation of {revision} lacks {', '.join(lacking)} (score it on the whole "
                             "fast_eval/ folder)")
+            continue
+        if not all(sources.check(zero_shot / task / (data or ""), revision, f"the fast evaluation of {revision}",
+                                 "evaluate_checkpoints", problems) for task, data in FAST_SETS.values()):
             continue
         data_dir = Path(summary.get("eval_dir", ""))
         data_dirs.setdefault(data_dir, []).append(revision)
@@ -188,9 +261,12 @@ def build_submission(run_dir: str | Path, backend: str | None = None, track: str
     root = Path(results_root) if results_root else default_results_root(run_dir / BEST_MODEL_DIR)
     model_name = run_dir.resolve().name
     problems: list[str] = []
-    submission = full_predictions(root, model_name, backend, track, problems)
+    sources = Sources(run_dir)
+    submission = full_predictions(root, model_name, backend, track, problems, sources)
     submission["fast_eval_results"], revisions, fast_eval_dir = fast_scores(root, model_name, backend, track,
-                                                                            problems)
+                                                                            problems, sources)
+    # A result that scored other weights is named first: it is the one a user believes is done.
+    problems.sort(key=lambda problem: not any(f" is {kind}: " in problem for kind in STALE_KINDS))
     if problems and not partial:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"the submission is incomplete: {problems[0]}{more}; produce it (make evaluate / finetune / "

@@ -11,6 +11,7 @@ from corpus.editions import resolve_files
 from custom_models import is_causal, load_model_and_tokenizer
 from pretraining_dataset import load_blocks
 from training.hardware import log_choice
+from training.identity import loaded, recorded
 from training.validation import EVAL_MASK_SEED, eval_collator, eval_dataset, evaluate_lm
 from utils import TEST_RESULTS, RunLogger, get_device, write_json_atomic
 
@@ -21,7 +22,8 @@ def run_test(args: argparse.Namespace) -> dict:
     out = Path(args.output_dir)
     model_dir = Path(args.model_dir)
     # Every input is checked, and the test files read and packed, before the run folder is made.
-    model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation, args.block_size)
+    (model, tokenizer), identity = loaded(model_dir, lambda: load_model_and_tokenizer(
+        model_dir, args.attn_implementation, args.block_size))
     paradigms = None
     if args.blimp_dir:
         from evaluation.blimp import load_paradigms
@@ -43,6 +45,7 @@ def run_test(args: argparse.Namespace) -> dict:
                               eval_collator(tokenizer, causal), args.eval_batch_size, device, args.precision)
         results = {
             "model_dir": str(model_dir),
+            "model": recorded(identity),  # the weights scored (training/identity.py)
             "test_files": [str(p) for p in files],
             "test_loss": metrics["loss"],
             "test_perplexity": metrics["perplexity"],
@@ -65,7 +68,7 @@ def run_test(args: argparse.Namespace) -> dict:
             from evaluation.blimp import run_blimp
 
             # The same loaded model and pairs; blimp_results.json/.md beside test_results.json.
-            run_blimp(args, logger, model=model, tokenizer=tokenizer, paradigms=paradigms)
+            run_blimp(args, logger, model=model, tokenizer=tokenizer, paradigms=paradigms, identity=identity)
         # Last: Make takes test_results.json as "this test step is done", BLiMP included.
         write_json_atomic(out / TEST_RESULTS, results)
         logger.info(f"-> {out / 'test_results.json'}")

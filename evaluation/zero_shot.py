@@ -36,6 +36,7 @@ from evaluation.layout import default_results_root, model_name_and_revision, rev
 from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
 from evaluation.tasks import READING_FILE, Task, choose_eval_set, find_tasks, read_task
 from training.hardware import autocast, log_choice
+from training.identity import WeightsIdentity, loaded, recorded, refuse_if_training, write_sidecar
 from training.model_card import refresh_model_card, zero_shot_rows
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
 
@@ -145,11 +146,13 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                    model_name: str, backend: str, conventions: list[str],
                    tokens_per_batch: int = TOKENS_PER_BATCH,
                    device: torch.device | str = "cpu", variant: str = "within_word_l2r", precision: str = "fp32",
-                   revision: str = "main", tasks: list[str] | None = None, logger: RunLogger | None = None) -> dict:
+                   revision: str = "main", tasks: list[str] | None = None, logger: RunLogger | None = None,
+                   identity: WeightsIdentity | None = None) -> dict:
     """Score every task found in `eval_dir` under each convention; write the official layout
     under `out_root`/`model_name`/`revision` and return {convention: {"<task>/<data dir>":
     {"metric", "score", "items", "subtasks"}}} (reading under "reading"); `subtasks` holds
-    the collate step's fast scores (the share right per subtask, WUG's rho, reading's spr/rt)."""
+    the collate step's fast scores (the share right per subtask, WUG's rho, reading's spr/rt).
+    `identity`: the weights scored, written beside each task's official files (model.json)."""
     device = torch.device(device)
     found = find_tasks(eval_dir, tasks)
     reading_csv = Path(eval_dir) / READING_FILE
@@ -169,6 +172,7 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                        / task.name / task.data_dir.name)
                 write_json_atomic(out / "predictions.json", result["predictions"])
                 write_text_atomic(out / "best_temperature_report.txt", report_text(result, task.metric, convention))
+                write_sidecar(out, identity)
                 key = f"{task.name}/{task.data_dir.name}"
                 summary[convention][key] = {"metric": task.metric, "score": result["average"],
                                             "items": len(task.items), "subtasks": result["subtasks"]}
@@ -184,6 +188,7 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
             for convention in conventions:
                 out = zero_shot_dir(out_root, model_name, revision, convention, backend) / "reading"
                 reading.write_outputs(out, scores)
+                write_sidecar(out, identity)
                 # The collate step reports both as fractions, {"spr": ..., "rt": ...}.
                 fractions = {"spr": scores["self_paced_reading"] / 100, "rt": scores["eye_tracking"] / 100}
                 summary[convention]["reading/eye_tracking"] = {"metric": "delta R2 %",
@@ -205,8 +210,10 @@ def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argpa
                     tensorboard_step: int = 0) -> dict:
     """Load one saved model, score it on `eval_dir`, write its results and its summary
     (zero_shot_summary_<backend>.json/.md under <out_root>/<model name>/<revision>); returns
-    the summary record. TensorBoard gets the scores at `tensorboard_step` (a checkpoint's words)."""
-    model, tokenizer = load_model_and_tokenizer(model_dir, args.attn_implementation)
+    the summary record, with the identity of the weights it scored ("model"; a folder replaced while
+    it was loaded is refused). TensorBoard gets the scores at `tensorboard_step` (a checkpoint's words)."""
+    (model, tokenizer), identity = loaded(model_dir, lambda: load_model_and_tokenizer(model_dir,
+                                                                                      args.attn_implementation))
     backend = args.backend or default_backend(model.config.model_type)
     model_name, default_revision = model_name_and_revision(model_dir)
     revision = revision or default_revision
@@ -216,8 +223,9 @@ def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argpa
                 f"conventions {', '.join(conventions)}, data {eval_dir}")
     summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_name, backend, conventions,
                              args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
-                             args.precision, revision, args.zero_shot_tasks, logger)
-    record = {"model_dir": str(model_dir), "eval_dir": str(eval_dir), "backend": backend,
+                             args.precision, revision, args.zero_shot_tasks, logger, identity)
+    record = {"model_dir": str(model_dir), "model": recorded(identity), "eval_dir": str(eval_dir),
+              "backend": backend,
               "model_type": model.config.model_type, "precision": args.precision,
               "pll_variant": args.pll_variant, "model_name": model_name, "revision": revision,
               "results": summary}
@@ -234,6 +242,7 @@ def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argpa
 def run_evaluate(args: argparse.Namespace) -> dict:
     """The `evaluate` action: load --model_dir, score --eval_dir, write results and the summary."""
     model_dir = Path(args.model_dir)
+    refuse_if_training(model_dir, "evaluate")
     eval_dir = choose_eval_set(args.eval_dir, args.fast)
     find_tasks(eval_dir)  # a wrong --eval_dir fails before the model is loaded
     conventions = list(CONVENTIONS) if args.convention == "both" else [args.convention]

@@ -3,7 +3,9 @@ judge: every set of evaluation-pipeline-2025's full_eval/ and fast_eval/ layouts
 subtask names and sizes its collate step checks (evaluation/layout.py), filled by cycling the
 shipped sample items (data/sample_eval/fast_eval) so that a model's scores vary.
 
-Also where the official pipeline is (evaluation/official.py's rule), and a skip marker for the
+Also model folders written as a training run writes them (`save_run_models`: RunFolder.save_model,
+so each has its weights_identity.json), for trees whose results must name the model they scored;
+and where the official pipeline is (evaluation/official.py's rule), and a skip marker for the
 tests that run it: they skip cleanly when it or a package it imports is absent."""
 
 from __future__ import annotations
@@ -20,9 +22,31 @@ from conftest import ROOT
 from evaluation.layout import FAST_SIZES, FULL_SIZES
 from evaluation.official import official_pipeline_dir
 from evaluation.tasks import COMPS_SUBTASKS
+from training.identity import WeightsIdentity
+from training.run_folder import RunFolder
 
 SAMPLE_FAST = ROOT / "data" / "sample_eval" / "fast_eval"
 OFFICIAL = official_pipeline_dir()
+
+
+def tiny_model(tokenizer, seed: int = 0):
+    """A one-layer GPT-2 of 8 dimensions for `tokenizer` (its weights differ by `seed`)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=8, n_layer=1, n_head=1, n_positions=16,
+                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)).eval()
+
+
+def save_run_models(run: Path, tokenizer, names: list[str], seed: int = 0) -> dict[str, WeightsIdentity]:
+    """Save a tiny model as each of the run's folders `names` (best_model, chck_*) through the run
+    folder's own writer, at step i + 1; returns each folder's identity as a reader sees it."""
+    folder = RunFolder(run)
+    model = tiny_model(tokenizer, seed)
+    for i, name in enumerate(names):
+        folder.save_model(name, model, tokenizer, {"model_type": "gpt2"}, step=i + 1, words_seen=1000 * (i + 1))
+    return {name: folder.identity(name) for name in names}
 
 
 def official_missing(*modules: str) -> str | None:

@@ -23,7 +23,7 @@ LAYERS = {
     "training.distributed": 2, "training.curriculum": 2, "pytorch_training_loop": 2, "huggingface_trainer_loop": 2,
     "training.model_card": 2,
     "training.run_folder": 2, "training.plan": 2, "training.optim": 2, "training.objective": 2, "training.tracking": 2,
-    "training.teachers": 2,
+    "training.teachers": 2, "training.identity": 2,
     # 3: evaluation of saved models
     "evaluation.testset": 3, "evaluation.blimp": 3, "evaluation.finetune": 3, "evaluation.learning_curve": 3,
     "evaluation.finetune_data": 3, "evaluation.finetune_protocol": 3,

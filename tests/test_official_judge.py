@@ -25,6 +25,8 @@ from evaluation.aoa import surprisal_records, word_surprisals, write_surprisal_j
 from evaluation.finetune import write_official
 from evaluation.layout import FINETUNE_TASKS, FULL_SIZES, REVISIONS, zero_shot_dir
 from evaluation.official import first_difference, official_collate
+from training.identity import recorded
+from training.run_folder import RunFolder
 from utils import parse_word_mark
 
 pytestmark = needs_official()
@@ -44,7 +46,8 @@ def write_aoa(run: Path, model, tokenizer, track: str) -> None:
     records = [r for step in REVISIONS[track]
                for r in surprisal_records(step, parse_word_mark(step), words, surprisals)]
     out = zero_shot_dir(run / "results", NAME, "main", "official", "causal") / "AoA_word" / "surprisal.json"
-    write_surprisal_json(out, records, NAME)
+    write_surprisal_json(out, records, NAME, models={step: recorded(RunFolder(run).identity(step))
+                                                     for step in REVISIONS[track]})
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +63,10 @@ def judged(tmp_path_factory, tok_dirs):
                                        bos_token_id=tokenizer.bos_token_id,
                                        eos_token_id=tokenizer.eos_token_id)).eval()
     run = root / NAME
-    for folder in ("best_model", "chck_1M"):
-        model.save_pretrained(run / folder)
-        tokenizer.save_pretrained(run / folder)
+    # Every revision a folder of the run, written as training writes them (the same weights: the results
+    # of chck_1M copied to each revision below name weights that revision's folder holds).
+    for folder in ("best_model", *dict.fromkeys(REVISIONS["strict-small"] + REVISIONS["strict"])):
+        RunFolder(run).save_model(folder, model, tokenizer, {"model_type": "gpt2"}, step=1, words_seen=1)
     for folder, fast in (("best_model", []), ("chck_1M", ["--fast"])):
         done = _run("evaluate", "--model_dir", str(run / folder), "--eval_dir", str(data), *fast,
                     "--convention", "official")
@@ -73,7 +77,8 @@ def judged(tmp_path_factory, tok_dirs):
             shutil.copytree(results / "chck_1M", results / revision)
     for task in FINETUNE_TASKS:
         entry = {"selection_metric": "accuracy", "best_epoch": 1, "metrics": {"accuracy": 0.5}}
-        write_official(run / "results", NAME, "main", task, entry, [i % 2 for i in range(FULL_SIZES[task])])
+        write_official(run / "results", NAME, "main", task, entry, [i % 2 for i in range(FULL_SIZES[task])],
+                       identity=RunFolder(run).identity())
     return run, data, model, tokenizer
 
 

@@ -1,6 +1,8 @@
 """The submission file (evaluation/submission.py): a complete results tree with the official
 item counts collates to the official layout; a missing task or a wrong count is refused in one
-line that names it; --partial writes what there is under a name that says so."""
+line that names it; --partial writes what there is under a name that says so. The tree's model
+folders are tiny models saved by the run folder's writer, and every result records the identity
+of the folder it came from through our writers (model.json), as real evaluations write it."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from official_tree import write_eval_set
+from official_tree import save_run_models, write_eval_set
 from scipy.stats import spearmanr
+from transformers import AutoTokenizer
 
+from evaluation.aoa import write_surprisal_json
 from evaluation.fast_scores import FAST_SETS
+from evaluation.finetune import write_official
 from evaluation.layout import (
     AOA_WORDS,
     FINETUNE_TASKS,
@@ -27,6 +32,7 @@ from evaluation.layout import (
 )
 from evaluation.submission import FAST_KEYS, build_submission
 from evaluation.zero_shot import summary_paths
+from training.identity import recorded, write_sidecar
 from utils import UserError
 
 
@@ -68,26 +74,36 @@ def fast_predictions(data: Path, right: int) -> dict[str, dict]:
     return out
 
 
+def write_scored(folder: Path, data: dict, identity) -> None:
+    """A task's predictions.json and, as evaluation/zero_shot.py writes it, the model.json naming its model."""
+    write(folder / "predictions.json", data)
+    write_sidecar(folder, identity)
+
+
 @pytest.fixture
-def run_dir(tmp_path):
+def run_dir(tmp_path, tok_dirs):
     """A run folder whose results/ hold everything a strict-small submission needs, at the official counts,
-    its checkpoints scored on a fast_eval/ folder at the official counts (n-th checkpoint: n items right)."""
+    its checkpoints scored on a fast_eval/ folder at the official counts (n-th checkpoint: n items right);
+    best_model/ and every chck_* hold a tiny model, and each result names the folder's identity."""
     run = tmp_path / "mymodel"
-    write(run / "best_model" / "config.json", {"model_type": "gpt2"})
-    root, name = run / "results", "mymodel"
+    ids = save_run_models(run, AutoTokenizer.from_pretrained(tok_dirs["clm"]),
+                          ["best_model", *REVISIONS["strict-small"]])
+    root, name, main = run / "results", "mymodel", ids["best_model"]
     zero_shot = zero_shot_dir(root, name, "main", "official", "causal")
     for key, task, full_dir, _ in ZERO_SHOT_ENTRIES:
-        write(zero_shot / task / full_dir / "predictions.json", preds(full_dir, FULL_SIZES[key]))
-    write(zero_shot / "reading" / "predictions.json", preds("reading", FULL_SIZES["reading"]))
-    write(zero_shot / "AoA_word" / "surprisal.json",
-          {"results": [{"step": rev, "word": f"w{i}", "surprisal": 1.0}
-                       for rev in REVISIONS["strict-small"] for i in range(AOA_WORDS)]})
+        write_scored(zero_shot / task / full_dir, preds(full_dir, FULL_SIZES[key]), main)
+    write_scored(zero_shot / "reading", preds("reading", FULL_SIZES["reading"]), main)
+    write_surprisal_json(zero_shot / "AoA_word" / "surprisal.json",
+                         [{"step": rev, "word": f"w{i}", "surprisal": 1.0}
+                          for rev in REVISIONS["strict-small"] for i in range(AOA_WORDS)], name,
+                         models={rev: recorded(ids[rev]) for rev in REVISIONS["strict-small"]})
+    entry = {"selection_metric": "accuracy", "best_epoch": 1, "metrics": {"accuracy": 0.5}}
     for task in FINETUNE_TASKS:
-        write(finetune_dir(root, name, "main", task) / "predictions.json", preds(task, FULL_SIZES[task]))
+        write_official(root, name, "main", task, entry, [0] * FULL_SIZES[task], identity=main)
     fast = write_eval_set(tmp_path / "evaluation_data", full=False)
     for n, rev in enumerate(REVISIONS["strict-small"]):
         for key, data in fast_predictions(fast, right=n).items():
-            write(zero_shot_dir(root, name, rev, "official", "causal") / key / "predictions.json", data)
+            write_scored(zero_shot_dir(root, name, rev, "official", "causal") / key, data, ids[rev])
         write(summary_paths(revision_dir(root, name, rev), "causal")[0], {"eval_dir": str(fast), "results": {}})
     return run
 
@@ -177,3 +193,33 @@ def test_the_track_defaults_to_the_runs_own(run_dir):
     assert build_submission(run_dir).path.is_file()
     with pytest.raises(UserError, match="a submission is for the strict-small or strict track, not 'none'"):
         build_submission(run_dir, track="none")
+
+
+def test_a_rewritten_checkpoint_is_stale(run_dir, tok_dirs):
+    """A rerun rewrote chck_7M/ after its fast evaluation and AoA: both are refused, naming the command."""
+    save_run_models(run_dir, AutoTokenizer.from_pretrained(tok_dirs["clm"]), ["chck_7M"], seed=1)
+    with pytest.raises(UserError, match=r"chck_7M is stale: scored step 8, 8,000 words \(digest \w{8}\), chck_7M/ is "
+                                        r"now step 1, 1,000 words .*; redo it with `make evaluate_checkpoints "
+                                        rf"STEP=mymodel SAVE_DIR={run_dir.parent}`") as refused:
+        build_submission(run_dir)
+    assert "\n" not in str(refused.value)
+    sub = json.loads(build_submission(run_dir, partial=True).path.read_text())
+    stale = [m for m in sub["missing"] if "chck_7M" in m]
+    assert len(stale) == 2 and stale[0].startswith("AoA_word/surprisal.json's chck_7M is stale")
+    assert stale[1].startswith("the fast evaluation of chck_7M is stale")
+    assert "aoa" not in sub and "chck_7M" not in sub["fast_eval_revisions"] and len(sub["fast_eval_revisions"]) == 18
+
+
+def test_a_tampered_weight_file_makes_the_final_models_results_stale(run_dir):
+    weights = run_dir / "best_model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, another model
+    weights.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"incomplete: blimp/blimp_filtered \(full set\) is stale: scored step 1, "
+                                        r"1,000 words \(digest \w{8}\), best_model/ is now step \? .*`make evaluate "
+                                        r"STEP=mymodel SAVE_DIR=.* EVAL_SET=full_eval`"):
+        build_submission(run_dir)
+    sub = json.loads(build_submission(run_dir, partial=True).path.read_text())
+    assert sum("is stale" in m for m in sub["missing"]) == len(ZERO_SHOT_ENTRIES) + 1 + len(FINETUNE_TASKS)
+    assert any(m.startswith("finetune/wsc is stale") and "`make finetune STEP=mymodel" in m for m in sub["missing"])
+    assert set(sub) >= {"aoa", "fast_eval_results"} and "blimp" not in sub and sub["glue"] == {}

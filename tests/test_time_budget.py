@@ -80,7 +80,7 @@ def test_tracker_stores_the_clock(make_args, tmp_path):
     assert stored >= BUDGET_MINUTES * 60
 
     clock = TrainingClock(BUDGET_MINUTES)
-    tracker = BestTracker(lambda name: None, None, clock, patience=0)
+    tracker = BestTracker(lambda *_: None, None, clock, patience=0)
     tracker.load_state_dict({"seconds": 1.0, "best_loss": 1.0, "best_step": 1, "bad_evals": 0,
                              "last_eval_step": 1, "step_seconds": stored})
     assert clock.used == stored and clock.expired()

@@ -130,14 +130,14 @@ def test_finished_run_is_not_overwritten(make_args, tmp_path):
 def test_best_tracker_patience(tmp_path, monkeypatch):
     saved = []
     logger = SimpleNamespace(info=lambda msg: None)
-    tracker = BestTracker(saved.append, logger, TrainingClock(None), patience=2)
+    tracker = BestTracker(lambda name, *_: saved.append(name), logger, TrainingClock(None), patience=2)
     # step: loss -> stop? A new best resets the count; the 2nd evaluation in a row without one stops.
     losses = [(10, 3.0, False), (20, 2.5, False), (30, 2.7, False), (40, 2.4, False), (50, 2.4, False),
               (60, 2.6, True)]
     assert [tracker.update(step, loss) for step, loss, _ in losses] == [stop for _, _, stop in losses]
     assert (tracker.best_loss, tracker.best_step) == (2.4, 40)  # a tie is not a new best
     assert len(saved) == 3  # saved at each new best only
-    never = BestTracker(saved.append, logger, TrainingClock(None), patience=0)
+    never = BestTracker(lambda name, *_: saved.append(name), logger, TrainingClock(None), patience=0)
     assert not any(never.update(step, loss) for step, loss in [(1, 1.0), *((s, 2.0) for s in range(2, 12))])
 
 

@@ -15,9 +15,11 @@ module is imported, so training can call this without an import cycle):
     <run_dir>/results/<run name>/main/zero_shot_summary_*.json        `run.py evaluate`
     <run_dir>/../*/finetune_results.json, <run_dir>/*/finetune_results.json  `run.py finetune`
 
-A file that is missing or unreadable leaves its fields out; nothing is guessed. Results
-older than the model's weights scored an earlier model of the same folder (a run started
-over keeps results/) and are left out too."""
+A file that is missing or unreadable leaves its fields out; nothing is guessed. A result that
+records the identity of the weights it scored (training/identity.py) and whose digest is not the
+folder's now scored an earlier model of the same folder (a run resumed or started over keeps
+results/): its table is replaced by a `stale: scored step 300 (digest ...), best_model/ is now
+...` line. A result written before identities is kept only when it is newer than the weights."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from corpus.editions import resolve_files
 from custom_models import is_causal, is_hybrid
+from training.identity import WeightsIdentity, folder_identity, staleness
 from training.run_folder import RunFolder
 from utils import (
     BEST_MODEL_DIR,
@@ -132,6 +135,11 @@ class RunFiles:
     def revision(self) -> str:
         """The revision the official layout files this model's results under (evaluation/layout.py)."""
         return model_name_and_revision(self.model_dir)[1]
+
+    @cached_property
+    def identity(self) -> WeightsIdentity | None:
+        """The identity of the weights the model folder holds now (checked against its record)."""
+        return folder_identity(self.model_dir)
 
     def weights_mtime(self) -> float:
         """When the model's weights were written (0 when there are none)."""
@@ -275,8 +283,8 @@ def checkpoints(run: RunFiles) -> str:
 
 def evaluation(run: RunFiles) -> str:
     """Zero-shot and fine-tuning scores of this model, or how to get them."""
-    tables = [zero_shot_table(path, data) for path, data in zero_shot_summaries(run)]
-    tables += [finetune_table(path, data) for path, data in finetune_results(run)]
+    tables = [stale_line(path, data, run) or zero_shot_table(path, data) for path, data in zero_shot_summaries(run)]
+    tables += [stale_line(path, data, run) or finetune_table(path, data) for path, data in finetune_results(run)]
     if not tables:
         save_dir = run.run_dir.parent
         tables = ["Not evaluated yet. Run the official BabyLM zero-shot suite with "
@@ -391,7 +399,8 @@ def zero_shot_summaries(run: RunFiles) -> list[tuple[Path, dict]]:
     results = run.run_dir / RESULTS_DIR
     paths = sorted({*(results / run.run_dir.name / run.revision).glob(ZERO_SHOT_SUMMARIES),
                     *(results / run.model_dir.name).glob(f"*/{ZERO_SHOT_SUMMARIES}")})
-    return [(p, data) for p in paths if _current(p, run) and isinstance((data := read_json(p)).get("results"), dict)]
+    return [(p, data) for p in paths
+            if isinstance((data := read_json(p)).get("results"), dict) and _current(p, run, data)]
 
 
 def finetune_results(run: RunFiles) -> list[tuple[Path, dict]]:
@@ -401,9 +410,18 @@ def finetune_results(run: RunFiles) -> list[tuple[Path, dict]]:
     for path in sorted({*run.run_dir.parent.glob(f"*/{FINETUNE_RESULTS}"), *run.run_dir.glob(f"*/{FINETUNE_RESULTS}")}):
         data = read_json(path)
         if data.get("tasks") and data.get("model_dir") and Path(data["model_dir"]).resolve() == me \
-                and _current(path, run):
+                and _current(path, run, data):
             found.append((path, data))
     return found
+
+
+def stale_line(path: Path, data: dict, run: RunFiles) -> str | None:
+    """The line that replaces a result's table when it scored other weights than the folder's now (a
+    result written before identities records none: `_current` has judged it by its time)."""
+    if "model" not in data:
+        return None
+    why = staleness(data["model"], run.identity, run.model_dir.name)
+    return None if why is None else f"### Not shown: `{path}`\n\n{why}; evaluate again to update this card."
 
 
 def zero_shot_table(path: Path, data: dict) -> str:
@@ -448,9 +466,11 @@ def finetune_table(path: Path, data: dict) -> str:
 # --------------------------------------------------------------------------- formatting
 
 
-def _current(path: Path, run: RunFiles) -> bool:
-    """Whether a results file was written after the model's weights (so it scored this model)."""
-    return path.stat().st_mtime >= run.weights_mtime()
+def _current(path: Path, run: RunFiles, data: dict) -> bool:
+    """Whether a results file may describe this model: one that records an identity is kept (and
+    marked stale by `stale_line` when its digest is not the folder's now); one written before
+    identities, only when it is newer than the weights."""
+    return "model" in data or path.stat().st_mtime >= run.weights_mtime()
 
 
 def _first(config: dict, *keys: str) -> Any:

@@ -8,7 +8,8 @@
 
 `RunFolder` is the only code that knows these names: training decides with it whether a folder
 may be (re)started or resumed, locks, clears and tidies it, and writes every saved model folder
-(best_model/, chck_*) and the results through it; the model card, the learning curve, the report,
+(best_model/, chck_*, each with the identity of its weights: training/identity.py) and the
+results through it; the model card, the learning curve, the report,
 the export and the checkpoint evaluation read a finished run back through it (`train_results`,
 `best_model`, `word_checkpoints`, `revisions`), so a change of the format has one place to go."""
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from training.identity import WeightsIdentity, folder_identity, write_identity
 from utils import (
     BEST_MODEL_DIR,
     CHECKPOINTS_DIR,
@@ -96,15 +98,18 @@ class SavedModel:
     words_seen: int | None = None  # source-text words trained on up to that step
 
 
-def save_model_folder(model, tokenizer, run_args: Mapping | argparse.Namespace, folder: str | Path) -> None:
-    """Save model + tokenizer + the run's arguments as a standard transformers folder,
-    written beside the target and renamed into place (never half-written)."""
+def save_model_folder(model, tokenizer, run_args: Mapping | argparse.Namespace, folder: str | Path,
+                      step: int | None = None, words_seen: int | None = None) -> None:
+    """Save model + tokenizer + the run's arguments as a standard transformers folder, with the
+    identity of its weights (training/identity.py: their digest, `step`, `words_seen`), written
+    beside the target and renamed into place (never half-written)."""
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every validation
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / RUN_ARGS, dict(vars(run_args) if isinstance(run_args, argparse.Namespace)
                                                else run_args))
+        write_identity(tmp, step, words_seen)
 
 
 def checkpoint_step(path: Path) -> int:
@@ -282,11 +287,13 @@ class RunFolder:
 
     # ------------------------------------------------------------------ writing
 
-    def save_model(self, name: str, model, tokenizer, run_args: Mapping) -> Path:
-        """Write the model folder `name` (best_model or chck_<mark>) into the run: the one place a
-        saved model folder enters a run folder."""
+    def save_model(self, name: str, model, tokenizer, run_args: Mapping, step: int | None = None,
+                   words_seen: int | None = None) -> Path:
+        """Write the model folder `name` (best_model or chck_<mark>) into the run, saved at optimizer
+        `step` after `words_seen` words (its weights_identity.json): the one place a saved model
+        folder enters a run folder."""
         folder = self.path / name
-        save_model_folder(model, tokenizer, run_args, folder)
+        save_model_folder(model, tokenizer, run_args, folder, step, words_seen)
         return folder
 
     def write_results(self, results: dict) -> None:
@@ -341,6 +348,15 @@ class RunFolder:
         if results.get("best_words_seen") is None:
             return None
         return SavedModel(BEST_MODEL_DIR, self.best_model, None, results["best_step"], results["best_words_seen"])
+
+    def identity(self, name: str = BEST_MODEL_DIR) -> WeightsIdentity | None:
+        """The identity of the weights the model folder `name` holds now (best_model, chck_<mark>),
+        checked against the one stored when it was saved; None when it holds no weights."""
+        return folder_identity(self.path / name)
+
+    def model_folder(self, revision: str) -> Path:
+        """The model folder a results revision was scored from: best_model/ for main, else chck_<mark>/."""
+        return self.best_model if revision == MAIN else self.path / revision
 
     def revisions(self) -> list[tuple[str, Path]]:
         """(revision, model folder) of a finished run as the official evaluation reads a model

@@ -83,10 +83,11 @@ class TrainingSetup:
         """Flush and close the run's log and TensorBoard, and give the run folder's lock back."""
         self.logger.close()
 
-    def save_model(self, name: str) -> None:
-        """Save the model being trained as the run's folder `name` (best_model, chck_<mark>); rank 0 only."""
+    def save_model(self, name: str, step: int | None = None, words_seen: int | None = None) -> None:
+        """Save the model being trained as the run's folder `name` (best_model, chck_<mark>), at optimizer
+        `step` after `words_seen` words (its identity); rank 0 only."""
         if distributed.is_main():
-            self.folder.save_model(name, self.model, self.tokenizer, vars(self.args))
+            self.folder.save_model(name, self.model, self.tokenizer, vars(self.args), step, words_seen)
 
     def word_marks(self) -> WordMarks:
         """The --checkpoint_words counter, saving its chck_* folders into the run."""

@@ -17,7 +17,7 @@ import training.distributed as distributed
 from training.run_folder import RunFolder
 from utils import BEST_MODEL_DIR, WORD_CHECKPOINT_PREFIX, RunLogger, UserError, word_mark_name
 
-SaveModel = Callable[[str], None]  # save the run's model as the folder `name` of the run
+SaveModel = Callable[[str, int, int | None], None]  # save the run's model as its folder `name`, at (step, words seen)
 
 
 class NonFiniteLoss(UserError):
@@ -124,7 +124,7 @@ class WordMarks:
             if before < mark <= self.words:
                 name = WORD_CHECKPOINT_PREFIX + word_mark_name(mark)
                 self.saved[name] = {"words": mark, "step": step, "words_seen": self.words}
-                self.save(name)
+                self.save(name, step, self.words)
                 self.logger.info(f"step {step}: {self.words} words seen, saved {name}/")
 
     def state_dict(self) -> dict:
@@ -181,7 +181,7 @@ class BestTracker:
         if eval_loss < self.best_loss:
             self.best_loss, self.best_step, self.bad_evals = eval_loss, step, 0
             self.best_words = self.marks.words if self.marks is not None else None
-            self.save(BEST_MODEL_DIR)
+            self.save(BEST_MODEL_DIR, step, self.best_words)
             self.logger.info(f"step {step}: new best validation loss {eval_loss:.4f}, saved {BEST_MODEL_DIR}/")
             return False
         self.bad_evals += 1
