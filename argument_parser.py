@@ -44,6 +44,9 @@ from cli_options import (
 )
 from utils import BABYLM_WORD_MARKS, parse_word_mark
 
+# The optimizer options only --finetune_protocol ours reads (the official recipe has its own values).
+OURS_ONLY = ("warmup_ratio", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "grad_norm_clip",
+             "attn_implementation")
 HELP_WIDTH = 160  # one line for most options: `run.py train --help` stays short
 
 
@@ -311,6 +314,11 @@ def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--device {args.device} is not one of auto, cpu, mps, cuda, cuda:N")
     if args.action == "finetune" and args.finetune_cross_fit == 1:
         parser.error("--finetune_cross_fit 1 leaves no fold to train on: pass 0 (off) or K >= 2 folds")
+    if args.action == "finetune" and args.finetune_protocol == "official":
+        for name in OURS_ONLY:  # the official recipe fixes these: a value given would be silently ignored
+            if getattr(args, name) != parser.get_default(name):
+                parser.error(f"--{name} is not read by --finetune_protocol official (its recipe's own values are "
+                             f"used): pass --finetune_protocol ours to set it")
     if args.action == "train":
         _check_training(parser, args)
 

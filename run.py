@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             # each action logs the choice once its inputs are checked (training/hardware.py).
             from training.hardware import resolve_fast_path
 
+            if args.action != "train":  # only training compiles: the log says compile off, as it runs
+                args.compile = "off"
             resolve_fast_path(args)
         handler(args.action)(args)
     except UserError as e:

@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -182,6 +183,7 @@ class FolderLock:
     ends, so a killed run never leaves it stuck; the file itself stays, unlocked."""
 
     NAME = ".lock"
+    ATTEMPTS, WAIT_SECONDS = 10, 0.05  # half a second in all
 
     def __init__(self, folder: str | Path) -> None:
         import fcntl  # POSIX: the pipeline runs on Linux and macOS
@@ -189,20 +191,29 @@ class FolderLock:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.file = open(folder / self.NAME, "a+")  # noqa: SIM115 (held open until release)
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        # A reader's probe (`holder`) holds a shared lock for an instant: a writer that starts in that
+        # instant retries for a moment rather than refusing a folder nobody is writing.
+        for attempt in range(self.ATTEMPTS):
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt + 1 < self.ATTEMPTS:
+                    time.sleep(self.WAIT_SECONDS)
+        else:
             self.file.seek(0)
             holder = self.file.read().strip() or "?"
             self.file.close()
             raise UserError(f"another process (pid {holder}) is writing to '{folder}': wait for it to end, "
-                            "or pick another output folder") from None
+                            "or pick another output folder")
         self.file.truncate(0)
         self.file.write(f"{os.getpid()}\n")
         self.file.flush()
 
     def release(self) -> None:
-        """Unlock (closing the file drops the flock)."""
+        """Unlock (closing the file drops the flock), clearing the pid so no later message names this
+        process as a writer."""
+        self.file.truncate(0)
         self.file.close()
 
     @classmethod

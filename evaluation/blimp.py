@@ -271,7 +271,7 @@ def run_blimp(args: argparse.Namespace, logger: RunLogger | None = None, *, mode
     logger = logger or RunLogger(args.output_dir)
     try:
         if own_logger:  # the test action has logged it
-            log_choice(logger, args)
+            log_choice(logger, args, compiles=False)
         warn_duplicates(paradigms, logger)
         model_type = model.config.model_type
         summary = evaluate_blimp(model, tokenizer, paradigms, args.blimp_batch_size, device,

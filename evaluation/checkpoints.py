@@ -52,7 +52,7 @@ def run_evaluate_checkpoints(args: argparse.Namespace) -> dict:
     out_root = Path(args.results_dir or args.output_dir or default_results_root(run_dir / checkpoints[0][0]))
     logger = RunLogger(out_root)
     try:
-        log_choice(logger, args)
+        log_choice(logger, args, compiles=False)
         logger.info(f"fast zero-shot suite on {len(checkpoints)} checkpoints of {run_dir}: "
                     + ", ".join(name for name, _, _ in checkpoints))
         points = []

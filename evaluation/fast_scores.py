@@ -38,6 +38,8 @@ def _rows(path: Path) -> list[dict]:
 def _share_right(preds: list[dict], targets: list) -> float:
     """The collate step's accuracy: items compared in order (zip: the shorter list decides)."""
     pairs = list(zip(preds, targets, strict=False))  # the collate step zips: the shorter list decides
+    if not pairs:
+        raise UserError("a subtask of the predictions has no item in the fast data")
     right = sum(_stripped(p["pred"]) == _stripped(t) for p, t in pairs)
     return right / len(pairs)
 

@@ -539,7 +539,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
                 if task not in tasks:
                     logger.warning(f"{task} left out: it has a valid file but no {task}.train.jsonl (add it, or pass "
                                    "--finetune_cross_fit K; a submission needs all seven tasks)")
-        log_choice(logger, args)
+        log_choice(logger, args, compiles=False)
         logger.hparams(vars(args))
         root = Path(args.results_dir) if args.results_dir else default_results_root(model_dir)
         model_name, revision = model_name_and_revision(model_dir)

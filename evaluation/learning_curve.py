@@ -24,7 +24,7 @@ from evaluation.blimp import evaluate_blimp, load_paradigms, warn_duplicates
 from pretraining_dataset import load_blocks
 from tokenizer import load_tokenizer
 from training.hardware import log_choice
-from training.identity import loaded, recorded
+from training.identity import loaded, recorded, refuse_if_training
 from training.run_folder import RunFolder
 from training.validation import eval_collator, eval_dataset, evaluate_lm, spread_blocks
 from utils import BEST_MODEL_DIR, CURVE_RESULTS, RunLogger, UserError, get_device, write_json_atomic
@@ -46,6 +46,7 @@ def curve_points(run_dir: str | Path) -> list[dict]:
 def run_curve(args: argparse.Namespace) -> list[dict]:
     """The curve action: score every point of `--model_dir` (a run folder); write learning_curve.json there."""
     run_dir = Path(args.model_dir)
+    refuse_if_training(run_dir, "curve")  # its chck_* and best_model/ may be replaced while scored
     points = curve_points(run_dir)
     paradigms = load_paradigms(args.blimp_dir)  # a bad BLiMP folder fails before any scoring
     run_args = RunFolder(run_dir).run_args(points[-1]["name"])
@@ -56,7 +57,7 @@ def run_curve(args: argparse.Namespace) -> list[dict]:
     device = get_device(args.device)
     logger = RunLogger(None)
     try:
-        log_choice(logger, args)
+        log_choice(logger, args, compiles=False)
         warn_duplicates(paradigms, logger)
         blocks, _ = load_blocks(files, tokenizer, run_args["block_size"], args.cache_dir, "validation",
                                 args.num_proc, logger, clean=not run_args.get("no_cleaning", False))

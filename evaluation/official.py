@@ -73,10 +73,16 @@ def official_collate(results_root: str | Path, model_name: str, backend: str, tr
         command = [sys.executable, "-m", COLLATE_MODULE, "--model_path_or_name", model_name, "--backend", backend,
                    "--fast", "--track", track, "--results_dir", tmp, "--fast_eval_dir",
                    str(Path(fast_eval_dir).resolve())]
-        done = subprocess.run(command, cwd=official, capture_output=True, text=True, timeout=timeout)
+        try:
+            done = subprocess.run(command, cwd=official, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return Verdict(False, message=f"it ran past {timeout:.0f} s and was stopped")
         if done.returncode != 0:
             return _failure(done)
-        theirs = json.loads((tree / f"all_full_preds_and_fast_scores_{backend}.json").read_text())
+        written = tree / f"all_full_preds_and_fast_scores_{backend}.json"
+        if not written.is_file():
+            return Verdict(True, False, message=f"it exited 0 but wrote no {written.name}")
+        theirs = json.loads(written.read_text())
     if ours is None:
         return Verdict(True, True)
     difference = first_difference({k: v for k, v in ours.items() if k not in OUR_OWN_KEYS}, theirs)

@@ -224,9 +224,14 @@ def fast_scores(root: Path, model_name: str, backend: str, track: str, problems:
         if not all(sources.check(zero_shot / task / (data or ""), revision, f"the fast evaluation of {revision}",
                                  "evaluate_checkpoints", problems) for task, data in FAST_SETS.values()):
             continue
-        data_dir = Path(summary.get("eval_dir", ""))
+        data_dir = Path(summary.get("eval_dir", "")).resolve()
+        try:
+            found = revision_fast_scores(zero_shot, data_dir)
+        except (UserError, KeyError, ZeroDivisionError) as e:  # data the predictions do not fit: a problem
+            problems.append(f"the fast evaluation of {revision} cannot be rescored on {data_dir} ({e}): score it "
+                            "again with make evaluate_checkpoints")
+            continue
         data_dirs.setdefault(data_dir, []).append(revision)
-        found = revision_fast_scores(zero_shot, data_dir)
         revisions.append(revision)
         for key in FAST_KEYS:
             scores[key].append(found[key])
@@ -267,6 +272,11 @@ def build_submission(run_dir: str | Path, backend: str | None = None, track: str
                                                                             problems, sources)
     # A result that scored other weights is named first: it is the one a user believes is done.
     problems.sort(key=lambda problem: not any(f" is {kind}: " in problem for kind in STALE_KINDS))
+    complete = submission_path(root, model_name, backend)
+    if problems and complete.is_file():  # an earlier complete file no longer matches the run: never upload it
+        complete.replace(complete.with_suffix(".stale.json"))
+        problems.append(f"the earlier {complete.name} no longer matches the run: renamed to "
+                        f"{complete.with_suffix('.stale.json').name}")
     if problems and not partial:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"the submission is incomplete: {problems[0]}{more}; produce it (make evaluate / finetune / "

@@ -37,7 +37,7 @@ def run_test(args: argparse.Namespace) -> dict:
         blocks, meta = load_blocks(files, tokenizer, args.block_size, args.cache_dir, "test", args.num_proc, logger,
                                    clean=not args.no_cleaning)
         logger.attach(out)
-        log_choice(logger, args)
+        log_choice(logger, args, compiles=False)
         logger.info(f"testing {model_dir} on {meta['blocks']} blocks of {args.block_size} tokens "
                     f"from {len(files)} test files")
         model.to(device)

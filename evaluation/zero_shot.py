@@ -55,7 +55,10 @@ def choose(scores: list[float], convention: str) -> tuple[int, bool]:
     best = max(range(len(scores)), key=lambda c: (scores[c], -c))
     if convention == "official":
         return best, best == 0
-    return best, all(scores[0] > s for s in scores[1:])
+    right = all(scores[0] > s for s in scores[1:])
+    if not right and best == 0:  # a tie counted wrong: the prediction names the incorrect candidate it tied
+        best = max(range(1, len(scores)), key=lambda c: (scores[c], -c))
+    return best, right
 
 
 def task_scores(task: Task, scores: list[list[float]], convention: str) -> dict:
@@ -224,7 +227,7 @@ def evaluate_folder(model_dir: Path, eval_dir: Path, out_root: Path, args: argpa
     summary = evaluate_model(model, tokenizer, eval_dir, out_root, model_name, backend, conventions,
                              args.zero_shot_tokens_per_batch or TOKENS_PER_BATCH, device, args.pll_variant,
                              args.precision, revision, args.zero_shot_tasks, logger, identity)
-    record = {"model_dir": str(model_dir), "model": recorded(identity), "eval_dir": str(eval_dir),
+    record = {"model_dir": str(model_dir), "model": recorded(identity), "eval_dir": str(Path(eval_dir).resolve()),
               "backend": backend,
               "model_type": model.config.model_type, "precision": args.precision,
               "pll_variant": args.pll_variant, "model_name": model_name, "revision": revision,
@@ -249,7 +252,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     out_root = Path(args.results_dir or args.output_dir or default_results_root(model_dir))
     logger = RunLogger(out_root)
     try:
-        log_choice(logger, args)
+        log_choice(logger, args, compiles=False)
         record = evaluate_folder(model_dir, eval_dir, out_root, args, conventions, logger, args.revision)
         refresh_model_card(model_dir)  # the card's evaluation table
         return record

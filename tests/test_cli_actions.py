@@ -184,6 +184,18 @@ def test_run_args_written_before_the_change_still_resumes(tok_dirs, tmp_path):
     for folder in (out / "best_model", out / "checkpoints" / "checkpoint-2"):
         shutil.copy(OLD_RUN_ARGS, folder / "run_args.json")
     results = run_loop("pytorch", parse_args([*argv, "--resume"]))
-    assert results["global_step"] == 4 if "global_step" in results else results
+    assert results["steps"] == 4  # resumed from step 2 to the end
     written = json.loads((out / "best_model" / "run_args.json").read_text())
     assert set(written) - DERIVED == train and written["training_options"] == list(action_options("train"))
+
+
+@pytest.mark.parametrize("option", ["--weight_decay 0.2", "--warmup_ratio 0.1", "--grad_norm_clip 2",
+                                    "--adam_beta2 0.95", "--attn_implementation sdpa"])
+def test_official_finetuning_refuses_the_options_it_would_ignore(option, capsys):
+    base = ["finetune", "--model_dir", "m", "--glue_dir", "g", "--output_dir", "o", *option.split()]
+    with pytest.raises(SystemExit) as e:
+        parse_args(base)
+    assert e.value.code == 2
+    assert f"{option.split()[0]} is not read by --finetune_protocol official" in capsys.readouterr().err
+    assert parse_args([*base, "--finetune_protocol", "ours"]).finetune_protocol == "ours"  # ours reads it
+    assert parse_args(base[:7]).weight_decay is not None  # the default is no refusal

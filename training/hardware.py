@@ -146,9 +146,12 @@ def resolve_fast_path(args: argparse.Namespace, device: torch.device | None = No
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.cache_dir).resolve() / COMPILE_CACHE_DIR)
 
 
-def log_choice(logger, args: argparse.Namespace) -> None:
+def log_choice(logger, args: argparse.Namespace, compiles: bool = True) -> None:
     """Log the choice (one line) and its warnings where an action starts its work,
-    resolving it first when run.py has not (programmatic callers)."""
+    resolving it first when run.py has not (programmatic callers). `compiles` False: the
+    action runs eager whatever --compile says (evaluation), and the line says so."""
+    if not compiles and not hasattr(args, "fast_path"):
+        args.compile = "off"  # the shared FAST options pass --compile to every action: nothing here compiles
     resolve_fast_path(args)
     logger.info(args.fast_path["summary"])
     for warning in args.fast_path["warnings"]:

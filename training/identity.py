@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from utils import BEST_MODEL_DIR, WORD_CHECKPOINT_PREFIX, FolderLock, UserError, sha256_of, write_json_atomic
+from utils import FolderLock, UserError, sha256_of, write_json_atomic
 
 IDENTITY_FILE = "weights_identity.json"
 SIDECAR = "model.json"  # beside the official files of a task: the identity of the model they came from
@@ -155,10 +155,13 @@ def recorded(identity: WeightsIdentity | None) -> dict | None:
 
 
 def write_sidecar(folder: str | Path, identity: WeightsIdentity | dict | None) -> None:
-    """model.json beside a task's official files: the identity of the model that wrote them."""
-    if identity is not None:
-        data = identity.to_json() if isinstance(identity, WeightsIdentity) else identity
-        write_json_atomic(Path(folder) / SIDECAR, data)
+    """model.json beside a task's official files: the identity of the model that wrote them. None
+    (files written without one) removes an older model.json, which would vouch for other weights."""
+    if identity is None:
+        (Path(folder) / SIDECAR).unlink(missing_ok=True)
+        return
+    data = identity.to_json() if isinstance(identity, WeightsIdentity) else identity
+    write_json_atomic(Path(folder) / SIDECAR, data)
 
 
 def read_sidecar(folder: str | Path) -> dict | None:
@@ -171,10 +174,13 @@ def read_sidecar(folder: str | Path) -> dict | None:
 
 
 def run_folder_of(model_dir: str | Path) -> Path:
-    """The run folder a model folder belongs to (best_model/ or chck_*: its parent), else itself."""
-    model_dir = Path(model_dir)
-    if model_dir.name == BEST_MODEL_DIR or model_dir.name.startswith(WORD_CHECKPOINT_PREFIX):
-        return model_dir.parent
+    """The run folder a model folder belongs to: the nearest folder at or above it that holds a run's
+    lock file (best_model/, chck_*/ and checkpoints/checkpoint-N/ all sit inside their run), else
+    `model_dir` itself."""
+    model_dir = Path(model_dir).resolve()
+    for folder in (model_dir, *list(model_dir.parents)[:3]):
+        if (folder / FolderLock.NAME).is_file():
+            return folder
     return model_dir
 
 
