@@ -113,8 +113,6 @@ class Sources:
         folder = BEST_MODEL_DIR if revision == MAIN else revision
         current = self.current(revision)
         why = staleness(recorded, current, folder)
-        if why is None and current is not None and current.problem:
-            why = f"untrusted: {folder}/ {current.problem}"
         return None if why is None else f"{what} is {why}; redo it with `{self.command(target, extra)}`"
 
     def check(self, folder: Path, revision: str, what: str, target: str, problems: list[str],

@@ -20,7 +20,7 @@ import evaluation.report as report
 import run
 from custom_models import load_model_and_tokenizer
 from evaluation.submission import build_submission
-from training.identity import IDENTITY_FILE, folder_identity, loaded, weights_digest
+from training.identity import IDENTITY_FILE, folder_identity, loaded, staleness, weights_digest
 from training.model_card import write_model_card
 from training.run_folder import RunFolder
 from utils import FolderLock, UserError
@@ -52,6 +52,9 @@ def test_a_saved_folder_is_checked_not_trusted(tok_dirs, tmp_path):
     tampered = folder_identity(folder)
     assert tampered.digest != stored["digest"] and tampered.step is None
     assert "no longer match weights_identity.json (saved at step 1" in tampered.problem
+    # A result made of the tampered weights is not stale (same digest) but untrusted, for every collector.
+    assert staleness(tampered.to_json(), tampered, "best_model").startswith("untrusted: best_model/ its weights")
+    assert staleness(stored, tampered, "best_model").startswith("stale: scored step 1")
     # A folder saved without the file: its digest computed, step and words unknown.
     (folder / IDENTITY_FILE).unlink()
     plain = folder_identity(folder)

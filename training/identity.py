@@ -139,13 +139,16 @@ def folder_identity(folder: str | Path, name: str | None = None) -> WeightsIdent
 def staleness(recorded: dict | None, current: WeightsIdentity | None, folder: str) -> str | None:
     """Why a result that recorded `recorded` does not describe `folder` as it is now (`current`),
     or None when it does: 'stale: scored step 300 (digest 1a2b3c4d), best_model/ is now step 876
-    (digest 9f8e7d6c)'; 'unidentified: ...' for a result that recorded no identity."""
+    (digest 9f8e7d6c)'; 'unidentified: ...' for a result that recorded no identity; 'untrusted: ...' when
+    the folder's weights no longer match what training recorded of them."""
     if not isinstance(recorded, dict) or not recorded.get("digest"):
         return f"unidentified: the result does not record which weights of {folder}/ it scored"
     if current is None:
         return f"stale: scored {describe(recorded)}, {folder}/ now holds no weights"
     if recorded["digest"] != current.digest:
         return f"stale: scored {describe(recorded)}, {folder}/ is now {describe(current)}"
+    if current.problem:  # the weights scored are these, but they are not what training saved
+        return f"untrusted: {folder}/ {current.problem}"
     return None
 
 
