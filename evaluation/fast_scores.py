@@ -86,14 +86,18 @@ def reading_scores(predictions: dict, csv_path: Path) -> dict[str, float]:
     return {"spr": fits["self_paced_reading"] / 100, "rt": fits["eye_tracking"] / 100}
 
 
-def revision_fast_scores(zero_shot: Path, fast_eval_dir: Path) -> dict[str, dict[str, float]]:
-    """{fast key: {subtask: score}} of one revision, from its predictions under `zero_shot`
-    (<revision>/zero_shot/<backend>) and the data in `fast_eval_dir`. Raises FileNotFoundError
-    naming a missing predictions.json."""
+def prediction_path(zero_shot: Path, key: str) -> Path:
+    """The predictions.json of fast set `key` under <revision>/zero_shot/<backend>."""
+    task, data = FAST_SETS[key]
+    return zero_shot / task / (data or "") / "predictions.json"
+
+
+def revision_fast_scores(loaded: dict[str, dict], fast_eval_dir: Path) -> dict[str, dict[str, float]]:
+    """{fast key: {subtask: score}} of one revision, from its predictions ({fast key: the
+    predictions.json read at `prediction_path`}) and the data in `fast_eval_dir`."""
     scores = {}
-    for key, (task, data) in FAST_SETS.items():
-        path = zero_shot / task / (data or "") / "predictions.json"
-        predictions = json.loads(path.read_text())
+    for key, (_, data) in FAST_SETS.items():
+        predictions = loaded[key]
         if key == "reading":
             scores[key] = reading_scores(predictions, fast_eval_dir / READING_FILE)
         elif key == "entity_tracking":

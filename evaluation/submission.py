@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from custom_models import saved_model_type
-from evaluation.fast_scores import FAST_SETS, revision_fast_scores
+from evaluation.fast_scores import FAST_SETS, prediction_path, revision_fast_scores
 from evaluation.layout import (
     AOA_WORDS,
     FAST_SIZES,
@@ -207,12 +207,13 @@ def fast_scores(root: Path, model_name: str, backend: str, track: str, problems:
         if summary is None:
             continue
         zero_shot = zero_shot_dir(root, model_name, revision, "official", backend)
-        lacking = []
+        lacking, loaded = [], {}
         for key, (task, data) in FAST_SETS.items():
-            path = zero_shot / task / (data or "") / "predictions.json"
-            if path.is_file():
-                problems += count_problems(f"{revision} {task}/{data or ''}".rstrip("/"),
-                                           json.loads(path.read_text()), FAST_SIZES[key])
+            path = prediction_path(zero_shot, key)
+            if path.is_file():  # read once: counted here, rescored below
+                loaded[key] = json.loads(path.read_text())
+                problems += count_problems(f"{revision} {task}/{data or ''}".rstrip("/"), loaded[key],
+                                           FAST_SIZES[key])
             else:
                 lacking.append(key)
         if lacking:
@@ -224,7 +225,7 @@ def fast_scores(root: Path, model_name: str, backend: str, track: str, problems:
             continue
         data_dir = Path(summary.get("eval_dir", "")).resolve()
         try:
-            found = revision_fast_scores(zero_shot, data_dir)
+            found = revision_fast_scores(loaded, data_dir)
         except (UserError, KeyError, ZeroDivisionError) as e:  # data the predictions do not fit: a problem
             problems.append(f"the fast evaluation of {revision} cannot be rescored on {data_dir} ({e}): score it "
                             "again with make evaluate_checkpoints")

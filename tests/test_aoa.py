@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from official_tree import OFFICIAL  # evaluation/official.py's rule: OFFICIAL_PIPELINE, else ../shared
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
 from evaluation import aoa
@@ -30,8 +31,6 @@ from utils import BABYLM_WORD_MARKS, UserError, parse_word_mark
 WORDS = np.array(BABYLM_WORD_MARKS, dtype=float)  # 1M ... 100M words: 19 checkpoints
 # the official record, keys in the order analyze_steps writes them (AoA_word/evaluation_functions.py)
 OFFICIAL_KEYS = ["step", "word_count", "target_word", "context_id", "context", "surprisal"]
-OFFICIAL = Path(os.environ.get("OFFICIAL_PIPELINE")
-                or Path(__file__).resolve().parents[1].parent / "shared" / "official_pipeline")
 
 
 def learning_curve(midpoint: float, top: float = 12.0, drop: float = 8.0, slope: float = 5.0,

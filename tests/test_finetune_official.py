@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT
+from official_tree import OFFICIAL  # evaluation/official.py's rule: OFFICIAL_PIPELINE, else ../shared
 
 import evaluation.finetune as finetune
 import evaluation.finetune_data as finetune_data
 import evaluation.finetune_protocol as protocol
 
-OFFICIAL = Path(os.environ.get("OFFICIAL_PIPELINE", Path(__file__).resolve().parents[1].parent / "shared"
-                               / "official_pipeline"))
 BERT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "official_reference" / "models" / "bert"
 GLUE = ROOT / "data" / "sample_eval" / "glue"
 
