@@ -135,3 +135,34 @@ def test_causal_lm_loss_equals_the_models_loss(model_type, tok_dirs, make_args):
     labels = ids.clone()
     labels[1, 7:12] = -100
     assert_loss_fn_matches_the_model({"input_ids": ids, "labels": labels}, model)
+
+
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
+def test_chunked_linear_cross_entropy_equals_the_plain_loss(monkeypatch, autocast_dtype):
+    """losses.linear_cross_entropy (logits a chunk at a time, gradients in the forward pass) gives
+    F.cross_entropy's value and gradients, across several chunks (the last one short), with -100
+    targets left out and a loss that is scaled before backward; under bf16 autocast the products
+    run in bf16 as the plain loss's do."""
+    from training import losses
+
+    monkeypatch.setattr(losses, "CHUNK_LOGITS", 7 * 300)  # 7 rows a chunk of a 300-word vocabulary
+    torch.manual_seed(0)
+    hidden = torch.randn(45, 16, requires_grad=True)
+    weight = torch.randn(300, 16, requires_grad=True)
+    targets = torch.randint(0, 300, (45,))
+    targets[::5] = -100
+
+    def value_and_grads(loss_fn):
+        hidden.grad = weight.grad = None
+        with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            loss = loss_fn()
+        (2.5 * loss).backward()
+        return loss.item(), hidden.grad.clone(), weight.grad.clone()
+
+    ours = value_and_grads(lambda: losses.linear_cross_entropy(hidden, weight, targets))
+    plain = value_and_grads(lambda: torch.nn.functional.cross_entropy((hidden @ weight.T).float(), targets))
+    tolerance = 1e-6 if autocast_dtype is None else 2e-2  # bf16 products: 8 bits of mantissa
+    assert ours[0] == pytest.approx(plain[0], rel=tolerance)
+    for mine, theirs in zip(ours[1:], plain[1:], strict=True):
+        assert torch.allclose(mine, theirs, atol=tolerance * theirs.abs().max().item())
+    assert ours[1][::5].abs().sum() == 0  # the rows left out (-100) get no gradient

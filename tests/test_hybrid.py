@@ -273,3 +273,28 @@ def test_blimp_action_scores_the_hybrid_both_ways(hybrid, make_args, tmp_path, m
     assert results["causal"]["method"].startswith("causal")
     assert results["masked"]["method"].startswith("masked next-token")
     assert len(load_paradigms(blimp_dir)) == len(results["masked"]["paradigms"])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_training_objective_equals_the_models_own_loss(hybrid, bidirectional):
+    """The custom loop's hybrid objective (the chunked head and loss, training/losses.py) gives
+    the model's own loss (its full logits' cross-entropy) and the same gradients, in both modes,
+    with positions left out (-100) as masked batches have them."""
+    from training.losses import make_objective
+
+    model, tok, _ = hybrid
+    model.train()
+    torch.manual_seed(1)
+    ids = torch.randint(5, len(tok), (3, 20))
+    labels = ids.clone()
+    labels[:, ::3] = -100
+    loss, parts = make_objective(model)({"input_ids": ids, "labels": labels, "bidirectional": bidirectional})
+    loss.backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reference = model(input_ids=ids, labels=labels, bidirectional=bidirectional).loss
+    reference.backward()
+    assert loss.item() == pytest.approx(reference.item(), abs=1e-6)
+    assert list(parts) == ["train/masked_loss" if bidirectional else "train/causal_loss"]
+    for mine, theirs in zip(ours, (p.grad for p in model.parameters()), strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-6)
