@@ -104,7 +104,7 @@ def saved_model_type(folder: str | Path) -> str:
     return model_type
 
 
-def load_model(folder: str | Path, attn_implementation: str = "eager") -> PreTrainedModel:
+def load_model(folder: str | Path, attn_implementation: str = "sdpa") -> PreTrainedModel:
     """Load a saved causal or masked LM through the Auto classes."""
     model_type = saved_model_type(folder)
     auto = AutoModelForCausalLM if is_causal(model_type) else AutoModelForMaskedLM
@@ -141,7 +141,7 @@ def body_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Mod
     return model.base_model, model.get_output_embeddings()
 
 
-def load_model_and_tokenizer(folder: str | Path, attn_implementation: str = "eager", block_size: int | None = None,
+def load_model_and_tokenizer(folder: str | Path, attn_implementation: str = "sdpa", block_size: int | None = None,
                              option: str = "--model_dir") -> tuple[PreTrainedModel, Any]:
     """A saved model and the tokenizer saved beside it, checked to fit each other (and blocks
     of `block_size` tokens); UserError naming `option` otherwise."""

@@ -22,6 +22,7 @@ Spearman's rho (scipy) between the first candidate's softmax share and the human
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                    identity: WeightsIdentity | None = None) -> dict:
     """Score every task found in `eval_dir` under each convention; write the official layout
     under `out_root`/`model_name`/`revision` and return {convention: {"<task>/<data dir>":
-    {"metric", "score", "items", "subtasks"}}} (reading under "reading"); `subtasks` holds
+    {"metric", "score", "items", "subtasks", "seconds"}}} (reading under "reading"); `subtasks` holds
     the collate step's fast scores (the share right per subtask, WUG's rho, reading's spr/rt).
     `identity`: the weights scored, written beside each task's official files (model.json)."""
     device = torch.device(device)
@@ -168,9 +169,11 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
     with autocast(device, precision):
         for task in tqdm(loaded, desc="zero-shot tasks", disable=logger is None):
             for convention in conventions:
+                started = time.perf_counter()
                 scores = score_task(model, tokenizer, task, backend, convention, tokens_per_batch, device, variant,
                                     progress=logger is not None)
                 result = task_scores(task, scores, convention)
+                seconds = round(time.perf_counter() - started, 3)
                 out = (zero_shot_dir(out_root, model_name, revision, convention, backend)
                        / task.name / task.data_dir.name)
                 write_json_atomic(out / "predictions.json", result["predictions"])
@@ -178,7 +181,8 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                 write_sidecar(out, identity)
                 key = f"{task.name}/{task.data_dir.name}"
                 summary[convention][key] = {"metric": task.metric, "score": result["average"],
-                                            "items": len(task.items), "subtasks": result["subtasks"]}
+                                            "items": len(task.items), "subtasks": result["subtasks"],
+                                            "seconds": seconds}  # scoring (tokenizing included), for make bench
                 if "ties" in result:
                     summary[convention][key]["ties"] = result["ties"]
                 if logger:
@@ -187,7 +191,9 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                     logger.info(f"{key} ({convention}): {result['average']:.2f} {unit} over {len(task.items)} items"
                                 f"{ties}")
         if has_reading:  # the same computation under both conventions: run once, written for each
+            started = time.perf_counter()
             scores = reading.evaluate_reading(model, tokenizer, reading_csv, backend, device, progress=logger)
+            seconds = round(time.perf_counter() - started, 3)
             for convention in conventions:
                 out = zero_shot_dir(out_root, model_name, revision, convention, backend) / "reading"
                 reading.write_outputs(out, scores)
@@ -196,10 +202,12 @@ def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_
                 fractions = {"spr": scores["self_paced_reading"] / 100, "rt": scores["eye_tracking"] / 100}
                 summary[convention]["reading/eye_tracking"] = {"metric": "delta R2 %",
                                                                "score": scores["eye_tracking"],
-                                                               "items": scores["rows"], "subtasks": fractions}
+                                                               "items": scores["rows"], "subtasks": fractions,
+                                                               "seconds": seconds}
                 summary[convention]["reading/self_paced_reading"] = {"metric": "delta R2 %",
                                                                      "score": scores["self_paced_reading"],
-                                                                     "items": scores["rows"], "subtasks": fractions}
+                                                                     "items": scores["rows"], "subtasks": fractions,
+                                                                     "seconds": seconds}
     return summary
 
 

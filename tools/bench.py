@@ -36,7 +36,6 @@ measured in one run, not absolute numbers across runs."""
 from __future__ import annotations
 
 import argparse
-import copy
 import ctypes
 import gc
 import os
@@ -55,12 +54,11 @@ import training.hardware as hardware
 from argument_parser import parse_args
 from corpus.editions import resolve_files
 from custom_models import build_model, count_parameters
+from evaluation.official import official_pipeline_dir
 from evaluation.report import event_scalars
-from evaluation.scoring import TOKENS_PER_BATCH, make_plans, pad_id_of, plain_scores
-from evaluation.tasks import find_tasks, read_task
-from evaluation.zero_shot import score_task
 from pretraining_dataset import read_lines, tokenize_and_pack
 from tokenizer import train_tokenizer
+from tools import bench_official
 from tools.bench_report import RATIO_REFERENCES, markdown
 from utils import get_device, write_json_atomic, write_text_atomic
 
@@ -86,6 +84,7 @@ LOOPS = {
 # minutes; the matmul rates at the top of bench.md show by how much bf16 is slower there).
 EMULATED_LOOPS = {"bf16_eager", "fast"}
 KIND = {"gpt2": "clm", "llama": "clm", "bert": "mlm"}
+TINY_VOCAB = 1000  # the vocabulary of ../shared's reference models: the zero-shot section's tiny size
 
 
 def model_args(model_type: str, vocab: int) -> argparse.Namespace:
@@ -360,67 +359,6 @@ def bench_blimp(tokenizers: dict, blimp_dir: Path, batch_size: int) -> list[dict
     return rows
 
 
-def _scored_by_us(model, tok, backend: str, tasks: list) -> list:
-    """Each task's item scores by evaluation/scoring.py (official convention, float32)."""
-    return [score_task(model, tok, t, backend, "official", TOKENS_PER_BATCH, torch.device("cpu"), "token")
-            for t in tasks]
-
-
-def _scored_by_the_plain_loop(model, tok, backend: str, tasks: list) -> list:
-    """The same scores by `plain_scores`, the official pipeline's loop (64 items a batch)."""
-    out = []
-    for t in tasks:
-        n = len(t.items[0].candidates)
-        per_candidate = [make_plans(tok, [i.candidates[c] for i in t.items], [i.completions[c] for i in t.items],
-                                    backend, "official") for c in range(n)]
-        scores = plain_scores(model, per_candidate, backend, pad_id_of(tok, backend), tok.mask_token_id, 64)
-        out.append([[scores[c][k] for c in range(n)] for k in range(len(t.items))])
-    return out
-
-
-def bench_zero_shot(tokenizers: dict, eval_dir: Path, items_per_task: int,
-                    backends: tuple[str, ...] = ("causal", "mlm", "mntp")) -> list[dict]:
-    """Items per second of the zero-shot scorer (evaluation/scoring.py) against the official
-    pipeline's plain loop (`plain_scores`: 64 items a batch in file order, each candidate in
-    turn, the head at every position, no sorting or deduplication): the same step2-size model
-    (sdpa attention, as the official pipeline loads it), official convention, float32, back to
-    back after a warm-up of both; both include tokenizing. The first `items_per_task` items of
-    each task folder."""
-    tasks = [read_task(name, folder) for name, folder in find_tasks(eval_dir)]
-    for task in tasks:
-        task.items = task.items[:items_per_task]
-    items = sum(len(t.items) for t in tasks)
-    rows = []
-    for model_type, kind, backend in (("gpt2", "clm", "causal"), ("bert", "mlm", "mlm"), ("gpt_bert", "mlm", "mntp")):
-        if backend not in backends:
-            continue
-        tok = tokenizers[kind]
-        torch.manual_seed(0)
-        args = model_args(model_type, len(tok))
-        args.attn_implementation = "sdpa"  # as the official pipeline loads a model (transformers' default)
-        model = build_model(args, tok).eval()
-        # Both once on a few items first, so that neither pays the first call's set-up in its time.
-        warm = copy.copy(tasks[0])
-        warm.items = tasks[0].items[:16]
-        _scored_by_us(model, tok, backend, [warm])
-        _scored_by_the_plain_loop(model, tok, backend, [warm])
-        started = time.perf_counter()
-        fast = _scored_by_us(model, tok, backend, tasks)
-        fast_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        plain = _scored_by_the_plain_loop(model, tok, backend, tasks)
-        plain_seconds = time.perf_counter() - started
-        gap = max(abs(a - b) for f, p in zip(fast, plain, strict=True) for fi, pi in zip(f, p, strict=True)
-                  for a, b in zip(fi, pi, strict=True))
-        rows.append({"backend": backend, "model": model_type, "items": items, "tasks": len(tasks),
-                     "seconds": round(fast_seconds, 2), "plain_seconds": round(plain_seconds, 2),
-                     "items_per_second": round(items / fast_seconds, 1),
-                     "plain_items_per_second": round(items / plain_seconds, 1),
-                     "speedup": round(plain_seconds / fast_seconds, 2), "max_score_difference": gap})
-        print(rows[-1], flush=True)
-    return rows
-
-
 def bench_packing(tok, files: list[Path]) -> dict:
     lines = read_lines(files)
     megabytes = sum(len(line.encode()) + 1 for line in lines) / 1e6
@@ -444,8 +382,13 @@ def parse_options() -> argparse.Namespace:
     p.add_argument("--blimp_dir", type=Path, default=blimp_dir, help="BLiMP folder")
     p.add_argument("--data_dir", type=Path, default=data_dir, help="corpus for the tokenizers, packing and training")
     p.add_argument("--eval_dir", type=Path, default=eval_dir, help="official fast_eval folder for the zero-shot bench")
-    p.add_argument("--zero_shot_items", type=int, default=300,
-                   help="items of each task folder the zero-shot bench scores")
+    p.add_argument("--official_pipeline", default=None,
+                   help="the official evaluation pipeline the zero-shot section is timed against (default: "
+                   "$OFFICIAL_PIPELINE, else ../shared/official_pipeline); the section is skipped with a note "
+                   "when it is absent")
+    p.add_argument("--zero_shot_size", choices=list(bench_official.SIZES), default="tiny",
+                   help="model size of the zero-shot section: tiny (2 x 64, a 1,000-token vocabulary: the "
+                   "reference models' size, the hardest case for our scorer) or step2")
     p.add_argument("--zero_shot_backends", nargs="+", default=["causal", "mlm", "mntp"],
                    choices=["causal", "mlm", "mntp"], help="backends the zero-shot bench measures")
     p.add_argument("--vocab_size", type=int, default=16000)
@@ -470,7 +413,7 @@ def bench_tokenizers(files: list[Path], out_dir: Path, vocab_size: int) -> tuple
     """(folder, loaded tokenizer) of each kind, trained once under `out_dir`."""
     tokenizer_dirs, tokenizers = {}, {}
     for kind in ("clm", "mlm"):
-        folder = tokenizer_dirs[kind] = out_dir / f"tokenizer_{kind}"
+        folder = tokenizer_dirs[kind] = out_dir / f"tokenizer_{kind}_{vocab_size}"
         if not (folder / "tokenizer.json").is_file():
             train_tokenizer(files, folder, kind, vocab_size)
         tokenizers[kind] = AutoTokenizer.from_pretrained(folder)
@@ -484,7 +427,7 @@ def bench_info(args: argparse.Namespace, hw) -> dict:
             "auto_choice": f"precision {hardware.choose_precision('auto', hw)[0]}, compile "
                            f"{'on' if hardware.choose_compile('auto', hw) else 'off'}",
             "blimp_dir": str(args.blimp_dir), "data_dir": str(args.data_dir), "eval_dir": str(args.eval_dir),
-            "zero_shot_items": args.zero_shot_items, "batch": "32 x 128 tokens",
+            "zero_shot_size": args.zero_shot_size, "batch": "32 x 128 tokens",
             "warmup_steps": args.warmup, "measured_steps": args.steps, "repeats": args.repeats}
 
 
@@ -521,8 +464,11 @@ def main() -> None:
     if "blimp" not in args.skip:
         result["other"] += bench_blimp(tokenizers, args.blimp_dir, args.batch_size)
     if "zero_shot" not in args.skip:
-        result["zero_shot"] = bench_zero_shot(tokenizers, args.eval_dir, args.zero_shot_items,
-                                              tuple(args.zero_shot_backends))
+        vocab = TINY_VOCAB if args.zero_shot_size == "tiny" else args.vocab_size
+        dirs = tokenizer_dirs if vocab == args.vocab_size else bench_tokenizers(files, args.out_dir, vocab)[0]
+        result["zero_shot"] = bench_official.bench_against_official(
+            args.eval_dir, official_pipeline_dir(args.official_pipeline), dirs, args.zero_shot_size,
+            tuple(args.zero_shot_backends), args.out_dir)
     if "packing" not in args.skip:
         result["other"].append(bench_packing(tokenizers["clm"], files))
     text = markdown(result)
