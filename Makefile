@@ -330,11 +330,13 @@ test: $(VENV_STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
 # Throughput side by side in one process (training tokens/s, peak memory and MFU per loop,
-# data loading, loss curves, BLiMP pairs/s, tokenization MB/s): printed and saved in
-# $(SAVE_DIR)/bench/. Tens of minutes on 2 CPU cores (see README); BENCH_OPTS="--models gpt2 --sizes step2" is quicker.
+# data loading, loss curves, BLiMP pairs/s, tokenization MB/s) and zero-shot scoring against the
+# official pipeline itself (OFFICIAL_PIPELINE, as for submission; skipped with a note when absent):
+# printed and saved in $(SAVE_DIR)/bench/. About an hour on 2 CPU cores (see docs/speed.md);
+# BENCH_OPTS="--models gpt2 --sizes step2 --skip zero_shot" is quicker.
 BENCH_OPTS ?=
 bench: $(VENV_STAMP)
-	$(PY) -m tools.bench --out_dir $(SAVE_DIR)/bench $(BENCH_OPTS)
+	$(PY) -m tools.bench --out_dir $(SAVE_DIR)/bench $(if $(OFFICIAL_PIPELINE),--official_pipeline $(OFFICIAL_PIPELINE)) $(BENCH_OPTS)
 
 # The pipeline on one CUDA GPU (tools/gpu_check.py): gpu_bundle prepares the data on the CPU (corpus slice,
 # BLiMP, tokenizers, packed cache into gpu_bundle/); gpu_check runs on the GPU machine's own python3

@@ -47,9 +47,13 @@ PLL_VARIANTS = ("within_word_l2r", "token")
 # sizes (ad-hoc runs of score_plans): 2k-8k tokens equally fast; 64 masked copies of BLiMP-length
 # sentences a pass (~800 tokens) 2-3x slower, 16k tokens 20-35% slower (activations leave the cache).
 TOKENS_PER_BATCH = 4096
-# Nodes a prefix-tree row holds: long enough that an entity-tracking context and many of its
-# continuations share a row; short enough that the [query, key] mask stays cheap.
+# Nodes a prefix-tree row holds at most: long enough that an entity-tracking context and many of its
+# continuations share a row; short enough that the [query, key] mask stays cheap. A task of short
+# sentences gets rows of twice its longest sequence (at least TREE_ROW_MIN): attention costs the
+# square of the row, and rows of 512 made BLiMP's causal scoring of a 2 x 64 model 5x slower in
+# attention (sdpa 2.2 s of 13 s for blimp_fast) than rows that just hold a minimal pair.
 TREE_ROW_TOKENS = 512
+TREE_ROW_MIN = 64
 
 
 @dataclass(frozen=True)
@@ -253,8 +257,8 @@ def prefix_tree_rows(seqs: list[tuple[int, ...]], row_tokens: int) -> tuple[list
     previous: tuple[int, ...] = ()
     path: list[int] = []
     for seq in sorted(set(seqs)):
-        shared = 0
-        while shared < min(len(seq), len(previous)) and seq[shared] == previous[shared]:
+        shared, limit = 0, min(len(seq), len(previous))
+        while shared < limit and seq[shared] == previous[shared]:
             shared += 1
         if not rows or len(rows[-1].tokens) + len(seq) - shared > max(row_tokens, len(seq)):
             rows.append(_Row())
@@ -288,6 +292,8 @@ def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id:
     _, head = body_and_head(model)
     totals = torch.zeros(len(plans), dtype=torch.float64)
     if backend == "causal" and share_prefixes and takes_tree_masks(model):
+        longest = max((len(plan.ids) for plan in plans if plan.reads), default=1)
+        row_tokens = min(row_tokens, max(TREE_ROW_MIN, 2 * longest))
         rows, where = prefix_tree_rows([plan.ids for plan in plans if plan.reads], row_tokens)
         reads: list[list[tuple[int, int, int]]] = [[] for _ in rows]  # per row: (plan, node, target)
         for k, plan in enumerate(plans):
@@ -305,7 +311,10 @@ def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id:
             allowed = torch.from_numpy(np.stack([rows[r].allowed(ids.size(1)) for r in group]))
             hidden = hidden_states(model, ids.to(device), allowed.to(device), False, positions.to(device))
             at, nodes, owners, targets = _columns(found, hidden.device)
-            _accumulate(head, hidden[at, nodes], owners, targets, totals)
+            # A node read by several plans (a shared prefix predicting the same next token) goes
+            # through the head once.
+            distinct, which = torch.unique(at * ids.size(1) + nodes, return_inverse=True)
+            _accumulate(head, hidden[distinct // ids.size(1), distinct % ids.size(1)], owners, targets, totals, which)
         return totals.tolist()
     inputs: dict[tuple[tuple[int, ...], tuple[int, ...]], list[tuple[int, int, int]]] = {}
     for k, plan in enumerate(plans):
@@ -331,15 +340,19 @@ def score_plans(model: PreTrainedModel, plans: list[Plan], backend: str, pad_id:
 
 def _columns(reads: list[tuple[int, int, int, int]], device: torch.device) -> tuple[torch.Tensor, ...]:
     """(rows, positions, owners, targets) of the reads: rows, positions and targets on `device`."""
-    rows, positions, owners, targets = (torch.tensor(column) for column in zip(*reads, strict=True))
+    rows, positions, owners, targets = torch.from_numpy(np.array(reads, dtype=np.int64).reshape(-1, 4)).T.contiguous()
     return rows.to(device), positions.to(device), owners, targets.to(device)
 
 
 def _accumulate(head: torch.nn.Module, hidden: torch.Tensor, owners: torch.Tensor, targets: torch.Tensor,
-                totals: torch.Tensor) -> None:
-    """Add log p(target) of each read's final hidden state (one row of `hidden` each) to totals[owner]."""
-    logp = torch.log_softmax(head(hidden).float(), dim=-1)
-    totals.index_add_(0, owners, logp.gather(-1, targets[:, None])[:, 0].double().cpu())
+                totals: torch.Tensor, which: torch.Tensor | None = None) -> None:
+    """Add log p(target) of each read to totals[owner]: read r's final hidden state is row which[r]
+    of `hidden` (row r without `which`). log p = logit - logsumexp: the log-softmax's value at
+    the target without writing the whole [rows, vocabulary] log-softmax."""
+    logits = head(hidden).float()
+    log_z = torch.logsumexp(logits, dim=-1)
+    rows = torch.arange(len(targets), device=logits.device) if which is None else which
+    totals.index_add_(0, owners, (logits[rows, targets] - log_z[rows]).double().cpu())
 
 
 @torch.no_grad()
