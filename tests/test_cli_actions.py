@@ -190,7 +190,7 @@ def test_run_args_written_before_the_change_still_resumes(tok_dirs, tmp_path):
 
 
 @pytest.mark.parametrize("option", ["--weight_decay 0.2", "--warmup_ratio 0.1", "--grad_norm_clip 2",
-                                    "--adam_beta2 0.95", "--attn_implementation sdpa"])
+                                    "--adam_beta2 0.95", "--attn_implementation eager"])
 def test_official_finetuning_refuses_the_options_it_would_ignore(option, capsys):
     base = ["finetune", "--model_dir", "m", "--glue_dir", "g", "--output_dir", "o", *option.split()]
     with pytest.raises(SystemExit) as e:
