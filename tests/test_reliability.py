@@ -231,7 +231,11 @@ def test_a_nonfinite_loss_before_any_save_does_not_name_a_missing_best_model(tmp
 
     def poisoned(args, tokenizer):
         model = real_build(args, tokenizer)
-        model.get_output_embeddings().register_forward_hook(lambda m, i, out: out * float("nan"))
+        def poison(module, inputs, out):  # the body's output: the custom loop never calls the head module
+            out.last_hidden_state = out.last_hidden_state * float("nan")
+            return out
+
+        model.base_model.register_forward_hook(poison)
         return model
 
     monkeypatch.setattr(training_setup, "build_model", poisoned)

@@ -134,15 +134,18 @@ def test_nonfinite_loss_stops_or_is_skipped(tok_dirs, tmp_path, monkeypatch):
     def poisoned_build(args, tokenizer):
         model = real_build(args, tokenizer)
 
-        # On the vocabulary head, which both loops' losses run through (the custom loop
-        # does not call model.forward: losses.CausalLMLoss).
-        def poison(module, inputs, logits):
+        # On the body's output, which both loops' losses run through (the custom loop calls
+        # neither model.forward nor the head module: losses.linear_cross_entropy).
+        def poison(module, inputs, out):
             if not model.training:
                 return None
             calls["n"] += 1
-            return logits * float("nan") if calls["n"] == 12 else None  # the 12th training micro-batch
+            if calls["n"] != 12:  # the 12th training micro-batch
+                return None
+            out.last_hidden_state = out.last_hidden_state * float("nan")
+            return out
 
-        model.get_output_embeddings().register_forward_hook(poison)
+        model.base_model.register_forward_hook(poison)
         return model
 
     monkeypatch.setattr(training_setup, "build_model", poisoned_build)

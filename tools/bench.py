@@ -409,11 +409,12 @@ def parse_options() -> argparse.Namespace:
     return p.parse_args()
 
 
-def bench_tokenizers(files: list[Path], out_dir: Path, vocab_size: int) -> tuple[dict, dict]:
-    """(folder, loaded tokenizer) of each kind, trained once under `out_dir`."""
+def bench_tokenizers(files: list[Path], out_dir: Path, vocab_size: int, name: str = "tokenizer") -> tuple[dict, dict]:
+    """(folder, loaded tokenizer) of each kind, trained once under `out_dir` as <name>_<kind>
+    (tools/gpu_check.py ships them in its bundle under the default name)."""
     tokenizer_dirs, tokenizers = {}, {}
     for kind in ("clm", "mlm"):
-        folder = tokenizer_dirs[kind] = out_dir / f"tokenizer_{kind}_{vocab_size}"
+        folder = tokenizer_dirs[kind] = out_dir / f"{name}_{kind}"
         if not (folder / "tokenizer.json").is_file():
             train_tokenizer(files, folder, kind, vocab_size)
         tokenizers[kind] = AutoTokenizer.from_pretrained(folder)
@@ -464,8 +465,8 @@ def main() -> None:
     if "blimp" not in args.skip:
         result["other"] += bench_blimp(tokenizers, args.blimp_dir, args.batch_size)
     if "zero_shot" not in args.skip:
-        vocab = TINY_VOCAB if args.zero_shot_size == "tiny" else args.vocab_size
-        dirs = tokenizer_dirs if vocab == args.vocab_size else bench_tokenizers(files, args.out_dir, vocab)[0]
+        dirs = (tokenizer_dirs if args.zero_shot_size == "step2"
+                else bench_tokenizers(files, args.out_dir, TINY_VOCAB, "tokenizer_tiny")[0])
         result["zero_shot"] = bench_official.bench_against_official(
             args.eval_dir, official_pipeline_dir(args.official_pipeline), dirs, args.zero_shot_size,
             tuple(args.zero_shot_backends), args.out_dir)
