@@ -243,10 +243,14 @@ def test_the_last_layer_run_at_the_reads_alone_equals_the_whole_pass(tok_dirs, b
     assert not bool(mask.all())  # padding in play
     rows, positions = torch.tensor([0, 0, 3, 6, 2, 1]), torch.tensor([1, 4, 2, 0, 3, 9])
     single = mask[1].sum()  # and one row alone, with no padding (no mask at all)
+    # and masked copies of one sentence, one read each (BERT: the first layer shared across them)
+    copies = ids[:1].repeat(3, 1)
+    copies[torch.arange(3), torch.tensor([1, 2, 4])] = tokenizer.mask_token_id
     for bidirectional in ((True, False) if backend == "mntp" else (True,)):
         for batch, batch_mask, r, at in ((ids, mask, rows, positions),
                                          (ids[1:2, :single], mask[1:2, :single], torch.tensor([0, 0]),
-                                          torch.tensor([2, 9]))):
+                                          torch.tensor([2, 9])),
+                                         (copies, mask[:1].repeat(3, 1), torch.arange(3), torch.tensor([1, 2, 4]))):
             whole = hidden_states(model, batch, batch_mask, bidirectional)[r, at]
             torch.testing.assert_close(final_hidden_at(model, batch, batch_mask, bidirectional, r, at), whole,
                                        rtol=1e-5, atol=1e-5)
