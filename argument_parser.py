@@ -225,6 +225,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             sub.error(f"the {args.action} action needs --{name} ({what})")
     _check_ranges(sub, args)
     _check_together(sub, args)
+    if "attn_implementation" in vars(args) and args.attn_implementation is None:
+        # Training compiled faster with eager attention on this project's CPU (docs/speed.md);
+        # scoring long items (entity tracking) was twice as fast with sdpa.
+        args.attn_implementation = "eager" if args.action in ("train", "finetune") else "sdpa"
     if args.action == "train":
         _train_defaults(sub, args)
     return args

@@ -165,9 +165,9 @@ def _compute(g) -> None:
                    "(--compile alone), or off")
     _number(g, "--num_threads", Range(1, hint=' (leave it out for one per core)'), type=int, default=None,
             help="torch CPU threads (default: torch's choice, one per core)")
-    g.add_argument("--attn_implementation", choices=("eager", "sdpa"), default="sdpa",
-                   help="attention kernel, the same arithmetic: sdpa (transformers' and the official pipeline's "
-                   "default) scores long items twice as fast as eager on a CPU; both train equally fast")
+    g.add_argument("--attn_implementation", choices=("eager", "sdpa"), default=None,
+                   help="attention kernel, the same arithmetic (default: eager to train and fine-tune, which "
+                   "compiled faster here; sdpa to score, twice as fast on long items and the official pipeline's)")
 
 
 def _outputs(g) -> None:

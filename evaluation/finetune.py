@@ -183,7 +183,7 @@ def set_dropout(model: torch.nn.Module, p: float) -> int:
 
 
 def load_classifier(model_dir: str | Path, num_labels: int, pad_token_id: int,
-                    attn_implementation: str = "sdpa") -> tuple[PreTrainedModel, list[str]]:
+                    attn_implementation: str = "eager") -> tuple[PreTrainedModel, list[str]]:
     """`model_dir` with a fresh `num_labels`-way classification head, in float32.
 
     Returns the model and the names of the freshly initialised weights. `pad_token_id`
