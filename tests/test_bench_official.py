@@ -12,6 +12,7 @@ from conftest import ROOT
 from official_tree import OFFICIAL, needs_official
 
 from tools import bench_official
+from tools.bench import ZERO_SHOT_SIZES
 from tools.bench_report import markdown
 
 SAMPLE_FAST = ROOT / "data" / "sample_eval" / "fast_eval"
@@ -47,7 +48,7 @@ def test_agreement_counts_the_same_choices_and_reading_surprisals(tmp_path):
 
 
 def test_the_section_is_skipped_with_a_note_without_the_official_pipeline(tmp_path):
-    result = bench_official.bench_against_official(SAMPLE_FAST, tmp_path / "nowhere", {}, "tiny", ("causal",),
+    result = bench_official.bench_against_official(SAMPLE_FAST, tmp_path / "nowhere", {}, "tiny", [], ("causal",),
                                                    tmp_path)
     assert "no official pipeline at" in result["skipped"]
     text = bench_text(result)
@@ -61,7 +62,7 @@ def test_ours_against_the_official_scorer_agrees_on_every_item(tmp_path, tok_dir
     eval_dir = tmp_path / "fast_eval"
     for folder in ("blimp_fast", "entity_tracking_fast", "reading"):
         shutil.copytree(SAMPLE_FAST / folder, eval_dir / folder)
-    result = bench_official.bench_against_official(eval_dir, OFFICIAL, tok_dirs, "tiny",
+    result = bench_official.bench_against_official(eval_dir, OFFICIAL, tok_dirs, "tiny", ZERO_SHOT_SIZES["tiny"],
                                                    ("causal", "mlm"), tmp_path / "out")
     assert [(r["backend"], r["data"]) for r in result["rows"]] == [
         (backend, data) for backend in ("causal", "mlm") for data in ("blimp_fast", "entity_tracking_fast", "reading")]

@@ -69,6 +69,9 @@ SHARED_FAST_EVAL = ROOT.parent / "shared" / "data" / "eval_fast"
 
 SIZES = {"step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"],
          "8x512": ["--hidden_size", "512", "--num_layers", "8", "--num_heads", "8"]}
+# The zero-shot section's models: tiny is ../shared's reference models' size (with TINY_VOCAB).
+ZERO_SHOT_SIZES = {"tiny": ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2", "--intermediate_size",
+                            "256"], "step2": SIZES["step2"]}
 # The same model, batch and dropout (0, the default) in every loop; only the loop and its speed options differ.
 # auto is the Makefile's default (FAST); trainer is the HF Trainer with the same options; fast is the
 # fixed bf16 + compile that was the default before auto.
@@ -386,7 +389,7 @@ def parse_options() -> argparse.Namespace:
                    help="the official evaluation pipeline the zero-shot section is timed against (default: "
                    "$OFFICIAL_PIPELINE, else ../shared/official_pipeline); the section is skipped with a note "
                    "when it is absent")
-    p.add_argument("--zero_shot_size", choices=list(bench_official.SIZES), default="tiny",
+    p.add_argument("--zero_shot_size", choices=list(ZERO_SHOT_SIZES), default="tiny",
                    help="model size of the zero-shot section: tiny (2 x 64, a 1,000-token vocabulary: the "
                    "reference models' size, the hardest case for our scorer) or step2")
     p.add_argument("--zero_shot_backends", nargs="+", default=["causal", "mlm", "mntp"],
@@ -469,7 +472,7 @@ def main() -> None:
                 else bench_tokenizers(files, args.out_dir, TINY_VOCAB, "tokenizer_tiny")[0])
         result["zero_shot"] = bench_official.bench_against_official(
             args.eval_dir, official_pipeline_dir(args.official_pipeline), dirs, args.zero_shot_size,
-            tuple(args.zero_shot_backends), args.out_dir)
+            ZERO_SHOT_SIZES[args.zero_shot_size], tuple(args.zero_shot_backends), args.out_dir)
     if "packing" not in args.skip:
         result["other"].append(bench_packing(tokenizers["clm"], files))
     text = markdown(result)

@@ -14,8 +14,8 @@ files: the share of items whose chosen candidate is the same (reading: of rows w
 surprisals agree within 1e-4), so a speed is never bought with a different answer.
 
 The models are saved fresh (seeded, untrained: speed does not depend on the weights) at
-`--zero_shot_size`: `tiny` is the size of ../shared's reference models (2 layers x 64, a
-1,000-token vocabulary), the hardest case for our scorer, whose largest saving is the
+`--zero_shot_size` (tools/bench.py's ZERO_SHOT_SIZES): `tiny` is the size of ../shared's
+reference models (2 layers x 64, a 1,000-token vocabulary), the hardest case for our scorer, whose largest saving is the
 vocabulary head it skips; `step2` is the Makefile's SMALL size with the bench's tokenizers."""
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ import torch
 from argument_parser import parse_args
 from custom_models import build_model
 from evaluation.tasks import READING_FILE, find_tasks
+from tokenizer import load_tokenizer
 from training.run_folder import save_model_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = {"causal": ("gpt2", "clm"), "mlm": ("bert", "mlm"), "mntp": ("gpt_bert", "mlm")}
-SIZES = {"tiny": ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2", "--intermediate_size", "256"],
-         "step2": ["--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"]}
 READING_TOLERANCE = 1e-4
 
 
@@ -55,13 +54,11 @@ def missing_official(official: Path) -> str | None:
     return None
 
 
-def save_bench_model(backend: str, size: str, tokenizer_dir: Path, folder: Path) -> Path:
-    """A seeded, untrained model of `backend`'s family at `size`, saved with its tokenizer."""
-    from tokenizer import load_tokenizer
-
+def save_bench_model(backend: str, size: list[str], tokenizer_dir: Path, folder: Path) -> Path:
+    """A seeded, untrained model of `backend`'s family of `size` (its size options), saved with its tokenizer."""
     model_type, _ = BACKENDS[backend]
     args = parse_args(["train", "--tokenizer_dir", str(tokenizer_dir), "--output_dir", "-", "--model_type", model_type,
-                       *SIZES[size]])
+                       *size])
     tokenizer = load_tokenizer(tokenizer_dir)
     torch.manual_seed(0)
     save_model_folder(build_model(args, tokenizer).eval(), tokenizer, args, folder)
@@ -134,7 +131,7 @@ def suite_units(eval_dir: Path) -> list[tuple[str, str, Path, str]]:
 
 
 def bench_against_official(eval_dir: Path, official: Path, tokenizer_dirs: dict[str, Path], size: str,
-                           backends: tuple[str, ...], out_dir: Path) -> dict:
+                           size_options: list[str], backends: tuple[str, ...], out_dir: Path) -> dict:
     """Per backend and data folder: seconds and items/s of the official scorer and of ours, their
     ratio and the agreement of their predictions; per backend the whole suite, each side as one
     process (wall time, start and imports included). Returns {"skipped": why} when the official
@@ -148,7 +145,8 @@ def bench_against_official(eval_dir: Path, official: Path, tokenizer_dirs: dict[
     units = suite_units(eval_dir.resolve())
     rows, suites = [], []
     for backend in backends:
-        model_dir = save_bench_model(backend, size, tokenizer_dirs[BACKENDS[backend][1]], work / f"{backend}_model")
+        model_dir = save_bench_model(backend, size_options, tokenizer_dirs[BACKENDS[backend][1]],
+                                     work / f"{backend}_model")
         theirs_out, ours_out = work / "official" / backend, work / "ours" / backend
         plan = work / f"{backend}_plan.json"
         plan.write_text(json.dumps([official_entry(task, data, model_dir, backend, theirs_out)

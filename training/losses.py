@@ -1,7 +1,9 @@
 """The custom loop's training loss for one batch, built once per run.
 
 Causal LMs: the model's own loss (next-token cross-entropy), written out as body,
-head and cross-entropy in one module (`CausalLMLoss`). Masked LMs (BERT):
+head and cross-entropy in one module (`CausalLMLoss`); eager, the head and its
+cross-entropy are one chunked step (`linear_cross_entropy`) that never holds the whole
+[tokens, vocabulary] logits (the hybrid's objective uses it too). Masked LMs (BERT):
 the same mean cross-entropy over the masked tokens, but the vocabulary head (a
 dense layer, a LayerNorm and the 16k-way projection) runs only at the masked
 positions, about 15% of them, instead of at every position as
