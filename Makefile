@@ -207,6 +207,27 @@ step11: $(foreach r,$(HYBRID_RATIOS),$(call hybrid_step,$(r))_test $(call hybrid
 # make best / baseline / candidates / sweep / ablation (docs/time_budget.md)
 include experiments.mk
 
+# ----------------------------------------------------------------------------- GPT-BERT as its authors built it
+# step12: ltg_bert (hybrid_model.py: GPT-BERT's authors' body) trained with their objective and optimizer,
+# the recipe configs/candidates/ltg_bert.toml (also `make candidates`' ltg_bert), for LTG_STEPS optimizer
+# steps: at the step2 size (step12_ltg_bert_small; the same steps and batch as step11) and at the
+# authors' strict-small size (step12_ltg_bert_strict_small: 12 x 384, 6 heads, 1,280 feed-forward, an
+# LTG_VOCAB-token mlm tokenizer; about 30M parameters). Each is tested with causal BLiMP (<step>_test)
+# and masked next-token PLL (<step>_test_masked). The recipe's learning rate is the authors', so only
+# the batch and the logging come from the command line here (not TRAIN_CORE).
+LTG_RECIPE       ?= --config configs/candidates/ltg_bert.toml
+LTG_STRICT_SMALL ?= --hidden_size 384 --num_layers 12 --num_heads 6 --intermediate_size 1280
+LTG_VOCAB        ?= 8192
+LTG_STEPS        ?= $(CURRIC_STEPS)
+LTG_TRAIN         = --max_steps $(LTG_STEPS) --batch_size 32 --eval_steps 500 --logging_steps 50
+LTG_RUNS          = step12_ltg_bert_small step12_ltg_bert_strict_small
+$(eval $(call TRAIN_STEP,step12_ltg_bert_small,$(TOK_MLM),,$(GPT_LOOP) $(LTG_RECIPE) $(SMALL) $(LTG_TRAIN)))
+$(eval $(call TRAIN_STEP,step12_ltg_bert_strict_small,$(call tok_of,$(LTG_VOCAB),mlm),,$(GPT_LOOP) $(LTG_RECIPE) $(LTG_STRICT_SMALL) $(LTG_TRAIN)))
+$(foreach s,$(LTG_RUNS),$(eval $(call TEST_STEP,$(s)_test,$(s))))
+$(foreach s,$(LTG_RUNS),$(eval $(call TEST_STEP,$(s)_test_masked,$(s),--hybrid_scoring masked)))
+.PHONY: step12
+step12: $(foreach s,$(LTG_RUNS),$(s)_test $(s)_test_masked)
+
 # ----------------------------------------------------------------------------- downloads
 # make data: the BabyLM 2023 corpus into $(DATA_DIR); EDITION=2024 the 2024/2025 release (its zip's link
 # in CORPUS_OPTS="--url ...": OSF publishes no direct link or checksum); EDITION=hub HUB_ID=org/name a

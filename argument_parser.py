@@ -68,6 +68,10 @@ BLIMP_FILES = "a folder of BLiMP jsonl files"
 EVAL_SET = "the official fast_eval/ or full_eval/ folder; make eval_data fetches them"
 COMPILE_CACHE = CORPUS.only("cache_dir")  # training/hardware.py keeps torch.compile's caches below it
 INPUT_FILES = CORPUS.only("data_dir", "train_split", "cache_dir", "no_cleaning")
+# Fine-tuning (--finetune_protocol ours) steps AdamW on the warm-up + cosine schedule: LAMB, the LR
+# floor and cool-down and the EMA of the weights are pretraining's.
+FINETUNE_OPTIMIZER = OPTIMIZER.only("warmup_ratio", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
+                                    "grad_norm_clip", "seed")
 ACTIONS: dict[str, Action] = {
     "tokenizer": Action("train a tokenizer on the train files", "run:run_tokenizer", (
         CORPUS.only("data_dir", "train_split", "train_files", "cache_dir", "no_cleaning"), TOKENIZER),
@@ -94,7 +98,7 @@ ACTIONS: dict[str, Action] = {
         SAVED_MODEL, ZERO_SHOT, PLL, RESULTS, OUTPUTS.only("output_dir"), COMPILE_CACHE, COMPUTE),
         (("model_dir", SAVED), ("eval_dir", EVAL_SET))),
     "finetune": Action("fine-tune a saved model on the (Super)GLUE tasks", "evaluation.finetune:run_finetune", (
-        SAVED_MODEL, FINETUNE, OPTIMIZER, OUTPUTS.only("output_dir"), RESULTS, COMPILE_CACHE, COMPUTE),
+        SAVED_MODEL, FINETUNE, FINETUNE_OPTIMIZER, OUTPUTS.only("output_dir"), RESULTS, COMPILE_CACHE, COMPUTE),
         (("output_dir", "the run folder"), ("model_dir", SAVED),
          ("glue_dir", "a folder of <task>.train.jsonl/<task>.valid.jsonl"))),
     "report": Action("gather every run under --save_dir into report.md and plots", "run:run_report", (REPORT,)),
@@ -244,6 +248,9 @@ def _train_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         args.model_type = "gpt2"  # with --init_model, training takes the saved model's type
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
+        if args.mlm_probability_end is not None and any("mlm_probability" in s for _, s in args.objective_schedule):
+            parser.error("--mlm_probability_end and --objective_schedule's mlm_probability both set the masking "
+                         "share by step: drop one of them")
     args.hybrid_masked_share = _parse_ratio(parser, args.hybrid_ratio)
     if args.checkpoint_words is not None:
         args.checkpoint_words = _parse_word_marks(parser, args.checkpoint_words)
@@ -329,6 +336,9 @@ def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 def _check_training(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The training options that depend on each other."""
+    if args.hybrid_mix == "batch" and args.batch_size < 2:
+        parser.error("--hybrid_mix batch splits each micro-batch into masked and causal sequences, which one "
+                     "sequence cannot hold: raise --batch_size to 2 or more, or pass --hybrid_mix step")
     if args.max_minutes is not None:
         given = [f"--{n}" for n in ("max_steps", "num_train_epochs") if getattr(args, n) is not None]
         if given:
@@ -339,6 +349,12 @@ def _check_training(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                      f"{args.max_position_embeddings}: raise the latter or lower the former")
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden_size {args.hidden_size} must be divisible by --num_heads {args.num_heads}")
+    if args.warmup_ratio + args.cooldown_ratio >= 1:
+        parser.error(f"--warmup_ratio {args.warmup_ratio} and --cooldown_ratio {args.cooldown_ratio} add up to 1 or "
+                     "more, leaving no steps for the cosine decay: lower one of them")
+    if args.cooldown_ratio > 0 and args.min_lr_ratio == 0:
+        parser.error("--cooldown_ratio falls from --min_lr_ratio to 0, and with --min_lr_ratio 0 its steps would "
+                     "train at LR 0: give --min_lr_ratio (GPT-BERT: 0.1) or drop --cooldown_ratio")
     if args.start_percent > args.end_percent:
         parser.error(f"--start_percent {args.start_percent} is after --end_percent {args.end_percent}: the pool "
                      "starts growing before it stops")

@@ -2,8 +2,9 @@
 
 Keys are option names without dashes (`hidden_size = 256`), lists give a multi-value option its
 values (`train_files = ["qed", "cbt"]`), `true` sets a flag (`torch_training = true`; `false` leaves
-it off). The file becomes command-line words put before the real ones, so the same parser checks
-every value (ranges, choices: the same messages) and the command line wins."""
+it off; a switch with a --no- form, e.g. `value_gate = false`, is turned off). The file becomes
+command-line words put before the real ones, so the same parser checks every value (ranges,
+choices: the same messages) and the command line wins."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def _words(path: str, flag: str, option: argparse.Action, value: object,
     if isinstance(value, dict):
         error(f"{key}: a table, not an option value")
     if isinstance(value, bool):
+        if isinstance(option, argparse.BooleanOptionalAction):  # a switch: false is its --no- form
+            return [flag if value else f"--no-{flag[2:]}"]
         if option.nargs == 0 or (option.nargs == "?" and value):
             return [flag] if value else []
         error(f"{key}: true/false is for flags; {flag} takes a value")

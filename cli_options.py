@@ -9,11 +9,27 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hybrid_model import GPTBertConfig, LtgBertConfig
 from utils import TRACKS
 
-MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert")
+MODEL_TYPES = ("gpt2", "llama", "bert", "gpt_bert", "ltg_bert")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "on", "off")
+
+
+# The hybrid body's switches (hybrid_model.BODY_PIECES, whose module docstring says more; their
+# defaults are the config classes').
+BODY_PIECE_HELP = {
+    "relative_positions": "log-bucketed relative positions shared by all layers, DeBERTa-style scores, no "
+                          "absolute positions",
+    "value_gate": "the attention's context times GELU(a gate projection)",
+    "attention_output_norm": "a LayerNorm before the attention's output projection",
+    "geglu": "a GEGLU feed-forward without biases, with a LayerNorm inside",
+    "affine_norms": "LayerNorms with a learned scale and shift",
+    "layer_weights": "DenseFormer-style learned weights over all earlier layer outputs",
+    "mlp_head": "an MLP head (LayerNorm, dense, GELU, LayerNorm, tied projection with a bias)",
+    "ltg_init": "truncated-normal init, the feed-forward scaled by depth",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,10 @@ class Range:
 
 AT_LEAST_1, POSITIVE, NON_NEGATIVE, SHARE = Range(1), Range(0, low_in=False), Range(0), Range(0, 1)
 RANGES: dict[str, Range] = {}  # option dest -> its range, filled as the parsers are built
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def _number(group, flag: str, valid: Range, **kwargs) -> None:
@@ -134,8 +154,9 @@ def _tokenizer(g) -> None:
 def _model(g) -> None:
     g.add_argument("--model_type", choices=MODEL_TYPES, default=None,
                    help="architecture of a freshly built model (gpt2/llama: causal LM, bert: masked LM, gpt_bert: "
-                   "hybrid causal + masked next-token LM, see hybrid_model.py; it needs a tokenizer with a mask "
-                   "token: --tokenizer_type mlm) (default: gpt2, or --init_model's type)")
+                   "hybrid causal + masked next-token LM on a GPT-2-like body, ltg_bert: the same on GPT-BERT's "
+                   "authors' body, see hybrid_model.py; both need a tokenizer with a mask token: --tokenizer_type "
+                   "mlm) (default: gpt2, or --init_model's type)")
     g.add_argument("--init_model", default=None,
                    help="continue training from this saved model folder instead of a fresh model")
     _number(g, "--hidden_size", AT_LEAST_1, type=int, default=256, help="model width")
@@ -148,6 +169,10 @@ def _model(g) -> None:
     # Off by default: BabyLM-size runs see each token only a few times, so there is little
     # to regularise, and dropout costs step time.
     _number(g, "--dropout", SHARE, type=float, default=0.0, help="dropout on attention, residual and embeddings")
+    for name, what in BODY_PIECE_HELP.items():
+        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"gpt_bert/ltg_bert body: {what} (default: {_on_off(LtgBertConfig.PIECES[name])} for "
+                       f"ltg_bert, {_on_off(GPTBertConfig.PIECES[name])} for gpt_bert)")
 
 
 def _compute(g) -> None:
@@ -216,14 +241,23 @@ def _schedule(g) -> None:
 
 
 def _optimizer(g) -> None:
+    g.add_argument("--optimizer", choices=("adamw", "lamb"), default="adamw",
+                   help="adamw, or lamb: Adam steps scaled per weight matrix by ||w|| / ||step|| "
+                   "(training/optim.py Lamb)")
     _number(g, "--warmup_ratio", SHARE, type=float, default=0.05,
-            help="share of the optimizer steps spent in linear warm-up before cosine decay to 0")
+            help="share of the optimizer steps spent in linear warm-up before the cosine decay")
+    _number(g, "--min_lr_ratio", SHARE, type=float, default=0.0,
+            help="the cosine decays to this share of the peak LR (GPT-BERT: 0.1)")
+    _number(g, "--cooldown_ratio", SHARE, type=float, default=0.0,
+            help="share of the run at its end where the LR falls linearly from --min_lr_ratio to 0 (GPT-BERT: 0.016)")
     _number(g, "--weight_decay", NON_NEGATIVE, type=float, default=0.1,
-            help="AdamW decay (not applied to biases or norms)")
-    _number(g, "--adam_beta1", SHARE, type=float, default=0.9, help="AdamW beta1")
-    _number(g, "--adam_beta2", SHARE, type=float, default=0.98, help="AdamW beta2")
-    _number(g, "--adam_epsilon", NON_NEGATIVE, type=float, default=1e-8, help="AdamW epsilon")
+            help="weight decay of AdamW or LAMB (not applied to biases or norms)")
+    _number(g, "--adam_beta1", SHARE, type=float, default=0.9, help="AdamW/LAMB beta1")
+    _number(g, "--adam_beta2", SHARE, type=float, default=0.98, help="AdamW/LAMB beta2")
+    _number(g, "--adam_epsilon", NON_NEGATIVE, type=float, default=1e-8, help="AdamW/LAMB epsilon")
     _number(g, "--grad_norm_clip", NON_NEGATIVE, type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    _number(g, "--ema_decay", SHARE, type=float, default=0.0,
+            help="validate and save an EMA of the weights with this decay (0: off; GPT-BERT: 0.999; custom loop only)")
     _number(g, "--seed", Range(0, 2**32, hint=" (numpy's seed range)"), type=int, default=42,
             help="seed for initialisation, data order and masking")
 
@@ -292,6 +326,17 @@ def _objective(g) -> None:
                    help="gpt_bert: optimizer steps of masked next-token prediction to causal LM steps, e.g. 15:1 "
                    "or 1:1 (each step's batch is one or the other, evenly interleaved; the objective_schedule key "
                    "masked_share overrides it by step)")
+    g.add_argument("--hybrid_mix", choices=("step", "batch"), default="step",
+                   help="hybrids: each step masked or causal, or each micro-batch split by --hybrid_ratio (batch: "
+                   "GPT-BERT's)")
+    _number(g, "--mask_span", AT_LEAST_1, type=int, default=1,
+            help="mask spans of 1..N tokens, each replaced as one (masked LMs and hybrids; GPT-BERT: 3)")
+    _number(g, "--mlm_probability_end", Range(0, 1, low_in=False), type=float, default=None,
+            help="masking share at the run's end, linear from --mlm_probability (GPT-BERT: 0.3 to 0.15; default: "
+            "constant)")
+    _number(g, "--z_loss", NON_NEGATIVE, type=float, default=0.0,
+            help="add X * mean logsumexp(logits)^2 to the loss, logged as train/z_loss (GPT-BERT: 1e-4; "
+            "0: off; default: 0)")
 
 
 def _blimp(g) -> None:
@@ -406,7 +451,7 @@ OUTPUTS = Group("outputs", _outputs)
 SAVED_MODEL = Group("input", _saved_model)
 TRACK = Group("BabyLM track", _track)
 SCHEDULE = Group("optimization: loop, length, batch and learning rate (training)", _schedule)
-OPTIMIZER = Group("optimizer: AdamW, warm-up + cosine, seed", _optimizer)
+OPTIMIZER = Group("optimizer: AdamW or LAMB, warm-up + cosine + cool-down, EMA of the weights, seed", _optimizer)
 EVALUATION = Group("validation, logging and checkpoints", _evaluation)
 CURRICULUM = Group("data curriculum (see training/curriculum.py)", _curriculum)
 OBJECTIVE = Group("objective: masking, distillation, the hybrid (see training/losses.py)", _objective)

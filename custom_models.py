@@ -4,10 +4,11 @@ Configs are built locally (never fetched) with the vocabulary size and special
 token ids of the project's own tokenizer. GPT-2, Llama and BERT are stock
 transformers architectures, so a saved folder loads through AutoModelForCausalLM /
 AutoModelForMaskedLM / AutoModelForSequenceClassification with no custom code.
-The one exception is the hybrid GPT-BERT model (`gpt_bert`, hybrid_model.py): its
-folder carries its own code and loads with trust_remote_code=True (passed here for
-that model type only) through AutoModelForCausalLM (what this module loads: causal by
-default), AutoModelForMaskedLM (masked next-token mode) or AutoModel (the body)."""
+The exceptions are the hybrid GPT-BERT models (`gpt_bert`, and `ltg_bert` on its
+authors' body; hybrid_model.py): their folders carry their own code and load with
+trust_remote_code=True (passed here for those types only) through AutoModelForCausalLM
+(what this module loads: causal by default), AutoModelForMaskedLM (masked next-token
+mode) or AutoModel (the body)."""
 
 from __future__ import annotations
 
@@ -28,28 +29,36 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from hybrid_model import BODY_PIECES
 from tokenizer import load_tokenizer
 from utils import UserError
 
-# gpt_bert is causal by default (validation loss, test loss and BLiMP score it as a causal LM);
-# it also has a masked next-token mode (training batches, --hybrid_scoring masked).
-CAUSAL_TYPES = ("gpt2", "llama", "gpt_bert")
+# gpt_bert and ltg_bert are causal by default (validation loss, test loss and BLiMP score them as
+# causal LMs); they also have a masked next-token mode (training batches, --hybrid_scoring masked).
+CAUSAL_TYPES = ("gpt2", "llama", "gpt_bert", "ltg_bert")
 MASKED_TYPES = ("bert",)
-HYBRID_TYPES = ("gpt_bert",)
+HYBRID_TYPES = ("gpt_bert", "ltg_bert")
+# The hybrid body's switches (hybrid_model.BODY_PIECES) are options of the same names; None (not
+# given) keeps the model type's own setting.
 
 
 def is_causal(model_type: str) -> bool:
-    """True for causal LMs (gpt2, llama, the hybrid gpt_bert), False for masked LMs (bert)."""
+    """True for causal LMs (gpt2, llama, the hybrids gpt_bert and ltg_bert), False for masked LMs (bert)."""
     return model_type in CAUSAL_TYPES
 
 
 def is_hybrid(model_type: str) -> bool:
-    """True for the hybrid causal + masked next-token model (gpt_bert)."""
+    """True for the hybrid causal + masked next-token models (gpt_bert, ltg_bert)."""
     return model_type in HYBRID_TYPES
 
 
 def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
     """A fresh config for `args.model_type` sized by the options, ids from `tokenizer`."""
+    pieces = {name: getattr(args, name) for name in BODY_PIECES if getattr(args, name, None) is not None}
+    if pieces and not is_hybrid(args.model_type):
+        flags = " ".join(f"--{name}" if on else f"--no-{name}" for name, on in pieces.items())
+        raise UserError(f"{flags} switches a piece of the gpt_bert/ltg_bert body, not of {args.model_type}: "
+                        "drop it or pass --model_type gpt_bert or ltg_bert")
     inner = args.intermediate_size or 4 * args.hidden_size
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
@@ -66,7 +75,7 @@ def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
             max_position_embeddings=args.max_position_embeddings, attention_dropout=args.dropout,
             tie_word_embeddings=True, **ids,
         )
-    if args.model_type in ("bert", "gpt_bert") and tokenizer.mask_token_id is None:
+    if (args.model_type == "bert" or is_hybrid(args.model_type)) and tokenizer.mask_token_id is None:
         raise UserError(f"--model_type {args.model_type} needs a tokenizer with a mask token: "
                         "train it with --tokenizer_type mlm")
     if args.model_type == "bert":
@@ -76,14 +85,14 @@ def build_config(args: argparse.Namespace, tokenizer) -> PretrainedConfig:
             hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
             max_position_embeddings=args.max_position_embeddings, **ids,
         )
-    if args.model_type == "gpt_bert":
-        from hybrid_model import GPTBertConfig
+    if is_hybrid(args.model_type):
+        from hybrid_model import CLASSES
 
-        return GPTBertConfig(
+        return CLASSES[args.model_type][0](
             vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
             num_attention_heads=args.num_heads, intermediate_size=inner,
             max_position_embeddings=args.max_position_embeddings, dropout=args.dropout,
-            mask_token_id=tokenizer.mask_token_id, **ids,
+            mask_token_id=tokenizer.mask_token_id, **pieces, **ids,
         )
     raise UserError(f"unknown --model_type {args.model_type}")
 
@@ -187,9 +196,9 @@ def build_model(args: argparse.Namespace, tokenizer) -> PreTrainedModel:
         return model
     config = build_config(args, tokenizer)
     if is_hybrid(args.model_type):
-        from hybrid_model import GPTBertForCausalLM
+        from hybrid_model import CLASSES
 
-        return GPTBertForCausalLM(config)
+        return CLASSES[args.model_type][2](config)
     auto = AutoModelForCausalLM if is_causal(args.model_type) else AutoModelForMaskedLM
     return auto.from_config(config, attn_implementation=args.attn_implementation)
 

@@ -25,7 +25,7 @@ BEST_OPTS      ?= $(GPT_LOOP) --config configs/best.toml
 # configs/candidates/<name>.toml, given after configs/baseline.toml.
 cand_config   = --config configs/candidates/$(1).toml
 CANDIDATES     ?= wide wide_batch16 hybrid_wide_batch16 dropout block256_dropout unigram_root vocab8k lr2e-3 \
-                  seed43 bert norm deep
+                  seed43 bert norm deep ltg_bert
 CAND_wide      = $(call cand_config,wide)
 CAND_wide_batch16 = $(call cand_config,wide_batch16)
 CAND_hybrid_wide_batch16 = $(call cand_config,hybrid_wide_batch16)
@@ -54,6 +54,8 @@ CAND_VOCAB_norm = norm
 CAND_norm      =
 # Deeper and narrower at about the baseline's cost per token (a smaller head pays for 4 more layers).
 CAND_deep      = $(call cand_config,deep)
+# GPT-BERT as its authors built it (step12's recipe) at the baseline's size: body, objective and optimizer.
+CAND_ltg_bert  = $(call cand_config,ltg_bert)
 # make ablation undoes each of the recipe's changes named in ABLATE (none while the recipe is the baseline);
 # ABLATE_<name> restores the baseline's setting of a sweep change.
 ABLATE         ?=
@@ -86,11 +88,11 @@ $(SAVE_DIR)/tok%/tokenizer_clm/tokenizer.json: | $(VENV_STAMP)
 	$(RUN) tokenizer $(DATA_OPTS) --tokenizer_type clm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
 $(SAVE_DIR)/tok%/tokenizer_mlm/tokenizer.json: | $(VENV_STAMP)
 	$(RUN) tokenizer $(DATA_OPTS) --tokenizer_type mlm $(or $(TOK_$*),--vocab_size $*) --tokenizer_dir $(@D)
-# bert and gpt_bert need the mlm tokenizer (<mask>)
+# bert, gpt_bert and ltg_bert need the mlm tokenizer (<mask>)
 # (the last --model_type in the options is the one that counts: options given later win, and the command line
 # wins over the --config files, whose model_type = "..." lines config_model_types reads)
 config_model_types = $(foreach f,$(filter %.toml,$(1)),$(shell sed -n 's/^model_type *= *"\([a-z_0-9]*\)".*/\1/p' $(f)))
-tok_kind = $(if $(filter bert gpt_bert,$(lastword $(filter gpt2 llama bert gpt_bert,$(call config_model_types,$(1)) $(1)))),mlm,clm)
+tok_kind = $(if $(filter bert gpt_bert ltg_bert,$(lastword $(filter gpt2 llama bert gpt_bert ltg_bert,$(call config_model_types,$(1)) $(1)))),mlm,clm)
 sweep_tok = $(call tok_of,$(or $(SWEEP_VOCAB_$(1)),$(VOCAB)),$(call tok_kind,$(SWEEP_$(1))))
 $(foreach v,$(SWEEP),$(eval $(call TRAIN_STEP,sweep_$(v),$(call sweep_tok,$(v)),,$(BASE_OPTS) $(SWEEP_$(v)) --max_minutes $(SWEEP_MINUTES) $(BUDGET_EVAL))))
 # make ablation: the recipe at the sweep's budget (ablate_recipe), and with each of its choices undone in

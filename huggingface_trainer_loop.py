@@ -39,10 +39,10 @@ class _SharedEvalTrainer(Trainer):
     def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup = setup
-        # Distillation and the hybrid objective: the loss is the pipeline's own (training/losses.py,
+        # Distillation, the hybrid objective and --z_loss: the loss is the pipeline's own (training/losses.py,
         # as in the custom loop), a mean per micro-batch that the Trainer divides by the
         # accumulation steps, like the custom loop. Otherwise the stock Trainer loss.
-        self.own_loss = bool(setup.teachers) or setup.hybrid
+        self.own_loss = bool(setup.teachers) or setup.hybrid or bool(setup.args.z_loss)
         if self.own_loss:
             self.loss_is_scaled_for_ga = False
         self.objective = None
@@ -56,7 +56,7 @@ class _SharedEvalTrainer(Trainer):
         if self.objective is None:  # built like the custom loop's, on the model (compiling its parts with --compile)
             s = self.setup
             self.objective = make_objective(s.model, s.teachers, s.args.distill_alpha, s.args.distill_temperature,
-                                            s.args.compile)
+                                            s.args.compile, s.args.z_loss)
         with autocast(self.setup.device, self.setup.args.precision):  # teachers and heads too, not only forward()
             loss, parts = self.objective(inputs)
         add_loss_parts(self.window_parts, parts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -211,6 +212,59 @@ def mask_tokens(input_ids: torch.Tensor, tokenizer, probability: float,
     random_ids = torch.randint(len(tokenizer), input_ids.shape, generator=generator)
     input_ids[to_random] = random_ids[to_random]
     return input_ids, labels
+
+
+def draw_spans(shape: tuple[int, int], max_span: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cut each row of a [rows, length] batch into consecutive spans whose lengths are drawn
+    uniformly from 1..`max_span` (the row's last span may be cut short by the row's end).
+    Returns each position's span number within its row, [rows, length] (0, 0, 1, 2, 2, 2, ...).
+    The first draw of `mask_spans`: the same generator state gives the same spans."""
+    rows, length = shape
+    # `length` draws cover any row, since every span holds at least one token.
+    lengths = torch.randint(1, max_span + 1, (rows, length), generator=generator)
+    starts = (lengths.cumsum(1) - lengths).clamp(max=length)  # starts past the end land in a column dropped below
+    first = torch.zeros(rows, length + 1, dtype=torch.long).scatter_(1, starts, 1)[:, :length]
+    return first.cumsum(1) - 1
+
+
+def mask_spans(input_ids: torch.Tensor, tokenizer, probability: float, max_span: int,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Span masking as in GPT-BERT (Charpentier & Samuel 2024; their SpanMaskingStrategy),
+    for a [rows, length] batch: each row is cut into spans of 1..`max_span` tokens
+    (`draw_spans`), every span gets one uniform score, and in a row of L non-special tokens
+    the k = max(1, floor(L * probability + U(0, 1))) lowest-scoring tokens are chosen: about
+    `probability` of the tokens on average (stochastic rounding keeps the expectation exact
+    however short the row), whole spans at a time. The span holding the k-th token is taken
+    whole, so a row gets up to max_span - 1 tokens more than k. Special tokens are never chosen.
+    Each chosen span is replaced as one: 80% <mask>, 10% random non-special tokens, 10%
+    unchanged. Returns (masked ids, labels: the original ids where chosen, -100 elsewhere).
+
+    The authors also lower a position's score by how often it was masked in earlier epochs,
+    which needs per-block state kept across the run (and in checkpoints); that is left out:
+    every draw here depends on the generator only. With max_span 1 this draws each token's
+    choice differently from `mask_tokens` (a fixed count per row, not a coin per token), so
+    training keeps `mask_tokens` for --mask_span 1."""
+    ids = input_ids.clone()
+    rows, length = ids.shape
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+    span = draw_spans((rows, length), max_span, generator)
+    scores = torch.rand(rows, length, generator=generator).gather(1, span)  # one score per span
+    scores[special] = math.inf
+    maskable = (~special).sum(1)
+    k = (maskable * probability + torch.rand(rows, generator=generator)).floor().long().clamp(min=1)
+    k = torch.minimum(k, maskable)  # 0 in a row of special tokens only
+    threshold = scores.sort(1).values.gather(1, (k - 1).clamp(min=0)[:, None])
+    masked = (scores <= threshold) & ~special & (k > 0)[:, None]
+    labels = torch.where(masked, input_ids, -100)
+    choice = torch.rand(rows, length, generator=generator).gather(1, span)  # one replacement per span
+    allowed = torch.ones(len(tokenizer), dtype=torch.bool)
+    allowed[tokenizer.all_special_ids] = False
+    vocabulary = allowed.nonzero()[:, 0]
+    random_ids = vocabulary[torch.randint(len(vocabulary), (rows, length), generator=generator)]
+    to_random = masked & (choice >= 0.8) & (choice < 0.9)
+    ids[masked & (choice < 0.8)] = tokenizer.mask_token_id
+    ids[to_random] = random_ids[to_random]
+    return ids, labels
 
 
 class BlockDataset(Dataset):

@@ -1,6 +1,6 @@
 """The custom PyTorch training loop (`--torch_training`).
 
-AdamW + warm-up/cosine schedule (shared with the HF path through training/setup.py),
+AdamW or LAMB + the warm-up/cosine(/cool-down) schedule (shared with the HF path through training/setup.py),
 gradient accumulation, gradient clipping with the norm logged, the fast path
 (--precision: bf16 or fp16 autocast, fp16 with a gradient scaler; torch.compile;
 fused AdamW; batches read straight from the memory-mapped uint16 cache; see
@@ -8,8 +8,12 @@ fused AdamW; batches read straight from the memory-mapped uint16 cache; see
 end, the best model by validation loss saved in HF format, early stopping, and a
 tqdm bar with the step, loss and tokens/s.
 
+--ema_decay keeps an exponential moving average of the weights (training/optim.py
+make_ema), updated after every optimizer step: validation, best_model/ and the chck_*
+folders use it, while the live weights train on.
+
 Resumable checkpoints (every --save_steps and at each epoch end) hold the model,
-optimizer, scheduler, RNG states, the position inside the epoch and the
+optimizer, scheduler, RNG states, the EMA, the position inside the epoch and the
 best-model/early-stopping state; `--resume` continues from the newest one and
 reproduces the uninterrupted run's losses exactly (CPU, float32). This works
 because each epoch's data order is a permutation drawn from its own generator
@@ -44,12 +48,12 @@ import training.distributed as distributed
 from custom_models import load_model
 from training.hardware import autocast, grad_scaler
 from training.losses import ObjectiveModule, make_objective
-from training.optim import optimizer_step
+from training.optim import make_ema, optimizer_step
 from training.run_folder import PIPELINE_STATE, RunFolder
 from training.setup import TrainingSetup
 from training.tracking import BestTracker, NonFiniteLoss, WordMarks, add_loss_parts
 from training.validation import evaluate_lm
-from utils import atomic_dir, write_json_atomic
+from utils import UserError, atomic_dir, write_json_atomic
 
 STATE_FILE = PIPELINE_STATE  # written last: marks the checkpoint complete
 TENSORS_FILE = "training_state.pt"
@@ -104,6 +108,10 @@ def _save_checkpoint(setup: TrainingSetup, optimizer, scheduler, scaler, tracker
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),  # fp16's loss scale ({} for other precisions)
+            "ema": setup.ema.state_dict() if setup.ema is not None else None,  # its weights and update count
+            # What the state above is of: a resume must continue the same (`_check_resumed_options`).
+            "optimizer_kind": setup.args.optimizer,
+            "ema_decay": setup.args.ema_decay,
             "rng": _rng_state(),
             "rng_ranks": rng_ranks,
         }, tmp / TENSORS_FILE)
@@ -144,7 +152,8 @@ def _restore_rng(saved: dict, seed: int, step: int) -> None:
 
 
 def _validate(setup: TrainingSetup, tracker: BestTracker, step: int) -> bool:
-    metrics = evaluate_lm(setup.model, setup.eval_dataset, setup.eval_collator, setup.args.eval_batch_size,
+    # The judged weights: with --ema_decay the average, which the tracker then saves.
+    metrics = evaluate_lm(setup.judged_model, setup.eval_dataset, setup.eval_collator, setup.args.eval_batch_size,
                           setup.device, setup.args.precision)
     setup.log_eval(step, metrics)
     # Every rank has the same summed loss; rank 0's decision is broadcast all the same, so all stop together.
@@ -160,6 +169,9 @@ def train(setup: TrainingSetup) -> dict:
     tracker = setup.best_tracker(marks)
     saved = _load_checkpoint(setup, setup.resume_from, tracker, progress, marks) if setup.resume_from else None
     model = setup.model  # after a resume, the checkpoint's weights
+    if saved is not None:
+        _check_resumed_options(setup, saved)
+    setup.ema = _ema_state(setup, saved)
     optimizer, scheduler, scaler = _optimizer_state(setup, saved, progress.step)
     objective = _objective(setup, world)
     first_step_started = time.time()
@@ -179,6 +191,8 @@ def train(setup: TrainingSetup) -> dict:
             micro_batches = blocks[rank * share:(rank + 1) * share].split(args.batch_size)
             _forward_backward(setup, objective, scaler, micro_batches, progress)
             grad_norm = optimizer_step(model, optimizer, scheduler, scaler, args.grad_norm_clip)
+            if setup.ema is not None:
+                setup.ema.update_parameters(model)
             clock.stop()
             progress.step += 1
             step = progress.step
@@ -215,7 +229,8 @@ def _objective(setup: TrainingSetup, world: int):
     recompiling for eval mode or new shapes). Several processes: the objective runs inside
     DDP (which also broadcasts rank 0's weights now)."""
     args = setup.args
-    loss_fn = make_objective(setup.model, setup.teachers, args.distill_alpha, args.distill_temperature, args.compile)
+    loss_fn = make_objective(setup.model, setup.teachers, args.distill_alpha, args.distill_temperature, args.compile,
+                             args.z_loss)
     return distributed.wrap_ddp(ObjectiveModule(setup.model, loss_fn), setup.device) if world > 1 else loss_fn
 
 
@@ -236,8 +251,30 @@ def _first_step_done(setup: TrainingSetup, progress: _Progress, started: float) 
     return time.time()
 
 
+def _check_resumed_options(setup: TrainingSetup, saved: dict) -> None:
+    """A resume continues the checkpoint's optimizer state and EMA, so it needs the --optimizer and
+    --ema_decay that wrote them (checkpoints older than these options: adamw, no EMA)."""
+    written_with = {"optimizer": saved.get("optimizer_kind", "adamw"), "ema_decay": saved.get("ema_decay", 0.0)}
+    for option, written in written_with.items():
+        given = getattr(setup.args, option)
+        if given != written:
+            raise UserError(f"'{setup.resume_from}' was written with --{option} {written}, this run has {given}: "
+                            f"resume with --{option} {written}, or start over with --overwrite_output_dir")
+
+
+def _ema_state(setup: TrainingSetup, saved: dict | None):
+    """--ema_decay: the average of the weights (None without), restored from a checkpoint's tensor
+    state when resuming. Built before the objective, so it copies the plain model, never a compiled one."""
+    if not setup.args.ema_decay:
+        return None
+    ema = make_ema(setup.model, setup.args.ema_decay)
+    if saved is not None:
+        ema.load_state_dict(saved["ema"])
+    return ema
+
+
 def _optimizer_state(setup: TrainingSetup, saved: dict | None, step: int):
-    """AdamW, the LR schedule and fp16's gradient scaler, restored from a checkpoint's tensor
+    """The optimizer (--optimizer), the LR schedule and fp16's gradient scaler, restored from a checkpoint's tensor
     state when resuming; the RNG states last, so dropout and masking continue where they were."""
     optimizer, scheduler = setup.optimizer_and_scheduler()
     scaler = grad_scaler(setup.device, setup.args.precision)

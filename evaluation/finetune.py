@@ -195,8 +195,8 @@ def load_classifier(model_dir: str | Path, num_labels: int, pad_token_id: int,
     try:
         with quiet_transformers():
             if is_hybrid(saved_model_type(model_dir)):
-                from hybrid_model import GPTBertForSequenceClassification
-                model, info = GPTBertForSequenceClassification.from_pretrained(
+                from hybrid_model import CLASSES
+                model, info = CLASSES[saved_model_type(model_dir)][4].from_pretrained(
                     model_dir, num_labels=num_labels, dtype=torch.float32, output_loading_info=True)
             else:
                 model, info = AutoModelForSequenceClassification.from_pretrained(

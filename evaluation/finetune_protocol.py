@@ -167,8 +167,9 @@ def load_official_classifier(model_dir: str | Path, num_labels: int, pool: str) 
     with quiet_transformers():
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
         if is_hybrid(config.model_type) and "AutoModel" not in (getattr(config, "auto_map", None) or {}):
-            from hybrid_model import GPTBertModel
-            body, info = GPTBertModel.from_pretrained(model_dir, dtype=torch.float32, output_loading_info=True)
+            from hybrid_model import CLASSES
+            body, info = CLASSES[config.model_type][1].from_pretrained(model_dir, dtype=torch.float32,
+                                                                       output_loading_info=True)
         else:
             body, info = AutoModel.from_pretrained(model_dir, trust_remote_code=True, dtype=torch.float32,
                                                    output_loading_info=True)

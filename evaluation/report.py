@@ -91,7 +91,7 @@ def _step_order(name: str) -> tuple:
 
 def _objective(config: dict, args: dict) -> str:
     model_type = config.get("model_type")
-    if model_type == "gpt_bert":
+    if model_type in ("gpt_bert", "ltg_bert"):
         return f"hybrid masked:causal {args.get('hybrid_ratio', '?')}"
     objective = "masked LM" if model_type == "bert" else "causal LM"
     if args.get("teacher_models"):

@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from argument_parser import parse_args
-from custom_models import body_and_head, build_model, is_causal, load_model, load_model_and_tokenizer
+from custom_models import body_and_head, build_model, load_model, load_model_and_tokenizer
 from evaluation.blimp import load_paradigms, masked_copies, run_blimp, score_sentences
 from tokenizer import load_tokenizer
 from training.objective import StepObjective
@@ -35,10 +35,14 @@ def scalars(run_dir, tag):
     return [e.value for e in acc.Scalars(tag)]
 
 
-@pytest.fixture
-def hybrid(make_args, tmp_path):
-    """An untrained tiny gpt_bert model (random weights), its tokenizer and its args."""
-    args = make_args("train", "--model_type", "gpt_bert", "--output_dir", tmp_path / "unused", kind="mlm")
+# model type -> the prefix of its classes' names (hybrid_model.CLASSES)
+PREFIX = {"gpt_bert": "GPTBert", "ltg_bert": "LtgBert"}
+
+
+@pytest.fixture(params=sorted(PREFIX))
+def hybrid(make_args, tmp_path, request):
+    """An untrained tiny gpt_bert or ltg_bert model (random weights), its tokenizer and its args."""
+    args = make_args("train", "--model_type", request.param, "--output_dir", tmp_path / "unused", kind="mlm")
     tok = load_tokenizer(args.tokenizer_dir)
     torch.manual_seed(0)
     return build_model(args, tok).eval(), tok, args
@@ -78,8 +82,9 @@ def test_save_and_reload_through_auto_classes_gives_the_same_logits(hybrid, tmp_
     folder = tmp_path / "saved"
     save_model_folder(model, tok, args, folder)
     config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == "gpt_bert" and (folder / "hybrid_model.py").is_file()
-    assert config["auto_map"]["AutoModelForCausalLM"] == "hybrid_model.GPTBertForCausalLM"
+    prefix = PREFIX[args.model_type]
+    assert config["model_type"] == args.model_type and (folder / "hybrid_model.py").is_file()
+    assert config["auto_map"]["AutoModelForCausalLM"] == f"hybrid_model.{prefix}ForCausalLM"
     assert config["mask_token_id"] == tok.mask_token_id
     ids = tok(SENTENCES[:1], return_tensors="pt")["input_ids"]
     # An external harness: the Auto class with the folder's own code, and its tokenizer.
@@ -126,8 +131,9 @@ def test_fresh_process_loads_the_folder_through_all_three_auto_classes(hybrid, t
     model, tok, args = hybrid
     save_model_folder(model, tok, args, tmp_path / "saved")  # the training's own code path
     auto_map = json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"]
+    prefix = PREFIX[args.model_type]
     assert {auto_map[name] for name in ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModel")} == {
-        "hybrid_model.GPTBertForCausalLM", "hybrid_model.GPTBertForMaskedLM", "hybrid_model.GPTBertModel"}
+        f"hybrid_model.{prefix}ForCausalLM", f"hybrid_model.{prefix}ForMaskedLM", f"hybrid_model.{prefix}Model"}
     # A copy elsewhere, loaded by a process whose cwd and PYTHONPATH are not the repository:
     # the folder must carry all the code it needs.
     folder = shutil.copytree(tmp_path / "saved", tmp_path / "elsewhere" / "model")
@@ -147,7 +153,7 @@ def test_fresh_process_loads_the_folder_through_all_three_auto_classes(hybrid, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     external = torch.load(tmp_path / "out.pt")
     assert [external[f"{name} class"] for name in ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModel")] == [
-        "GPTBertForCausalLM", "GPTBertForMaskedLM", "GPTBertModel"]
+        f"{prefix}ForCausalLM", f"{prefix}ForMaskedLM", f"{prefix}Model"]
     for name in ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModel"):
         assert external[f"{name} keys"] == [], name  # no missing or unexpected weights
 
@@ -210,11 +216,12 @@ def test_training_batch_masks_for_next_token_prediction(make_args, tmp_path):
     assert torch.equal(masked["input_ids"][~targets], ids[~targets])
 
 
-@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
-def test_both_loops_train_the_hybrid_and_log_both_losses(loop, make_args, tmp_path):
+@pytest.mark.parametrize(("loop", "model_type"), [("pytorch", "gpt_bert"), ("huggingface", "gpt_bert"),
+                                                   ("pytorch", "ltg_bert")])
+def test_both_loops_train_the_hybrid_and_log_both_losses(loop, model_type, make_args, tmp_path):
     out = tmp_path / "run"
     flag = ["--torch_training"] if loop == "pytorch" else []
-    args = make_args("train", *flag, "--model_type", "gpt_bert", "--hybrid_ratio", "1:1", "--output_dir", out,
+    args = make_args("train", *flag, "--model_type", model_type, "--hybrid_ratio", "1:1", "--output_dir", out,
                      "--max_steps", "60", "--batch_size", "8", "--learning_rate", "3e-3", "--eval_steps", "30",
                      "--logging_steps", "10", "--objective_schedule", "0:mlm_probability=0.3,30:masked_share=0.75",
                      kind="mlm")
@@ -223,7 +230,7 @@ def test_both_loops_train_the_hybrid_and_log_both_losses(loop, make_args, tmp_pa
         values = scalars(out, tag)
         assert len(values) == 6 and values[-1] < values[0] - 0.5, (tag, values)
     assert scalars(out, "train/masked_share") == [0.5, 0.5, 0.5, 0.75, 0.75, 0.75]
-    assert is_causal(json.loads((out / "best_model" / "config.json").read_text())["model_type"])
+    assert json.loads((out / "best_model" / "config.json").read_text())["model_type"] == model_type
     assert (out / "best_model" / "hybrid_model.py").is_file()
     AutoModelForCausalLM.from_pretrained(out / "best_model", trust_remote_code=True)
 

@@ -31,20 +31,20 @@ def last(words: list[str], option: str) -> str:
 
 
 def test_every_budget_run_gets_the_tokenizer_its_model_needs(tmp_path, monkeypatch):
-    """Masked models (bert, gpt_bert) need the mlm tokenizer (it has <mask>), causal ones the clm
+    """Masked models (bert, gpt_bert, ltg_bert) need the mlm tokenizer (it has <mask>), causal ones the clm
     tokenizer; a candidate's CAND_VOCAB_<name> picks the tokenizer's size. The options are read as
     run.py reads them: the --config recipes (configs/) first, the command line winning."""
     monkeypatch.chdir(ROOT)  # the recipes' paths are relative to the repository
     commands = run_commands(tmp_path, "train", "candidates", "sweep")
-    assert len(commands) >= 21  # the 12 candidates and 9 sweep entries
+    assert len(commands) >= 22  # the 13 candidates and 9 sweep entries
     parsed = {out: parse_args(words[words.index("run.py") + 1:]) for out, words in commands.items()}
     for out, args in parsed.items():
-        kind = "mlm" if args.model_type in ("bert", "gpt_bert") else "clm"
+        kind = "mlm" if args.model_type in ("bert", "gpt_bert", "ltg_bert") else "clm"
         assert args.tokenizer_dir.rstrip("/").endswith(f"tokenizer_{kind}"), out
         assert args.max_minutes is not None, out
     run = {name: parsed[str(tmp_path / name)]
            for name in ("best_bert", "best_seed43", "best_vocab8k", "best_norm", "best_deep", "best_block256_dropout",
-                        "best_hybrid_wide_batch16")}
+                        "best_hybrid_wide_batch16", "best_ltg_bert")}
     assert run["best_bert"].model_type == "bert"
     assert "/tok8000/" in run["best_vocab8k"].tokenizer_dir
     assert "/step1/" in run["best_seed43"].tokenizer_dir and run["best_seed43"].seed == 43
@@ -52,6 +52,22 @@ def test_every_budget_run_gets_the_tokenizer_its_model_needs(tmp_path, monkeypat
     assert (run["best_deep"].hidden_size, run["best_deep"].num_layers) == (192, 8)
     assert (run["best_block256_dropout"].block_size, run["best_block256_dropout"].dropout) == (256, 0.1)
     assert run["best_hybrid_wide_batch16"].hybrid_ratio == "1:1" and run["best_hybrid_wide_batch16"].batch_size == 16
+    ltg = run["best_ltg_bert"]  # the authors' recipe at the baseline's size
+    assert (ltg.model_type, ltg.optimizer, ltg.learning_rate, ltg.hidden_size) == ("ltg_bert", "lamb", 1.41e-2, 256)
+
+
+def test_step12_trains_the_authors_recipe_at_two_sizes(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    commands = run_commands(tmp_path, "train", "step12")
+    small, strict = (parse_args(commands[str(tmp_path / name)][commands[str(tmp_path / name)].index("run.py") + 1:])
+                     for name in ("step12_ltg_bert_small", "step12_ltg_bert_strict_small"))
+    for args in (small, strict):
+        assert (args.model_type, args.optimizer, args.learning_rate, args.ema_decay, args.hybrid_mix) == (
+            "ltg_bert", "lamb", 1.41e-2, 0.999, "batch")
+        assert args.tokenizer_dir.rstrip("/").endswith("tokenizer_mlm")
+    assert (small.hidden_size, small.num_layers) == (256, 4)
+    assert (strict.hidden_size, strict.num_layers, strict.num_heads, strict.intermediate_size) == (384, 12, 6, 1280)
+    assert "/tok8192/" in strict.tokenizer_dir
 
 
 def test_tokenizer_variants_get_their_options(tmp_path):

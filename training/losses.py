@@ -14,7 +14,8 @@ stay the model's own, so saving and validation use the plain model.
 `make_objective` is what both loops train with: the plain loss above, or the
 hybrid (GPT-BERT) objective, or ensemble distillation (BabyLlama), each with the
 parts of the loss to log. The HF Trainer path calls it from `compute_loss` only
-for those two (the stock Trainer loss otherwise)."""
+for those two and for --z_loss (the stock Trainer loss otherwise). --z_loss adds
+X * mean(logsumexp(logits)^2) over the predicted tokens to every one of them."""
 
 from __future__ import annotations
 
@@ -40,10 +41,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
     logits are used while they are in cache, and nothing but the two gradients is kept for
     backward. The same three matrix products as the plain loss, so the same FLOPs; it is the
     memory traffic that goes (see docs/speed.md). Under autocast the products run in the
-    autocast dtype and the softmax in float32, as the plain loss does."""
+    autocast dtype and the softmax in float32, as the plain loss does.
+
+    With `z_loss` X > 0 the loss is the mean cross-entropy plus X times the mean squared
+    log-partition (logsumexp of the logits) of the same rows (PaLM's z-loss, in GPT-BERT's
+    recipe): it keeps the logits from drifting, and its gradient w.r.t. a row's logits,
+    2 X logsumexp times the softmax, is added to the softmax in the same chunk loop. Returns
+    (loss, the z term X * mean logsumexp^2, which carries no gradient of its own)."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
         with torch.autocast(device, enabled=False):
@@ -51,6 +59,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = torch.empty_like(h)
             grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            z_total = torch.zeros((), dtype=torch.float32, device=hidden.device)
             rows = max(1, CHUNK_LOGITS // weight.size(0))
             for start in range(0, h.size(0), rows):
                 chunk, target = h[start:start + rows], targets[start:start + rows]
@@ -58,6 +67,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 log_z = torch.logsumexp(logits, dim=-1)
                 total += (log_z - logits.gather(1, target[:, None])[:, 0]).sum()
                 probs = logits.sub_(log_z[:, None]).exp_()  # softmax, in place: d loss / d logits, times n
+                if z_loss:  # d (X lse^2) / d logits = 2 X lse softmax; skipped at 0, so the plain loss is unchanged
+                    z_total += log_z.square().sum()
+                    probs.mul_((1.0 + 2.0 * z_loss * log_z)[:, None])
                 probs[torch.arange(len(target), device=probs.device), target] -= 1.0
                 probs = probs.to(dtype)
                 torch.mm(probs, w, out=grad_hidden[start:start + rows])
@@ -65,24 +77,49 @@ class _LinearCrossEntropy(torch.autograd.Function):
         n = max(h.size(0), 1)
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.n, ctx.dtypes = n, (hidden.dtype, weight.dtype)
-        return total / n if h.size(0) else total.new_tensor(float("nan"))  # as F.cross_entropy: nan when empty
+        if not h.size(0):  # as F.cross_entropy: nan when empty
+            loss, z_term = total.new_tensor(float("nan")), total.new_tensor(float("nan"))
+        else:
+            loss, z_term = ((total + z_loss * z_total) / n if z_loss else total / n), z_loss * z_total / n
+        ctx.mark_non_differentiable(z_term)
+        return loss, z_term
 
     @staticmethod
-    def backward(ctx, grad_loss: torch.Tensor):
+    def backward(ctx, grad_loss: torch.Tensor, grad_z_term: torch.Tensor | None = None):
         grad_hidden, grad_weight = ctx.saved_tensors
         scale = grad_loss / ctx.n
         hidden_dtype, weight_dtype = ctx.dtypes
         grad_hidden = (grad_hidden * scale.to(grad_hidden.dtype)).to(hidden_dtype)
-        return grad_hidden, (grad_weight * scale).to(weight_dtype), None
+        return grad_hidden, (grad_weight * scale).to(weight_dtype), None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0,
+                         return_z: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """`F.cross_entropy(hidden @ weight.T, targets)` (mean; positions whose target is -100 left
-    out) without materialising the logits: see `_LinearCrossEntropy`. `hidden` is [tokens, hidden]."""
+    out) without materialising the logits: see `_LinearCrossEntropy`. `hidden` is [tokens, hidden].
+    With `z_loss` X: plus X * mean(logsumexp(logits)^2) over the same rows. With `return_z`:
+    (loss, that z term, detached; None when X is 0)."""
     kept = targets != -100
     if not bool(kept.all()):
         hidden, targets = hidden[kept], targets[kept]
-    return _LinearCrossEntropy.apply(hidden, weight, targets)
+    loss, z_term = _LinearCrossEntropy.apply(hidden, weight, targets, z_loss)
+    if return_z:
+        return loss, z_term if z_loss else None
+    return loss
+
+
+def cross_entropy_z(logits: torch.Tensor, targets: torch.Tensor,
+                    z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The written-out (compiled) counterpart of `linear_cross_entropy(..., return_z=True)` on
+    logits [rows, vocabulary]: (mean cross-entropy in float32, -100 targets left out, plus
+    X * mean(logsumexp^2) over the same rows; the z term detached, None when X is 0)."""
+    logits = logits.float()
+    loss = F.cross_entropy(logits, targets)
+    if not z_loss:
+        return loss, None
+    kept = targets != -100
+    z_term = z_loss * torch.logsumexp(logits[kept], dim=-1).square().mean()
+    return loss + z_term, z_term.detach()
 
 
 def _plain_head(head: torch.nn.Module) -> torch.Tensor | None:
@@ -103,24 +140,28 @@ class CausalLMLoss(torch.nn.Module):
     written out as body, head and cross-entropy so that torch.compile sees them as one graph
     (HF's GPT-2 forward has a graph break before its loss) and fuses the loss itself."""
 
-    def __init__(self, model: PreTrainedModel, fused: bool = True) -> None:
+    def __init__(self, model: PreTrainedModel, fused: bool = True, z_loss: float = 0.0) -> None:
         super().__init__()
         self.body, self.head = body_and_head(model)
         self.fused = fused and _plain_head(self.head) is not None
+        self.z_loss = z_loss
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean loss, its --z_loss term, detached; None without one)."""
         hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state  # no generation cache in training
         targets = labels[:, 1:].flatten()
         if self.fused:
-            return linear_cross_entropy(hidden[:, :-1].flatten(0, 1), self.head.weight, targets)
+            return linear_cross_entropy(hidden[:, :-1].flatten(0, 1), self.head.weight, targets, self.z_loss,
+                                        return_z=True)
         logits = self.head(hidden[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets)
+        return cross_entropy_z(logits.flatten(0, 1), targets, self.z_loss)
 
 
-def make_loss_fn(model: PreTrainedModel, compile: bool = False) -> Callable[[dict], torch.Tensor]:
-    """A function from a training batch ({'input_ids', 'labels'}) to its mean loss."""
+def _plain_loss(model: PreTrainedModel, compile: bool = False,
+                z_loss: float = 0.0) -> Callable[[dict], tuple[torch.Tensor, torch.Tensor | None]]:
+    """`make_loss_fn` with the --z_loss term beside the loss: batch -> (loss, z term or None)."""
     if is_causal(model.config.model_type):
-        causal = CausalLMLoss(model, fused=not compile)
+        causal = CausalLMLoss(model, fused=not compile, z_loss=z_loss)
         forward = torch.compile(causal) if compile else causal
         return lambda batch: forward(batch["input_ids"], batch["labels"])
     body, head = body_and_head(model)
@@ -128,13 +169,20 @@ def make_loss_fn(model: PreTrainedModel, compile: bool = False) -> Callable[[dic
         body = torch.compile(body)
         head = torch.compile(head, dynamic=True)  # the number of masked tokens changes every batch
 
-    def masked_lm_loss(batch: dict) -> torch.Tensor:
+    def masked_lm_loss(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         hidden = body(input_ids=batch["input_ids"]).last_hidden_state
         chosen = batch["labels"] != -100
         logits = head(hidden[chosen])
-        return F.cross_entropy(logits.float(), batch["labels"][chosen])
+        return cross_entropy_z(logits, batch["labels"][chosen], z_loss)
 
     return masked_lm_loss
+
+
+def make_loss_fn(model: PreTrainedModel, compile: bool = False, z_loss: float = 0.0) -> Callable[[dict], torch.Tensor]:
+    """A function from a training batch ({'input_ids', 'labels'}) to its mean loss (with `z_loss`
+    X: plus X * mean(logsumexp(logits)^2) over the predicted tokens)."""
+    loss_fn = _plain_loss(model, compile, z_loss)
+    return lambda batch: loss_fn(batch)[0]
 
 
 # --------------------------------------------------------------------------- distillation and the hybrid objective
@@ -143,24 +191,36 @@ Objective = Callable[[dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 def make_objective(model: PreTrainedModel, teachers: Sequence[PreTrainedModel] = (), alpha: float = 0.5,
-                   temperature: float = 2.0, compile: bool = False) -> Objective:
+                   temperature: float = 2.0, compile: bool = False, z_loss: float = 0.0) -> Objective:
     """The training loss of both loops: a function from a training batch to (mean loss,
     parts to log as TensorBoard scalars, detached).
 
     - plain GPT-2 / Llama / BERT: `make_loss_fn`, no parts (unchanged speed);
     - the hybrid model (gpt_bert): next-token cross-entropy in the batch's mode
-      (`batch['bidirectional']`), logged as train/masked_loss or train/causal_loss;
+      (`batch['bidirectional']`), logged as train/masked_loss or train/causal_loss; a batch
+      that holds both (--hybrid_mix batch, `batch['masked_rows']`) weighs them by
+      `batch['masked_share']`;
     - with `teachers`: alpha * CE + (1 - alpha) * T^2 * KL(teacher average || student),
-      both per predicted token, logged as train/ce_loss and train/distill_kl."""
+      both per predicted token, logged as train/ce_loss and train/distill_kl.
+    With `z_loss` X > 0 each adds X * mean(logsumexp(logits)^2) over the predicted tokens (in the
+    hybrid's mixed batch, per part with the parts' weights), logged as train/z_loss; the other
+    parts stay cross-entropies, comparable with runs without it."""
     if teachers:
-        return _distillation(model, list(teachers), alpha, temperature, compile)
+        return _distillation(model, list(teachers), alpha, temperature, compile, z_loss)
     if is_hybrid(model.config.model_type):
-        return _hybrid(model, compile)
-    plain = make_loss_fn(model, compile)
-    return lambda batch: (plain(batch), {})
+        return _hybrid(model, compile, z_loss)
+    plain = _plain_loss(model, compile, z_loss)
+    if not z_loss:
+        return lambda batch: (plain(batch)[0], {})
+
+    def with_z(batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, z_term = plain(batch)
+        return loss, {"train/z_loss": z_term}
+
+    return with_z
 
 
-def _hybrid(model: PreTrainedModel, compile: bool) -> Objective:
+def _hybrid(model: PreTrainedModel, compile: bool, z_loss: float = 0.0) -> Objective:
     """Both modes predict token t+1 at position t; the head runs only where there is a
     target (in masked mode the masked tokens' previous positions, about 15%)."""
     body, head = body_and_head(model)
@@ -169,16 +229,46 @@ def _hybrid(model: PreTrainedModel, compile: bool) -> Objective:
         body = torch.compile(body)
         head = torch.compile(head, dynamic=True)
 
-    def hybrid_loss(batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        bidirectional = bool(batch.get("bidirectional", False))
-        hidden = body(batch["input_ids"], bidirectional=bidirectional)
-        targets = batch["labels"][:, 1:]
+    def part(ids: torch.Tensor, labels: torch.Tensor, bidirectional: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(loss, z term or None) of sequences all in one mode."""
+        hidden = body(ids, bidirectional=bidirectional)
+        targets = labels[:, 1:]
         chosen = targets != -100
         if fused is not None:
-            loss = linear_cross_entropy(hidden[:, :-1][chosen], fused, targets[chosen])
-        else:
-            loss = F.cross_entropy(head(hidden[:, :-1][chosen]).float(), targets[chosen])
-        return loss, {"train/masked_loss" if bidirectional else "train/causal_loss": loss.detach()}
+            return linear_cross_entropy(hidden[:, :-1][chosen], fused, targets[chosen], z_loss, return_z=True)
+        return cross_entropy_z(head(hidden[:, :-1][chosen]), targets[chosen], z_loss)
+
+    def hybrid_loss(batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if batch.get("masked_rows") is not None:
+            return mixed_loss(batch)
+        bidirectional = bool(batch.get("bidirectional", False))
+        loss, z_term = part(batch["input_ids"], batch["labels"], bidirectional)
+        tag = "train/masked_loss" if bidirectional else "train/causal_loss"
+        if z_term is None:
+            return loss, {tag: loss.detach()}
+        return loss, {tag: loss.detach() - z_term, "train/z_loss": z_term}
+
+    def mixed_loss(batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The first `masked_rows` sequences masked (bidirectional), the rest causal: p * mean masked
+        loss + (1 - p) * mean causal loss, p the step's masked share. Weighted by share, not by
+        token count, as GPT-BERT's authors do (15 of 16 GPUs masked, 1 causal, each GPU's loss a
+        mean over its own tokens), so the ~15% of masked targets per sequence do not shrink the
+        masked objective against the causal one's ~100%. A part with no sequence is left out."""
+        n, share = int(batch["masked_rows"]), float(batch["masked_share"])
+        ids, labels = batch["input_ids"], batch["labels"]
+        found = []  # (weight, tag, loss, z term)
+        if n > 0:
+            found.append((share, "train/masked_loss", *part(ids[:n], labels[:n], True)))
+        if n < ids.size(0):
+            found.append((1.0 - share, "train/causal_loss", *part(ids[n:], labels[n:], False)))
+        if len(found) == 1:  # one mode only (a share of 0 or 1, or a single sequence): that part alone
+            found = [(1.0, *found[0][1:])]
+        loss = sum(weight * part_loss for weight, _, part_loss, _ in found)
+        parts = {tag: part_loss.detach() - (z_term if z_term is not None else 0.0)
+                 for _, tag, part_loss, z_term in found}
+        if z_loss:
+            parts["train/z_loss"] = sum(weight * z_term for weight, _, _, z_term in found)
+        return loss, parts
 
     return hybrid_loss
 
@@ -204,7 +294,7 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: Sequence[torch.Tens
 
 
 def _distillation(model: PreTrainedModel, teachers: list[PreTrainedModel], alpha: float, temperature: float,
-                  compile: bool) -> Objective:
+                  compile: bool, z_loss: float = 0.0) -> Objective:
     causal = model.config.model_type != "bert"
     student = model
     if compile and is_causal(model.config.model_type):
@@ -220,7 +310,12 @@ def _distillation(model: PreTrainedModel, teachers: list[PreTrainedModel], alpha
         ce = F.cross_entropy(logits.float(), targets[chosen])
         kl = distill_kl(logits, teacher_logits, temperature)
         loss = alpha * ce + (1.0 - alpha) * temperature ** 2 * kl
-        return loss, {"train/ce_loss": ce.detach(), "train/distill_kl": kl.detach()}
+        parts = {"train/ce_loss": ce.detach(), "train/distill_kl": kl.detach()}
+        if z_loss:  # on the student's logits at the predicted tokens, beside both terms
+            z_term = z_loss * torch.logsumexp(logits.float(), dim=-1).square().mean()
+            loss = loss + z_term
+            parts["train/z_loss"] = z_term.detach()
+        return loss, parts
 
     return distillation_loss
 

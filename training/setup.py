@@ -1,7 +1,7 @@
 """The assembly of a training run: `prepare_training` checks the inputs, then builds the
 run folder, tokenizer, model, datasets and collators, the step count and the curriculum into a
 `TrainingSetup`, which both loops train from, so they cannot drift apart. Its methods hand each
-loop the shared pieces built from the run's options: AdamW and the LR schedule (training/optim.py),
+loop the shared pieces built from the run's options: AdamW or LAMB and the LR schedule (training/optim.py),
 the training batch of a step (training/objective.py), the best-model tracker, the word marks and
 the progress bar (training/tracking.py), the metrics' tags, and train_results.json at the end.
 The loops differ only in who drives the steps. The run folder's format is training/run_folder.py's.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import Dataset
 from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
@@ -32,14 +33,14 @@ from tokenizer import load_tokenizer
 from training.curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from training.hardware import compile_seconds, log_choice, resolve_fast_path
 from training.model_card import write_model_card
-from training.objective import StepObjective
+from training.objective import StepObjective, run_progress
 from training.optim import make_optimizer, make_scheduler
 from training.plan import BUDGET_STEP_CAP, StepPlan
 from training.run_folder import RunFolder, RunRequest
 from training.teachers import check_teachers, load_teacher
 from training.tracking import BestTracker, TrainingBar, TrainingClock, WordMarks
 from training.validation import eval_collator, eval_dataset, spread_blocks
-from utils import MAX_EPOCHS, RunLogger, UserError, set_seed
+from utils import BEST_MODEL_DIR, MAX_EPOCHS, RunLogger, UserError, set_seed
 
 
 @dataclass
@@ -73,6 +74,9 @@ class TrainingSetup:
     # time.perf_counter() when this process starts training, then at the end of each
     # optimizer step (both loops): what `make bench` turns into step times.
     step_clock: list[float] = field(default_factory=list)
+    # --ema_decay (custom loop): the average of the weights, which validation and the saved model
+    # folders use; the loop builds it (training/optim.py make_ema) and keeps it in its checkpoints.
+    ema: AveragedModel | None = None
 
     @property
     def folder(self) -> RunFolder:
@@ -83,11 +87,17 @@ class TrainingSetup:
         """Flush and close the run's log and TensorBoard, and give the run folder's lock back."""
         self.logger.close()
 
+    @property
+    def judged_model(self) -> PreTrainedModel:
+        """The weights the run is judged by: validated, saved as best_model/ and chck_*: the EMA's
+        with --ema_decay, else the model being trained."""
+        return self.ema.module if self.ema is not None else self.model
+
     def save_model(self, name: str, step: int | None = None, words_seen: int | None = None) -> None:
-        """Save the model being trained as the run's folder `name` (best_model, chck_<mark>), at optimizer
-        `step` after `words_seen` words (its identity); rank 0 only."""
+        """Save the judged weights (`judged_model`) as the run's folder `name` (best_model, chck_<mark>), at
+        optimizer `step` after `words_seen` words (its identity); rank 0 only."""
         if distributed.is_main():
-            self.folder.save_model(name, self.model, self.tokenizer, vars(self.args), step, words_seen)
+            self.folder.save_model(name, self.judged_model, self.tokenizer, vars(self.args), step, words_seen)
 
     def word_marks(self) -> WordMarks:
         """The --checkpoint_words counter, saving its chck_* folders into the run."""
@@ -100,17 +110,19 @@ class TrainingSetup:
     def progress_bar(self, done_steps: int = 0) -> TrainingBar:
         return TrainingBar(self.clock, self.total_steps, done_steps)
 
-    def optimizer_and_scheduler(self) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LRScheduler]:
-        """The pretraining AdamW (--learning_rate and the AdamW options) and its LR schedule: linear
-        warm-up and cosine decay to 0 over the steps, or with --max_minutes over the share of the time
-        budget used (under a --track, which caps the run at MAX_EPOCHS epochs, over the larger of
-        that share and the share of the capped steps)."""
+    def optimizer_and_scheduler(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """The pretraining optimizer (--optimizer: AdamW or LAMB, with --learning_rate and the
+        --adam_* options) and its LR schedule: linear warm-up, cosine decay to --min_lr_ratio and
+        the --cooldown_ratio linear cool-down to 0 over the steps, or with --max_minutes over the
+        share of the time budget used (under a --track, which caps the run at MAX_EPOCHS epochs,
+        over the larger of that share and the share of the capped steps)."""
         args = self.args
         optimizer = make_optimizer(self.model, args.learning_rate, args.weight_decay,
-                                   (args.adam_beta1, args.adam_beta2), args.adam_epsilon)
+                                   (args.adam_beta1, args.adam_beta2), args.adam_epsilon, args.optimizer)
         budget = self.clock.fraction if args.max_minutes is not None else None
         return optimizer, make_scheduler(optimizer, self.warmup_steps, self.total_steps, args.warmup_ratio, budget,
-                                         capped=self.total_steps < BUDGET_STEP_CAP)
+                                         capped=self.total_steps < BUDGET_STEP_CAP, min_lr_ratio=args.min_lr_ratio,
+                                         cooldown_ratio=args.cooldown_ratio)
 
     def training_batch(self, batch: dict, step: int) -> dict:
         """The batch the model trains on at optimizer `step` (0-based): `StepObjective.batch`.
@@ -124,7 +136,7 @@ class TrainingSetup:
                    "train/tokens_per_second": tokens_per_second, "train/epoch": epoch}
         if self.curriculum:
             metrics["train/curriculum_share"] = self.curriculum.share(step - 1)
-        if self.args.objective_schedule:
+        if self.args.objective_schedule or self.args.mlm_probability_end is not None:
             metrics["train/mlm_probability"] = self.objective.mlm_probability_at(step - 1)
         if self.hybrid:
             metrics["train/masked_share"] = self.objective.masked_share_at(step - 1)
@@ -195,6 +207,9 @@ def _check_distributed(args: argparse.Namespace, hybrid: bool, world: int) -> No
     if not args.torch_training and (args.teacher_models or hybrid):
         raise UserError("distillation and gpt_bert models train with the HF Trainer in one process only: under "
                         "torchrun pass --torch_training (the custom loop)")
+    if not args.torch_training and args.z_loss:  # its loss calls the model's parts, outside the Trainer's DDP
+        raise UserError("--z_loss trains with the HF Trainer in one process only: under torchrun pass "
+                        "--torch_training (the custom loop)")
 
 
 def prepare_training(args: argparse.Namespace) -> TrainingSetup:
@@ -209,6 +224,11 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     model_type = _check_model_type(args, tokenizer)
     causal, hybrid = is_causal(model_type), is_hybrid(model_type)
     _check_distributed(args, hybrid, world)
+    if args.ema_decay and not args.torch_training:
+        # The Trainer's checkpoints are complete once trainer_state.json is written, before any
+        # callback could add the average: a resume would lose it. The custom loop keeps it exactly.
+        raise UserError(f"--ema_decay {args.ema_decay} works in the custom loop only: add --torch_training, or drop "
+                        "--ema_decay")
     teacher_dirs = check_teachers(args.teacher_models, tokenizer, args.tokenizer_dir, model_type)
     logger = RunLogger(None)  # console only until every input has been checked
     if not main:  # rank 0 speaks for all
@@ -223,6 +243,10 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
             [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
             args.num_proc, logger, clean=not args.no_cleaning, check=plan.track_rules())
     total = plan.count_steps(len(train_blocks))
+    clock = TrainingClock(args.max_minutes)
+    # --mlm_probability_end moves with the run's share done, as the LR schedule counts it (optimizer_and_scheduler).
+    progress = run_progress(total, clock.fraction if args.max_minutes is not None else None,
+                            capped=total < BUDGET_STEP_CAP)
     val_blocks = spread_blocks(val_blocks, args.eval_blocks)
     curriculum = _curriculum(args, train_blocks, train_meta, tokenizer, total, world) if args.difficulty else None
     if main:  # every input is checked: only now is the run folder written
@@ -238,9 +262,9 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
         # One process with a global batch above the corpus trains the whole corpus per step.
         tokens_per_step=(min(plan.global_batch, len(train_blocks)) if world == 1
                          else plan.global_batch) * args.block_size,
-        train_meta=train_meta, plan=plan, objective=StepObjective.from_args(args, tokenizer, causal, hybrid),
+        train_meta=train_meta, plan=plan, objective=StepObjective.from_args(args, tokenizer, causal, hybrid, progress),
         resume_from=decided[0], curriculum=curriculum, hybrid=hybrid, teachers=teachers,
-        steps_per_epoch=plan.steps_per_epoch(len(train_blocks)), clock=TrainingClock(args.max_minutes),
+        steps_per_epoch=plan.steps_per_epoch(len(train_blocks)), clock=clock,
         corpus=corpus.describe(),
     )
     _log_start(setup, len(val_blocks), teacher_dirs, world)
@@ -288,8 +312,16 @@ def _check_model_type(args: argparse.Namespace, tokenizer) -> str:
         raise UserError(f"--objective_schedule sets masking, but {model_type} is a causal LM: drop the option "
                         "or train a masked LM")
     if not hybrid and "masked_share" in schedule_keys:
-        raise UserError(f"--objective_schedule key masked_share needs --model_type gpt_bert, not {model_type}: "
-                        "drop that key")
+        raise UserError(f"--objective_schedule key masked_share needs --model_type gpt_bert or ltg_bert, not "
+                        f"{model_type}: drop that key")
+    masking = [f"--{name}" for name, off in (("mask_span", 1), ("mlm_probability_end", None))
+               if getattr(args, name) != off]
+    if causal and not hybrid and masking:
+        raise UserError(f"{' and '.join(masking)} set{'s' if len(masking) == 1 else ''} masking, but {model_type} "
+                        "is a causal LM: drop the option or train a masked LM")
+    if not hybrid and args.hybrid_mix != "step":
+        raise UserError(f"--hybrid_mix {args.hybrid_mix} mixes the hybrid's two modes, but {model_type} is not a "
+                        "hybrid model: drop the option or pass --model_type gpt_bert")
     if (not causal or hybrid) and tokenizer.mask_token_id is None:
         raise UserError(f"{model_type} {'is a masked LM and ' if not causal else ''}needs a tokenizer with a mask "
                         "token: train it with --tokenizer_type mlm")
@@ -335,11 +367,33 @@ def _log_start(setup: TrainingSetup, n_val_blocks: int, teacher_dirs: list[str],
         reached = sum(mark <= planned for mark in args.checkpoint_words)
         logger.info(f"--checkpoint_words: {len(args.checkpoint_words)} marks, about {reached} of them within the "
                     f"run's ~{planned:,.0f} words")
+    _log_optimizer(logger, args)
     if setup.teachers:
         logger.info(f"distilling from {len(setup.teachers)} teachers ({', '.join(teacher_dirs)}): alpha "
                     f"{args.distill_alpha}, temperature {args.distill_temperature}")
     if setup.hybrid:
-        logger.info(f"hybrid objective: masked:causal steps {args.hybrid_ratio} "
-                    f"({args.hybrid_masked_share:.1%} masked next-token steps)")
+        what = "sequences of every micro-batch" if args.hybrid_mix == "batch" else "steps"
+        logger.info(f"hybrid objective: masked:causal {what} {args.hybrid_ratio} "
+                    f"({args.hybrid_masked_share:.1%} masked next-token {what.split()[0]})")
+    if args.mask_span > 1 or args.mlm_probability_end is not None:
+        spans = f"spans of 1-{args.mask_span} tokens" if args.mask_span > 1 else "token by token"
+        logger.info(f"masking: {spans}, {args.mlm_probability:g} of the tokens"
+                    + (f" falling linearly to {args.mlm_probability_end:g} at the end of the run"
+                       if args.mlm_probability_end is not None else ""))
+    if args.z_loss:
+        logger.info(f"z-loss: {args.z_loss:g} x mean logsumexp(logits)^2 added to the loss")
     log_choice(logger, args)
     logger.hparams(vars(args))
+
+
+def _log_optimizer(logger: RunLogger, args: argparse.Namespace) -> None:
+    """The optimizer, the LR schedule's shape and the EMA, in the start log."""
+    kind = ("LAMB (Adam steps scaled by ||w|| / ||step|| per decayed matrix, training/optim.py Lamb)"
+            if args.optimizer == "lamb" else "AdamW")
+    shape = f"warm-up {args.warmup_ratio:.1%}, cosine to {args.min_lr_ratio:g} x the peak"
+    if args.cooldown_ratio:
+        shape += f", then linear to 0 over the last {args.cooldown_ratio:.1%}"
+    logger.info(f"optimizer: {kind}, peak LR {args.learning_rate:g}, weight decay {args.weight_decay:g}; LR {shape}")
+    if args.ema_decay:
+        logger.info(f"EMA of the weights (decay {args.ema_decay:g}): validation, {BEST_MODEL_DIR}/ and the chck_* "
+                    "folders use the averaged weights; the live weights train on (and resume from checkpoints/)")

@@ -21,7 +21,7 @@ def check_teachers(folders: list[str | Path] | None, tokenizer, tokenizer_dir: s
     if not folders:
         return []
     if is_hybrid(model_type):
-        raise UserError("distillation into a gpt_bert model is not supported: drop --teacher_models or train a "
+        raise UserError(f"distillation into a {model_type} model is not supported: drop --teacher_models or train a "
                         "gpt2, llama or bert student")
     student_vocab = tokenizer.get_vocab()
     for folder in folders:
