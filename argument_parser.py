@@ -246,6 +246,9 @@ def _train_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         args.num_train_epochs = 1.0
     if args.model_type is None and args.init_model is None:
         args.model_type = "gpt2"  # with --init_model, training takes the saved model's type
+    if args.length_schedule is not None:
+        args.length_schedule = _parse_lengths(parser, args.length_schedule)
+        _check_lengths(parser, args)
     if args.objective_schedule is not None:
         args.objective_schedule = _parse_schedule(parser, args.objective_schedule)
         if args.mlm_probability_end is not None and any("mlm_probability" in s for _, s in args.objective_schedule):
@@ -298,6 +301,25 @@ def _parse_word_marks(parser: argparse.ArgumentParser, items: list[str]) -> list
     return sorted(set(given) | set(babylm))
 
 
+def _parse_lengths(parser: argparse.ArgumentParser, text: str) -> list[tuple[float, int]]:
+    """--length_schedule '0.7:2,0.9:4' -> [(0.7, 2), (0.9, 4)]: shares of the run in [0, 1), ascending,
+    each with a whole number of blocks per sequence."""
+    entries = []
+    for item in text.split(","):
+        share, _, blocks = item.strip().partition(":")
+        try:
+            entries.append((float(share), int(blocks)))
+        except ValueError:
+            parser.error(f"--length_schedule entry '{item}' is not SHARE:BLOCKS, e.g. 0.7:2 (from 70% of the run on, "
+                         "2 blocks per sequence)")
+    shares = [s for s, _ in entries]
+    if not all(0 <= s < 1 for s in shares) or shares != sorted(set(shares)):
+        parser.error(f"--length_schedule {text}: the shares must be distinct, ascending and in [0, 1)")
+    if any(b < 1 for _, b in entries):
+        parser.error(f"--length_schedule {text}: blocks per sequence must be 1 or more")
+    return entries
+
+
 def _parse_ratio(parser: argparse.ArgumentParser, text: str) -> float:
     """--hybrid_ratio 'MASKED:CAUSAL' (whole numbers, not both 0) -> the share of masked steps."""
     masked, _, causal = text.partition(":")
@@ -332,6 +354,21 @@ def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                              f"used): pass --finetune_protocol ours to set it")
     if args.action == "train":
         _check_training(parser, args)
+
+
+def _check_lengths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--length_schedule: the custom loop, micro-batches that split into whole sequences, positions enough."""
+    longest = max(blocks for _, blocks in args.length_schedule)
+    if not args.torch_training:
+        parser.error("--length_schedule joins blocks inside the custom loop's step: add --torch_training")
+    uneven = [blocks for _, blocks in args.length_schedule if args.batch_size % blocks]
+    if uneven:
+        parser.error(f"--batch_size {args.batch_size} does not split into sequences of {uneven[0]} blocks "
+                     f"(--length_schedule): use a --batch_size divisible by {uneven[0]}")
+    if args.init_model is None and args.block_size * longest > args.max_position_embeddings:
+        parser.error(f"--length_schedule's longest sequences ({longest} x --block_size {args.block_size} tokens) "
+                     f"exceed --max_position_embeddings {args.max_position_embeddings}: raise it to "
+                     f"{args.block_size * longest}")
 
 
 def _check_training(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

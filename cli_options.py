@@ -235,6 +235,9 @@ def _schedule(g) -> None:
     _number(g, "--gradient_accumulation_steps", AT_LEAST_1, type=int, default=1,
             help="micro-batches per optimizer step")
     _number(g, "--learning_rate", POSITIVE, type=float, default=5e-4, help="peak learning rate")
+    g.add_argument("--length_schedule", default=None, metavar="SHARE:BLOCKS,...",
+                   help="custom loop: from each SHARE of the run on, BLOCKS consecutive blocks make one sequence, "
+                   "--batch_size / BLOCKS a micro-batch (the same tokens); GPT-BERT: 0.7:2,0.9:4 (default: none)")
     g.add_argument("--skip_nonfinite", action="store_true",
                    help="skip batches whose loss is NaN/inf, counting them, instead of stopping "
                    "(custom loop only)")
@@ -337,6 +340,10 @@ def _objective(g) -> None:
     _number(g, "--z_loss", NON_NEGATIVE, type=float, default=0.0,
             help="add X * mean logsumexp(logits)^2 to the loss, logged as train/z_loss (GPT-BERT: 1e-4; "
             "0: off; default: 0)")
+    g.add_argument("--document_mask", action="store_true",
+                   help="block-diagonal attention: each token attends within its own corpus line only (GPT-BERT's "
+                   "packing with a line as the document: in BabyLM's files an utterance or paragraph); eager/sdpa; "
+                   "validation stays unmasked")
 
 
 def _blimp(g) -> None:

@@ -39,10 +39,11 @@ class _SharedEvalTrainer(Trainer):
     def __init__(self, *args, setup: TrainingSetup, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup = setup
-        # Distillation, the hybrid objective and --z_loss: the loss is the pipeline's own (training/losses.py,
-        # as in the custom loop), a mean per micro-batch that the Trainer divides by the
-        # accumulation steps, like the custom loop. Otherwise the stock Trainer loss.
-        self.own_loss = bool(setup.teachers) or setup.hybrid or bool(setup.args.z_loss)
+        # Distillation, the hybrid objective, --z_loss and --document_mask: the loss is the pipeline's own
+        # (training/losses.py, as in the custom loop), a mean per micro-batch that the Trainer divides by the
+        # accumulation steps, like the custom loop. Otherwise the stock Trainer loss. (--document_mask's
+        # [batch, query, key] mask is not one the stock loss's model(**inputs) could take.)
+        self.own_loss = bool(setup.teachers) or setup.hybrid or bool(setup.args.z_loss) or setup.args.document_mask
         if self.own_loss:
             self.loss_is_scaled_for_ga = False
         self.objective = None

@@ -30,7 +30,9 @@ only (`no_sync` on the others). So N processes of batch B see, per step, exactly
 blocks one process of batch N x B sees, and the same mean loss. When the epoch's last
 global batch is short, several processes fill it up with blocks from the start of the
 epoch's order (as DistributedSampler does; one process keeps it short), so every
-micro-batch has --batch_size blocks and the step count does not depend on N. Only
+micro-batch has --batch_size blocks and the step count does not depend on N. With
+--length_schedule, late steps join runs of consecutive blocks into longer sequences
+(training/plan.py joined_blocks): the same blocks per step, fewer and longer sequences. Only
 rank 0 logs and saves; a checkpoint counts steps, so a run resumes with any number
 of processes whose global batch is the checkpoint's."""
 
@@ -49,6 +51,7 @@ from custom_models import load_model
 from training.hardware import autocast, grad_scaler
 from training.losses import ObjectiveModule, make_objective
 from training.optim import make_ema, optimizer_step
+from training.plan import joined_blocks
 from training.run_folder import PIPELINE_STATE, RunFolder
 from training.setup import TrainingSetup
 from training.tracking import BestTracker, NonFiniteLoss, WordMarks, add_loss_parts
@@ -187,9 +190,11 @@ def train(setup: TrainingSetup) -> dict:
         for k in range(progress.step - progress.epoch * per_epoch, per_epoch):
             clock.start()
             blocks = step_blocks(order, k, size, fill=world > 1)  # the same on every rank
+            joined = setup.blocks_per_sequence(progress.step)  # --length_schedule: longer sequences late
+            blocks = joined_blocks(blocks, joined, len(setup.train_dataset))
             share = len(blocks) // world
             micro_batches = blocks[rank * share:(rank + 1) * share].split(args.batch_size)
-            _forward_backward(setup, objective, scaler, micro_batches, progress)
+            _forward_backward(setup, objective, scaler, micro_batches, progress, joined)
             grad_norm = optimizer_step(model, optimizer, scheduler, scaler, args.grad_norm_clip)
             if setup.ema is not None:
                 setup.ema.update_parameters(model)
@@ -288,13 +293,16 @@ def _optimizer_state(setup: TrainingSetup, saved: dict | None, step: int):
 
 
 def _forward_backward(setup: TrainingSetup, objective, scaler, micro_batches: list[torch.Tensor],
-                      progress: _Progress) -> None:
-    """Accumulate the gradients of one optimizer step's micro-batches (block indices), each
-    loss divided by their number, and add their losses to the logging window. With several
-    processes the gradients are all-reduced on the last micro-batch only."""
+                      progress: _Progress, joined: int = 1) -> None:
+    """Accumulate the gradients of one optimizer step's micro-batches (block indices, each run of
+    `joined` consecutive ones one sequence: --length_schedule), each loss divided by their number,
+    and add their losses to the logging window. With several processes the gradients are
+    all-reduced on the last micro-batch only."""
     args = setup.args
     for j, indices in enumerate(micro_batches):
-        batch = setup.training_batch({"input_ids": setup.train_dataset.batch(indices)}, progress.step)
+        ids = setup.train_dataset.batch(indices)
+        ids = ids.view(-1, joined * ids.size(1))  # runs of `joined` consecutive blocks: one sequence each
+        batch = setup.training_batch({"input_ids": ids}, progress.step)
         batch = {key: v.to(setup.device) if torch.is_tensor(v) else v for key, v in batch.items()}
         with distributed.no_sync(objective, j + 1 < len(micro_batches)):
             with autocast(setup.device, args.precision):

@@ -174,7 +174,8 @@ DERIVED = {"action", "debug", "training_options", "hybrid_masked_share", "fast_p
 # an old run folder resumes without them, each at its default.
 ADDED_SINCE = {"relative_positions", "value_gate", "attention_output_norm", "geglu", "affine_norms", "layer_weights",
                "mlp_head", "ltg_init", "mask_span", "mlm_probability_end", "z_loss", "hybrid_mix", "optimizer",
-               "min_lr_ratio", "cooldown_ratio", "ema_decay"}
+               "min_lr_ratio", "cooldown_ratio", "ema_decay", "length_schedule",
+               "document_mask"}
 
 
 def test_run_args_written_before_the_change_still_resumes(tok_dirs, tmp_path):

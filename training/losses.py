@@ -14,8 +14,12 @@ stay the model's own, so saving and validation use the plain model.
 `make_objective` is what both loops train with: the plain loss above, or the
 hybrid (GPT-BERT) objective, or ensemble distillation (BabyLlama), each with the
 parts of the loss to log. The HF Trainer path calls it from `compute_loss` only
-for those two and for --z_loss (the stock Trainer loss otherwise). --z_loss adds
-X * mean(logsumexp(logits)^2) over the predicted tokens to every one of them."""
+for those two and for --z_loss and --document_mask (the stock Trainer loss otherwise).
+--z_loss adds X * mean(logsumexp(logits)^2) over the predicted tokens to every one of them.
+
+Every loss passes a batch's 'attention_mask' (--document_mask: [batch, query, key] booleans,
+training/objective.py `document_attention_mask`) on to the model: the hybrid's body takes it
+as it is, HF's bodies as the additive 4D mask of `mask_keywords`."""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from custom_models import body_and_head, is_causal, is_hybrid
+from training.objective import MASKING_KERNELS
+from utils import UserError
 
 # Logits a chunk of `linear_cross_entropy` holds at once (32 MB in float32): 512 rows of a 16k vocabulary.
 # Measured on a 2-core AMD EPYC, one thread, the step2 GPT-2's 4096-token batch: 256 to 512 rows were
@@ -130,6 +136,40 @@ def _plain_head(head: torch.nn.Module) -> torch.Tensor | None:
     return None
 
 
+def additive_mask(allowed: torch.Tensor, causal: bool, dtype: torch.dtype) -> torch.Tensor:
+    """[batch, query, key] may-attend booleans as the float [batch, 1, query, key] mask that HF's
+    eager and sdpa attention add to their scores (0, or the dtype's lowest value), one head
+    broadcast to all (as evaluation/scoring.py `hidden_states`). With a 4D mask HF's causal
+    models no longer add the causal part themselves, so `causal` ANDs in the lower triangle."""
+    if causal:
+        n = allowed.size(-1)
+        allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril()
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
+                                                                                       torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def mask_keywords(model: PreTrainedModel, causal: bool) -> Callable[[torch.Tensor | None], dict]:
+    """A function from a batch's 'attention_mask' ([batch, query, key] booleans, or None) to the
+    keywords that restrict `model` (or its body) to it: the hybrid takes the booleans as they are
+    (its body adds the causal part itself unless bidirectional); HF's GPT-2, Llama and BERT the
+    additive mask (`additive_mask`, `causal` for the causal LMs) in their parameters' dtype
+    (autocast casts it with the scores). Kernel and dtype are read once, outside any compiled call."""
+    if is_hybrid(model.config.model_type):
+        return lambda allowed: {} if allowed is None else {"attention_mask": allowed}
+    kernel, dtype = model.config._attn_implementation, model.dtype
+
+    def keywords(allowed: torch.Tensor | None) -> dict:
+        if allowed is None:
+            return {}
+        if kernel not in MASKING_KERNELS:  # flash and flex attention take no [query, key] mask
+            raise UserError(f"--document_mask needs eager or sdpa attention, but the model runs {kernel}: pass "
+                            "--attn_implementation eager or sdpa")
+        return {"attention_mask": additive_mask(allowed, causal, dtype)}
+
+    return keywords
+
+
 class CausalLMLoss(torch.nn.Module):
     """Mean next-token cross-entropy of a causal LM (GPT-2, Llama), the value of the
     model's own `loss`: the body, then the vocabulary head at every position but the last
@@ -145,10 +185,14 @@ class CausalLMLoss(torch.nn.Module):
         self.body, self.head = body_and_head(model)
         self.fused = fused and _plain_head(self.head) is not None
         self.z_loss = z_loss
+        self.masks = mask_keywords(model, causal=True)
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(mean loss, its --z_loss term, detached; None without one)."""
-        hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state  # no generation cache in training
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean loss, its --z_loss term, detached; None without one). `attention_mask`: --document_mask's
+        [batch, query, key] booleans (made causal here), or None for plain causal attention."""
+        # use_cache=False: no generation cache in training
+        hidden = self.body(input_ids=input_ids, use_cache=False, **self.masks(attention_mask)).last_hidden_state
         targets = labels[:, 1:].flatten()
         if self.fused:
             return linear_cross_entropy(hidden[:, :-1].flatten(0, 1), self.head.weight, targets, self.z_loss,
@@ -163,14 +207,15 @@ def _plain_loss(model: PreTrainedModel, compile: bool = False,
     if is_causal(model.config.model_type):
         causal = CausalLMLoss(model, fused=not compile, z_loss=z_loss)
         forward = torch.compile(causal) if compile else causal
-        return lambda batch: forward(batch["input_ids"], batch["labels"])
+        return lambda batch: forward(batch["input_ids"], batch["labels"], batch.get("attention_mask"))
     body, head = body_and_head(model)
+    masks = mask_keywords(model, causal=False)
     if compile:
         body = torch.compile(body)
         head = torch.compile(head, dynamic=True)  # the number of masked tokens changes every batch
 
     def masked_lm_loss(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hidden = body(input_ids=batch["input_ids"]).last_hidden_state
+        hidden = body(input_ids=batch["input_ids"], **masks(batch.get("attention_mask"))).last_hidden_state
         chosen = batch["labels"] != -100
         logits = head(hidden[chosen])
         return cross_entropy_z(logits, batch["labels"][chosen], z_loss)
@@ -179,8 +224,9 @@ def _plain_loss(model: PreTrainedModel, compile: bool = False,
 
 
 def make_loss_fn(model: PreTrainedModel, compile: bool = False, z_loss: float = 0.0) -> Callable[[dict], torch.Tensor]:
-    """A function from a training batch ({'input_ids', 'labels'}) to its mean loss (with `z_loss`
-    X: plus X * mean(logsumexp(logits)^2) over the predicted tokens)."""
+    """A function from a training batch ({'input_ids', 'labels'}, and --document_mask's
+    'attention_mask') to its mean loss (with `z_loss` X: plus X * mean(logsumexp(logits)^2) over
+    the predicted tokens)."""
     loss_fn = _plain_loss(model, compile, z_loss)
     return lambda batch: loss_fn(batch)[0]
 
@@ -204,7 +250,8 @@ def make_objective(model: PreTrainedModel, teachers: Sequence[PreTrainedModel] =
       both per predicted token, logged as train/ce_loss and train/distill_kl.
     With `z_loss` X > 0 each adds X * mean(logsumexp(logits)^2) over the predicted tokens (in the
     hybrid's mixed batch, per part with the parts' weights), logged as train/z_loss; the other
-    parts stay cross-entropies, comparable with runs without it."""
+    parts stay cross-entropies, comparable with runs without it. Each passes the batch's
+    'attention_mask' (--document_mask), if any, to every model it runs (`mask_keywords`)."""
     if teachers:
         return _distillation(model, list(teachers), alpha, temperature, compile, z_loss)
     if is_hybrid(model.config.model_type):
@@ -229,9 +276,10 @@ def _hybrid(model: PreTrainedModel, compile: bool, z_loss: float = 0.0) -> Objec
         body = torch.compile(body)
         head = torch.compile(head, dynamic=True)
 
-    def part(ids: torch.Tensor, labels: torch.Tensor, bidirectional: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(loss, z term or None) of sequences all in one mode."""
-        hidden = body(ids, bidirectional=bidirectional)
+    def part(ids: torch.Tensor, labels: torch.Tensor, bidirectional: bool,
+             allowed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(loss, z term or None) of sequences all in one mode; `allowed` their document mask or None."""
+        hidden = body(ids, allowed, bidirectional=bidirectional)  # the body adds the causal part itself
         targets = labels[:, 1:]
         chosen = targets != -100
         if fused is not None:
@@ -242,7 +290,7 @@ def _hybrid(model: PreTrainedModel, compile: bool, z_loss: float = 0.0) -> Objec
         if batch.get("masked_rows") is not None:
             return mixed_loss(batch)
         bidirectional = bool(batch.get("bidirectional", False))
-        loss, z_term = part(batch["input_ids"], batch["labels"], bidirectional)
+        loss, z_term = part(batch["input_ids"], batch["labels"], bidirectional, batch.get("attention_mask"))
         tag = "train/masked_loss" if bidirectional else "train/causal_loss"
         if z_term is None:
             return loss, {tag: loss.detach()}
@@ -255,12 +303,13 @@ def _hybrid(model: PreTrainedModel, compile: bool, z_loss: float = 0.0) -> Objec
         mean over its own tokens), so the ~15% of masked targets per sequence do not shrink the
         masked objective against the causal one's ~100%. A part with no sequence is left out."""
         n, share = int(batch["masked_rows"]), float(batch["masked_share"])
-        ids, labels = batch["input_ids"], batch["labels"]
+        ids, labels, allowed = batch["input_ids"], batch["labels"], batch.get("attention_mask")
+        masked_mask, causal_mask = (None, None) if allowed is None else (allowed[:n], allowed[n:])
         found = []  # (weight, tag, loss, z term)
         if n > 0:
-            found.append((share, "train/masked_loss", *part(ids[:n], labels[:n], True)))
+            found.append((share, "train/masked_loss", *part(ids[:n], labels[:n], True, masked_mask)))
         if n < ids.size(0):
-            found.append((1.0 - share, "train/causal_loss", *part(ids[n:], labels[n:], False)))
+            found.append((1.0 - share, "train/causal_loss", *part(ids[n:], labels[n:], False, causal_mask)))
         if len(found) == 1:  # one mode only (a share of 0 or 1, or a single sequence): that part alone
             found = [(1.0, *found[0][1:])]
         loss = sum(weight * part_loss for weight, _, part_loss, _ in found)
@@ -273,14 +322,17 @@ def _hybrid(model: PreTrainedModel, compile: bool, z_loss: float = 0.0) -> Objec
     return hybrid_loss
 
 
-def _predicted_logits(model, ids: torch.Tensor, chosen: torch.Tensor, causal: bool) -> torch.Tensor:
+def _predicted_logits(model, ids: torch.Tensor, chosen: torch.Tensor, causal: bool,
+                      allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Logits at the predicting positions [n_chosen, vocab]: for a causal LM position t
     (predicting token t+1, `chosen` over labels[:, 1:]), for a masked LM the masked
-    positions; BERT's vocabulary head runs there only."""
+    positions; BERT's vocabulary head runs there only. `allowed`: --document_mask's
+    [batch, query, key] booleans, or None."""
+    masks = mask_keywords(model, causal=is_causal(model.config.model_type))
     if not is_causal(model.config.model_type):
         body, head = body_and_head(model)
-        return head(body(input_ids=ids).last_hidden_state[chosen])
-    logits = model(input_ids=ids).logits
+        return head(body(input_ids=ids, **masks(allowed)).last_hidden_state[chosen])
+    logits = model(input_ids=ids, **masks(allowed)).logits
     return (logits[:, :-1] if causal else logits)[chosen]
 
 
@@ -304,9 +356,10 @@ def _distillation(model: PreTrainedModel, teachers: list[PreTrainedModel], alpha
         ids, labels = batch["input_ids"], batch["labels"]
         targets = labels[:, 1:] if causal else labels
         chosen = targets != -100
-        logits = _predicted_logits(student, ids, chosen, causal)
+        allowed = batch.get("attention_mask")  # --document_mask: the teachers see the same lines only
+        logits = _predicted_logits(student, ids, chosen, causal, allowed)
         with torch.no_grad():
-            teacher_logits = [_predicted_logits(t, ids, chosen, causal) for t in teachers]
+            teacher_logits = [_predicted_logits(t, ids, chosen, causal, allowed) for t in teachers]
         ce = F.cross_entropy(logits.float(), targets[chosen])
         kl = distill_kl(logits, teacher_logits, temperature)
         loss = alpha * ce + (1.0 - alpha) * temperature ** 2 * kl

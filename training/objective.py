@@ -5,7 +5,11 @@
 Both loops build the batch in the step itself (`StepObjective.batch`), so a schedule switches
 at the same step in both (a DataLoader collates ahead of the step), and a resumed run agrees:
 everything here is a function of the step (and, with --mlm_probability_end under
---max_minutes, of the share of the time budget used, as the LR schedule is)."""
+--max_minutes, of the share of the time budget used, as the LR schedule is).
+
+--document_mask adds each batch's block-diagonal attention mask (`document_attention_mask`):
+a block is cut from one packed stream of corpus lines, each ending with EOS, and no token
+attends across a line's end (GPT-BERT's packing, with a line as the document)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,38 @@ from dataclasses import dataclass
 import torch
 
 from pretraining_dataset import mask_spans, mask_tokens
+from utils import UserError
+
+# The attention kernels that take an arbitrary [query, key] mask (flash and flex attention do not).
+MASKING_KERNELS = ("eager", "sdpa")
+
+
+def segment_ids(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """The line each position of `ids` [..., length] belongs to, counted from 0 in each row: an
+    EOS token ends its line (it belongs to the line it ends, not to the next one)."""
+    eos = (ids == eos_id).long()
+    return eos.cumsum(-1) - eos
+
+
+def document_attention_mask(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """[batch, query, key] booleans, True where query and key are in the same line
+    (`segment_ids`): block-diagonal, bidirectional within each block (the losses add the
+    causal part where the model is causal)."""
+    segments = segment_ids(ids, eos_id)
+    return segments[:, :, None] == segments[:, None, :]
+
+
+def check_document_mask(args: argparse.Namespace, world: int = 1) -> None:
+    """--document_mask needs an attention kernel that takes a custom mask, and, in `world` > 1
+    processes, the custom loop (UserError otherwise)."""
+    if not getattr(args, "document_mask", False):
+        return
+    if args.attn_implementation not in MASKING_KERNELS:
+        raise UserError(f"--document_mask needs an attention kernel that takes a custom mask, not "
+                        f"{args.attn_implementation}: pass --attn_implementation eager or sdpa")
+    if world > 1 and not args.torch_training:  # the Trainer's path then runs the pipeline's loss, outside its DDP
+        raise UserError("--document_mask trains with the HF Trainer in one process only: under torchrun pass "
+                        "--torch_training (the custom loop)")
 
 
 def run_progress(total_steps: int, budget_fraction: Callable[[], float] | None = None,
@@ -44,16 +80,17 @@ class StepObjective:
     mlm_probability_end: float | None = None  # --mlm_probability_end: linear from mlm_probability to this
     progress: Callable[[int], float] | None = None  # the run's share done at a step (`run_progress`)
     mix: str = "step"  # --hybrid_mix: each step one mode ("step") or both in every micro-batch ("batch")
+    document_mask: bool = False  # --document_mask: each batch carries its block-diagonal 'attention_mask'
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, tokenizer: object = None, causal: bool = True,
                   hybrid: bool = False, progress: Callable[[int], float] | None = None) -> StepObjective:
         """The objective of the train action's options; `progress` (`run_progress`) is needed
-        with --mlm_probability_end."""
+        with --mlm_probability_end (prepare_training has run `check_document_mask`)."""
         return cls(tokenizer=tokenizer, causal=causal, hybrid=hybrid, mlm_probability=args.mlm_probability,
                    masked_share=args.hybrid_masked_share, schedule=tuple(args.objective_schedule or ()),
                    mask_span=args.mask_span, mlm_probability_end=args.mlm_probability_end, progress=progress,
-                   mix=args.hybrid_mix)
+                   mix=args.hybrid_mix, document_mask=args.document_mask)
 
     def _scheduled(self, key: str, default: float, step: int) -> float:
         """`key` at optimizer `step`: its last --objective_schedule entry at or before the step, else `default`."""
@@ -121,7 +158,19 @@ class StepObjective:
         step's probability; gpt_bert blocks either (`step_is_masked`), with
         'bidirectional' saying which, or with --hybrid_mix batch both: the first
         'masked_rows' sequences masked, the rest causal, and 'masked_share' the weight of
-        the masked part's loss ('input_ids' holds all the sequences)."""
+        the masked part's loss ('input_ids' holds all the sequences). With --document_mask
+        every kind also holds 'attention_mask' (`document_attention_mask`, row for row)."""
+        if not self.document_mask:
+            return self._batch(batch, step)
+        if self.tokenizer is None or self.tokenizer.eos_token_id is None:
+            raise ValueError("--document_mask needs the tokenizer's EOS token: pass StepObjective(tokenizer=)")
+        # From the blocks as read, before any masking, so the lines are the corpus's whatever the
+        # masking replaces. Every kind keeps the rows in order (a mixed batch: masked rows, then causal).
+        allowed = document_attention_mask(batch["input_ids"], self.tokenizer.eos_token_id)
+        return {**self._batch(batch, step), "attention_mask": allowed}
+
+    def _batch(self, batch: dict, step: int) -> dict:
+        """`batch` without the document mask."""
         if self.hybrid:
             ids = batch["input_ids"]
             if self.mix == "batch":

@@ -1,5 +1,6 @@
-"""How long a run trains: blocks per optimizer step, steps per epoch, the step count, and the
-challenge's rules for a --track, from the handful of options that decide them."""
+"""How long a run trains: blocks per optimizer step, steps per epoch, the step count, the
+sequence length's schedule (blocks joined per sequence), and the challenge's rules for a --track,
+from the handful of options that decide them."""
 
 from __future__ import annotations
 
@@ -8,16 +9,29 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from utils import MAX_EPOCHS, TRACK_WORD_BUDGET, UserError
 
 # With --max_minutes the clock ends the run; the step count is only the loops' upper bound.
 BUDGET_STEP_CAP = 2**31 - 1
 
 
+def joined_blocks(blocks: torch.Tensor, multiplier: int, n_blocks: int) -> torch.Tensor:
+    """A step's blocks for sequences `multiplier` blocks long (--length_schedule) at the same tokens
+    per step: the first len(blocks) // multiplier of them, each followed by the blocks after it in
+    the packed stream (the text that continues it), as one flat list whose runs of `multiplier`
+    are the sequences. A start too near the end of the stream moves back so that its run fits."""
+    if multiplier == 1:
+        return blocks
+    starts = blocks[: len(blocks) // multiplier].clamp(max=n_blocks - multiplier)
+    return (starts[:, None] + torch.arange(multiplier)).flatten()
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """The options that size a run (--batch_size, --gradient_accumulation_steps, --max_steps,
-    --num_train_epochs, --max_minutes, --track) and the number of processes."""
+    --num_train_epochs, --max_minutes, --track, --length_schedule) and the number of processes."""
 
     batch_size: int
     accumulation: int
@@ -26,12 +40,23 @@ class StepPlan:
     max_minutes: float | None
     track: str = "none"
     world: int = 1
+    # --length_schedule: (share of the run, blocks joined into one sequence from then on), ascending
+    lengths: tuple[tuple[float, int], ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, world: int = 1) -> StepPlan:
         return cls(batch_size=args.batch_size, accumulation=args.gradient_accumulation_steps,
                    max_steps=args.max_steps, epochs=args.num_train_epochs, max_minutes=args.max_minutes,
-                   track=args.track or "none", world=world)
+                   track=args.track or "none", world=world, lengths=tuple(args.length_schedule or ()))
+
+    def length_at(self, fraction: float) -> int:
+        """How many consecutive blocks make one training sequence when `fraction` of the run is done
+        (--length_schedule; 1 without it, or before its first entry)."""
+        multiplier = 1
+        for start, blocks in self.lengths:
+            if fraction >= start:
+                multiplier = blocks
+        return multiplier
 
     @property
     def global_batch(self) -> int:

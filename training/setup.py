@@ -33,7 +33,7 @@ from tokenizer import load_tokenizer
 from training.curriculum import CurriculumSampler, curriculum_for, majority_source, source_ranks
 from training.hardware import compile_seconds, log_choice, resolve_fast_path
 from training.model_card import write_model_card
-from training.objective import StepObjective, run_progress
+from training.objective import StepObjective, check_document_mask, run_progress
 from training.optim import make_optimizer, make_scheduler
 from training.plan import BUDGET_STEP_CAP, StepPlan
 from training.run_folder import RunFolder, RunRequest
@@ -129,6 +129,11 @@ class TrainingSetup:
         Both loops call this in the step itself, so a schedule switches at the same step in both."""
         return self.objective.batch(batch, step)
 
+    def blocks_per_sequence(self, step: int) -> int:
+        """Consecutive blocks joined into one training sequence at optimizer `step` (0-based):
+        --length_schedule at the run's share done (as the LR schedule counts it), else 1."""
+        return self.plan.length_at(self.objective.progress(step)) if self.plan.lengths else 1
+
     def train_metrics(self, step: int, loss: float, lr: float, grad_norm: float, tokens_per_second: float,
                       epoch: float, part_means: dict[str, float]) -> dict[str, float]:
         """The train/* metrics of one log at optimizer `step` (1-based), under the same tags for both loops."""
@@ -140,6 +145,8 @@ class TrainingSetup:
             metrics["train/mlm_probability"] = self.objective.mlm_probability_at(step - 1)
         if self.hybrid:
             metrics["train/masked_share"] = self.objective.masked_share_at(step - 1)
+        if self.plan.lengths:
+            metrics["train/sequence_length"] = self.blocks_per_sequence(step - 1) * self.args.block_size
         return {**metrics, **part_means}
 
     def log_eval(self, step: int, metrics: dict[str, float]) -> None:
@@ -224,6 +231,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     model_type = _check_model_type(args, tokenizer)
     causal, hybrid = is_causal(model_type), is_hybrid(model_type)
     _check_distributed(args, hybrid, world)
+    check_document_mask(args, world)
     if args.ema_decay and not args.torch_training:
         # The Trainer's checkpoints are complete once trainer_state.json is written, before any
         # callback could add the average: a resume would lose it. The custom loop keeps it exactly.
@@ -238,6 +246,7 @@ def prepare_training(args: argparse.Namespace) -> TrainingSetup:
     device = distributed.process_device(args.device)
     resolve_fast_path(args, device)  # run.py has done it already; programmatic callers (bench) may not
     model, teachers = _models(args, tokenizer, teacher_dirs, device, world)
+    _check_positions(args, model.config, plan)
     with distributed.main_first():  # rank 0 builds the cache, the others then read it
         (train_blocks, train_meta), (val_blocks, _) = load_splits(
             [("train", train_files), ("validation", val_files)], tokenizer, args.block_size, args.cache_dir,
@@ -349,6 +358,16 @@ def _curriculum(args: argparse.Namespace, train_blocks, train_meta: dict, tokeni
         raise UserError(f"cannot build the curriculum: {e}") from None
 
 
+def _check_positions(args: argparse.Namespace, config, plan: StepPlan) -> None:
+    """UserError when --length_schedule's longest sequences exceed the model's positions (a fresh
+    model's were checked by the parser; this is for --init_model's)."""
+    longest = max((blocks for _, blocks in plan.lengths), default=1) * args.block_size
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and longest > positions:
+        raise UserError(f"--length_schedule's longest sequences ({longest} tokens) exceed the {positions} positions "
+                        f"of {args.init_model or 'the model'}: lower the schedule's last BLOCKS or --block_size")
+
+
 def _log_start(setup: TrainingSetup, n_val_blocks: int, teacher_dirs: list[str], world: int) -> None:
     """What the run is about to do, in the log (and its options in TensorBoard)."""
     args, logger, total = setup.args, setup.logger, setup.total_steps
@@ -382,6 +401,13 @@ def _log_start(setup: TrainingSetup, n_val_blocks: int, teacher_dirs: list[str],
                        if args.mlm_probability_end is not None else ""))
     if args.z_loss:
         logger.info(f"z-loss: {args.z_loss:g} x mean logsumexp(logits)^2 added to the loss")
+    if args.document_mask:
+        logger.info("document mask: attention stays within each line of the packed blocks (block-diagonal; "
+                    "validation unmasked)")
+    if args.length_schedule:
+        phases = ", ".join(f"{blocks * args.block_size} from {share:.0%}" for share, blocks in args.length_schedule)
+        logger.info(f"sequence length: {args.block_size} tokens, then {phases} of the run (consecutive blocks "
+                    "joined; the same tokens per step)")
     log_choice(logger, args)
     logger.hparams(vars(args))
 
