@@ -38,6 +38,8 @@ from tqdm import tqdm
 from transformers import BertModel, PreTrainedModel
 
 from custom_models import body_and_head, is_causal, is_hybrid
+from training.losses import additive
+from training.objective import MASKING_KERNELS
 from utils import UserError
 
 BACKENDS = ("causal", "mlm", "mntp")
@@ -151,14 +153,8 @@ def hidden_states(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor,
     if is_hybrid(model.config.model_type):
         return body(ids, mask, bidirectional=bidirectional, **extra)
     if mask.dim() == 3:  # eager and sdpa take a custom mask as [batch, head, query, key], added to the scores
-        mask = _additive(mask, torch.float32)[:, None]
+        mask = additive(mask, torch.float32)[:, None]
     return body(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
-
-
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A boolean may-attend mask as the float one attention adds to its scores (0 or the lowest value)."""
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
-                                                                                        torch.finfo(dtype).min)
 
 
 def final_hidden_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, bidirectional: bool,
@@ -175,7 +171,7 @@ def final_hidden_at(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tenso
         return hidden_states(model, ids, mask, bidirectional)[rows, positions]
     x = body.embeddings(input_ids=ids)
     # [batch, 1, 1, key], added to the attention scores: no query attends to padding.
-    padding = _additive(mask.bool(), x.dtype)[:, None, None]
+    padding = additive(mask.bool(), x.dtype)[:, None, None]
     for layer in body.encoder.layer[:-1]:
         x = layer(x, attention_mask=padding)
     last = body.encoder.layer[-1]
@@ -194,7 +190,7 @@ def takes_tree_masks(model: PreTrainedModel) -> bool:
     """Whether the body takes position ids (a hybrid folder saved before it did, does not) and
     a [query, key] mask of any shape (flash and flex attention kernels do not: eager and sdpa do)."""
     body, _ = body_and_head(model)
-    kernel_ok = is_hybrid(model.config.model_type) or model.config._attn_implementation in ("eager", "sdpa")
+    kernel_ok = is_hybrid(model.config.model_type) or model.config._attn_implementation in MASKING_KERNELS
     return kernel_ok and "position_ids" in inspect.signature(body.forward).parameters
 
 

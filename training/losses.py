@@ -136,6 +136,13 @@ def _plain_head(head: torch.nn.Module) -> torch.Tensor | None:
     return None
 
 
+def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean may-attend mask (any shape) as the float one attention adds to its scores: 0, or
+    the dtype's lowest value. Training's document masks and the zero-shot scorer's trees both."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
+                                                                                        torch.finfo(dtype).min)
+
+
 def additive_mask(allowed: torch.Tensor, causal: bool, dtype: torch.dtype) -> torch.Tensor:
     """[batch, query, key] may-attend booleans as the float [batch, 1, query, key] mask that HF's
     eager and sdpa attention add to their scores (0, or the dtype's lowest value), one head
@@ -144,9 +151,7 @@ def additive_mask(allowed: torch.Tensor, causal: bool, dtype: torch.dtype) -> to
     if causal:
         n = allowed.size(-1)
         allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril()
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
-                                                                                       torch.finfo(dtype).min)
-    return mask[:, None]
+    return additive(allowed, dtype)[:, None]
 
 
 def mask_keywords(model: PreTrainedModel, causal: bool) -> Callable[[torch.Tensor | None], dict]:
