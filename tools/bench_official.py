@@ -30,11 +30,13 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig
 
 from argument_parser import parse_args
 from custom_models import build_model
-from evaluation.tasks import READING_FILE, find_tasks
+from evaluation.tasks import READING_FILE, find_tasks, read_task
 from tokenizer import load_tokenizer
+from tools.work_bound import bound, model_size
 from training.run_folder import save_model_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +149,8 @@ def bench_against_official(eval_dir: Path, official: Path, tokenizer_dirs: dict[
     for backend in backends:
         model_dir = save_bench_model(backend, size_options, tokenizer_dirs[BACKENDS[backend][1]],
                                      work / f"{backend}_model")
+        tokenizer = load_tokenizer(model_dir)
+        layers_hidden_vocab = model_size(AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
         theirs_out, ours_out = work / "official" / backend, work / "ours" / backend
         plan = work / f"{backend}_plan.json"
         plan.write_text(json.dumps([official_entry(task, data, model_dir, backend, theirs_out)
@@ -157,7 +161,7 @@ def bench_against_official(eval_dir: Path, official: Path, tokenizer_dirs: dict[
         our_wall, _ = _run(our_command(eval_dir.resolve(), model_dir, backend, ours_out), ROOT)
         ours_root = ours_out / model_dir.name / "main"
         summary = json.loads((ours_root / f"zero_shot_summary_{backend}.json").read_text())["results"]["official"]
-        for (task, folder, _, key), theirs in zip(units, timed["seconds"], strict=True):
+        for (task, folder, data, key), theirs in zip(units, timed["seconds"], strict=True):
             predictions = Path("reading" if task == "reading" else f"{task}/{folder}") / "predictions.json"
             same, items = agreement(ours_root / "zero_shot" / backend / predictions,
                                     theirs_out / model_dir.name / "main" / "zero_shot" / backend / predictions)
@@ -166,6 +170,8 @@ def bench_against_official(eval_dir: Path, official: Path, tokenizer_dirs: dict[
                          "official_seconds": round(theirs, 2), "our_seconds": round(mine, 2),
                          "official_items_per_second": round(items / theirs, 1),
                          "our_items_per_second": round(items / mine, 1), "speedup": round(theirs / mine, 2),
+                         "arithmetic_bound": None if task == "reading" else  # reading is not a candidate task
+                         round(bound(tokenizer, read_task(task, data), backend, *layers_hidden_vocab), 2),
                          "agreeing": same})
             print(rows[-1], flush=True)
         mine = [r for r in rows if r["backend"] == backend]

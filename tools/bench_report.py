@@ -26,6 +26,11 @@ def _ratio_table(result: dict, reference: str) -> list[str]:
                   + " |" for r in rows]
 
 
+def _times(value: float | None) -> str:
+    """'2.36x', or a dash where there is none (reading; results saved before the column)."""
+    return "-" if value is None else f"{value}x"
+
+
 def _zero_shot(z: dict | None) -> list[str]:
     """The zero-shot section: ours against the official pipeline, per data folder and per suite."""
     if not z:
@@ -37,12 +42,14 @@ def _zero_shot(z: dict | None) -> list[str]:
            f"after the other, on the same saved {z['size']} models (untrained), float32, the data of "
            f"`{z['eval_dir']}`. Per folder: each side's own work (model and data loading, scoring, writing), "
            "without the interpreter start and imports; agreeing: items with the same chosen candidate "
-           "(reading: surprisals within 1e-4).", "",
+           "(reading: surprisals within 1e-4); arithmetic bound: the official loop's FLOPs over the least an exact "
+           "scorer needs (tools/work_bound.py), the most skipping work can gain.", "",
            "| backend (model) | data | items | official s | ours s | official items/s | ours items/s | speedup "
-           "| agreeing |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| arithmetic bound | agreeing |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     out += [f"| {r['backend']} ({r['model']}) | {r['data']} | {r['items']} | {r['official_seconds']} | "
             f"{r['our_seconds']} | {r['official_items_per_second']} | {r['our_items_per_second']} | "
-            f"{r['speedup']}x | {r['agreeing']}/{r['items']} |" for r in z["rows"]]
+            f"{r['speedup']}x | {_times(r.get('arithmetic_bound'))} | {r['agreeing']}/{r['items']} |"
+            for r in z["rows"]]
     out += ["", "| backend (model) | items | official s (per folder, summed) | ours s | speedup | official "
             "process s | our process s | speedup, whole processes | agreeing |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
