@@ -33,7 +33,7 @@ LAYERS = {
     "evaluation.export": 3, "evaluation.tasks": 3, "evaluation.official_download": 3,
     # 4: the front end and tools
     "argument_parser": 4, "run": 4, "tools.bench": 4, "tools.bench_report": 4, "tools.gpu_check": 4,
-    "tools.download": 4, "tools.bench_official": 4, "tools.official_timer": 4,
+    "tools.download": 4, "tools.bench_official": 4, "tools.official_timer": 4, "tools.work_bound": 4,
     "cli_options": 4, "cli_config": 4, "tools.make_dry_run": 4,
 }
 PACKAGES = ("training", "evaluation", "corpus", "tools")
