@@ -127,10 +127,9 @@ def bound(tokenizer, task: Task, backend: str, layers: int, hidden: int, vocab: 
 
 
 def model_size(config) -> tuple[int, int, int]:
-    """(layers, hidden, vocabulary) of a saved model's config, whatever its family's names for them."""
-    layers = getattr(config, "num_hidden_layers", None) or config.n_layer
-    hidden = getattr(config, "hidden_size", None) or config.n_embd
-    return layers, hidden, config.vocab_size
+    """(layers, hidden, vocabulary) of a saved model's config (GPT-2's n_layer and n_embd answer to
+    these names through transformers' attribute_map)."""
+    return config.num_hidden_layers, config.hidden_size, config.vocab_size
 
 
 def main() -> None:
