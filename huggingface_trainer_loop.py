@@ -103,7 +103,7 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         self.setup = setup
         self.tracker = tracker
         self.marks = marks
-        self.last_time = time.time()
+        self.window_from = setup.clock.used  # the clock's seconds when the logging window began
         self.last_saved_step = -1
         self.tokens_seen = 0  # of every block trained on, all processes, across resumes
         self.window_tokens = 0  # since the last log
@@ -155,19 +155,19 @@ class _PipelineCallback(TrainerCallback, ExportableState):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:
             return
-        now = time.time()
+        used = self.setup.clock.used
         tokens, self.window_tokens = self.window_tokens, 0
         # The Trainer's loss is already averaged over processes; loss parts (distillation, hybrid) exist only
         # in one-process runs (prepare_training refuses them under torchrun with this loop).
         parts = {tag: total / n for tag, (total, n) in self.trainer.window_parts.items()}
         metrics = self.setup.train_metrics(state.global_step, logs["loss"], logs.get("learning_rate", 0.0),
-                                logs.get("grad_norm", 0.0), tokens / max(now - self.last_time, 1e-9),
+                                logs.get("grad_norm", 0.0), tokens / max(used - self.window_from, 1e-9),
                                 logs.get("epoch", 0.0), parts)
         self.setup.logger.metrics(state.global_step, metrics)
         if self.bar is not None:
             self.bar.show(metrics)
         self.trainer.window_parts = {}
-        self.last_time = now
+        self.window_from = used
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         step = state.global_step
@@ -175,7 +175,6 @@ class _PipelineCallback(TrainerCallback, ExportableState):
         # Every process has the same loss (evaluate_lm sums over them); rank 0's decision goes to all.
         if distributed.broadcast_flag(self.tracker.update(step, metrics["eval_loss"])):
             control.should_training_stop = True
-        self.last_time = time.time()  # do not count validation time in tokens/s
         return control
 
 

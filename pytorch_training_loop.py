@@ -182,7 +182,7 @@ def train(setup: TrainingSetup) -> dict:
     words_per_block = setup.train_meta["words_per_block"]
     model.train()
     stop = False
-    last_log = time.time()
+    window_from = clock.used  # the clock's seconds when the logging window began: tokens/s counts step time only
     setup.step_clock.append(time.perf_counter())
     bar = setup.progress_bar(progress.step)
     while not stop and progress.step < setup.total_steps and not clock.expired():
@@ -207,17 +207,16 @@ def train(setup: TrainingSetup) -> dict:
             marks.add(int(words_per_block[blocks.numpy()].sum()), step)  # the global batch's words
             progress.tokens_seen += len(blocks) * args.block_size
             if first_step_started is not None:
-                last_log, first_step_started = _first_step_done(setup, progress, first_step_started), None
+                window_from, first_step_started = _first_step_done(setup, progress, first_step_started), None
 
             if step % args.logging_steps == 0 or last:
-                metrics = _log_window(setup, progress, scheduler, grad_norm, time.time() - last_log, k + 1)
+                metrics = _log_window(setup, progress, scheduler, grad_norm, clock.used - window_from, k + 1)
                 bar.show(metrics)
-                last_log = time.time()
+                window_from = clock.used
 
             epoch_end = k + 1 == per_epoch
             if step % args.eval_steps == 0 or epoch_end or last:
                 stop = _validate(setup, tracker, step)
-                last_log = time.time()  # do not count validation time in tokens/s
             if epoch_end:  # the checkpoint then starts the next epoch
                 progress.epoch += 1
             if step % args.save_steps == 0 or epoch_end or last:  # as the HF Trainer
@@ -249,11 +248,11 @@ def _epoch_order(setup: TrainingSetup, epoch: int) -> torch.Tensor:
 
 def _first_step_done(setup: TrainingSetup, progress: _Progress, started: float) -> float:
     """Log how long the first step took (compiling included) and restart the tokens/s window
-    (compile time is not throughput); returns the window's new start."""
+    (compile time is not throughput); returns the window's new start on the step clock."""
     what = "compiling + first step" if setup.args.compile else "first step"
     setup.logger.info(f"{what} took {time.time() - started:.1f} s")
     progress.window_tokens = 0
-    return time.time()
+    return setup.clock.used
 
 
 def _check_resumed_options(setup: TrainingSetup, saved: dict) -> None:

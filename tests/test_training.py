@@ -74,6 +74,27 @@ def test_loop_trains_and_saves_a_loadable_best_model(loop, model_type, make_args
     assert clf(**enc).logits.shape == (2, 2)
 
 
+@pytest.mark.parametrize("loop", ["pytorch", "huggingface"])
+def test_tokens_per_second_is_the_windows_tokens_over_its_step_time(loop, make_args, tmp_path, monkeypatch):
+    # Every optimizer step takes 0.25 s on the step clock, whatever the wall clock says: the logged
+    # rate is then exactly tokens over 0.25 s a step, whether or not a validation (here every 3 steps,
+    # across the 5-step logging windows) or the first step's set-up fell inside the window.
+    def quarter_second_step(clock):
+        clock.used += 0.25
+        clock._since = None
+
+    monkeypatch.setattr(TrainingClock, "stop", quarter_second_step)
+    out = tmp_path / "run"
+    flag = ["--torch_training"] if loop == "pytorch" else []
+    args = make_args("train", *flag, "--output_dir", out, *TRAIN, "--eval_steps", "3", "--max_steps", "23")
+    results = run_loop(loop, args)
+    rates = scalars(out, "train/tokens_per_second")
+    full_step = 8 * 32 / 0.25  # batch 8 blocks of 32 tokens
+    assert len(rates) > 2 and results["step_seconds"] == pytest.approx(0.25 * results["steps"], abs=0.1)
+    assert rates[:-1] == pytest.approx([full_step] * (len(rates) - 1)), rates  # the epoch's last step may be short
+    assert 0 < rates[-1] <= full_step + 1e-6
+
+
 def test_saved_model_reloads_to_the_same_logits(make_args, tmp_path):
     for model_type, kind, auto in (("gpt2", "clm", AutoModelForCausalLM), ("llama", "clm", AutoModelForCausalLM),
                                    ("bert", "mlm", AutoModelForMaskedLM)):

@@ -38,7 +38,8 @@ class TrainingClock:
     """Wall-clock seconds spent inside optimizer steps (compiling included; validation,
     checkpoint writing and logging not, so how often a run validates does not change
     what it trains), across resumes. With --max_minutes its share of the budget drives
-    the learning-rate schedule and ends the run.
+    the learning-rate schedule and ends the run. Both loops' logged tokens/s is a window's
+    tokens over this clock's seconds in that window, as train_results' tokens_seen / step_seconds.
 
     `used` only moves when a step ends (`stop`); under several processes it is then
     rank 0's value on every rank, so all ranks schedule the same LR and stop together."""
