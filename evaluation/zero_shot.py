@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from scipy.stats import spearmanr
@@ -34,7 +36,7 @@ from transformers import PreTrainedModel
 from custom_models import load_model_and_tokenizer
 from evaluation import reading
 from evaluation.layout import default_results_root, model_name_and_revision, revision_dir, zero_shot_dir
-from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, default_backend, make_plans, pad_id_of, score_plans
+from evaluation.scoring import CONVENTIONS, TOKENS_PER_BATCH, Plan, default_backend, make_plans, pad_id_of, score_plans
 from evaluation.tasks import READING_FILE, Task, choose_eval_set, find_tasks, read_task
 from training.hardware import autocast, log_choice
 from training.identity import WeightsIdentity, loaded, recorded, refuse_if_training, write_sidecar
@@ -42,6 +44,7 @@ from training.model_card import refresh_model_card, zero_shot_rows
 from utils import RunLogger, UserError, get_device, write_json_atomic, write_text_atomic
 
 ENTITY_SPLITS = ("regular", "ambiref", "move_contents")
+T = TypeVar("T")
 
 
 def summary_paths(where: Path, backend: str) -> tuple[Path, Path]:
@@ -129,21 +132,33 @@ def report_text(result: dict, metric: str, convention: str) -> str:
     return "\n".join(lines)
 
 
+def task_plans(tokenizer, task: Task, backend: str, convention: str, variant: str = "within_word_l2r") -> list[Plan]:
+    """The plan of every candidate of `task`, flat: item by item, each item's candidates in order (`by_item`
+    regroups anything in that order)."""
+    sentences = [c for item in task.items for c in item.candidates]
+    completions = [c for item in task.items for c in item.completions]
+    return make_plans(tokenizer, sentences, completions, backend, convention, variant)
+
+
+def by_item(task: Task, flat: Iterable[T]) -> list[list[T]]:
+    """A flat per-candidate sequence, in `task_plans`' order, regrouped into the task's items."""
+    flat = iter(flat)
+    return [[next(flat) for _ in item.candidates] for item in task.items]
+
+
 def score_task(model: PreTrainedModel, tokenizer, task: Task, backend: str, convention: str, tokens_per_batch: int,
                device: torch.device, variant: str, progress: bool = False) -> list[list[float]]:
     """Each item's candidate scores."""
-    sentences = [c for item in task.items for c in item.candidates]
-    completions = [c for item in task.items for c in item.completions]
-    plans = make_plans(tokenizer, sentences, completions, backend, convention, variant)
+    plans = task_plans(tokenizer, task, backend, convention, variant)
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     longest = max(len(p.ids) for p in plans)
     if positions is not None and longest > positions:
         raise UserError(f"{task.data_dir} has a candidate of {longest} tokens but the model has {positions} "
                         f"positions: leave this task out (--zero_shot_tasks) or train with more positions")
-    flat = iter(score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
-                            tokens_per_batch, device,
-                            desc=f"{task.name}/{task.data_dir.name} ({backend}, {convention})" if progress else None))
-    return [[next(flat) for _ in item.candidates] for item in task.items]
+    scores = score_plans(model, plans, backend, pad_id_of(tokenizer, backend), tokenizer.mask_token_id,
+                         tokens_per_batch, device,
+                         desc=f"{task.name}/{task.data_dir.name} ({backend}, {convention})" if progress else None)
+    return by_item(task, scores)
 
 
 def evaluate_model(model: PreTrainedModel, tokenizer, eval_dir: str | Path, out_root: str | Path,

@@ -21,7 +21,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.scoring import Plan, make_plans
+from evaluation import zero_shot
+from evaluation.scoring import Plan
 from evaluation.tasks import Task, find_tasks, read_task
 
 OFFICIAL_BATCH = 64  # evaluation-pipeline-2025 sentence_zero_shot: --batch_size and --non_causal_batch_size
@@ -110,11 +111,8 @@ def least_work(plans: list[Plan], backend: str) -> Work:
 
 def task_plans(tokenizer, task: Task, backend: str) -> tuple[list[Plan], list[list[Plan]]]:
     """The task's plans under the official convention, flat and per candidate slot (as the official loop runs them)."""
-    sentences = [c for item in task.items for c in item.candidates]
-    completions = [c for item in task.items for c in item.completions]
-    plans = make_plans(tokenizer, sentences, completions, backend, "official")
-    flat = iter(plans)
-    per_item = [[next(flat) for _ in item.candidates] for item in task.items]
+    plans = zero_shot.task_plans(tokenizer, task, backend, "official")
+    per_item = zero_shot.by_item(task, plans)
     slots = max(len(item) for item in per_item)
     return plans, [[item[c] for item in per_item if c < len(item)] for c in range(slots)]
 
