@@ -109,7 +109,7 @@ def least_work(plans: list[Plan], backend: str) -> Work:
     return work
 
 
-def task_plans(tokenizer, task: Task, backend: str) -> tuple[list[Plan], list[list[Plan]]]:
+def _official_plans(tokenizer, task: Task, backend: str) -> tuple[list[Plan], list[list[Plan]]]:
     """The task's plans under the official convention, flat and per candidate slot (as the official loop runs them)."""
     plans = zero_shot.task_plans(tokenizer, task, backend, "official")
     per_item = zero_shot.by_item(task, plans)
@@ -119,7 +119,7 @@ def task_plans(tokenizer, task: Task, backend: str) -> tuple[list[Plan], list[li
 
 def bound(tokenizer, task: Task, backend: str, layers: int, hidden: int, vocab: int) -> float:
     """Official work / least work for one task at one size."""
-    plans, per_slot = task_plans(tokenizer, task, backend)
+    plans, per_slot = _official_plans(tokenizer, task, backend)
     return (official_work(per_slot, backend).flops(layers, hidden, vocab)
             / least_work(plans, backend).flops(layers, hidden, vocab))
 
